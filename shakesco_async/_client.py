@@ -1,0 +1,153 @@
+"""``ShakescoClient``: the one base client. Endpoint groups supply the methods; this sends them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import aiohttp
+
+from ._config import ApiKey, resolve_api_key, resolve_base_url, resolve_ledger
+from ._errors import (
+    APIError,
+    ConfigurationError,
+    DailyCapExceeded,
+    MalformedResponse,
+    RateLimited,
+    ServerError,
+    TransportError,
+    ValidationError,
+    error_from_response,
+)
+from ._retry import backoff_delay
+from ._transport import Transport
+from ._version import VERSION
+from ._wire import WireValue
+from .endpoints import Endpoint, EndpointMethods
+from .guard import GuardSettings, WriteGuard
+from .ledger import Ledger, open_ledger
+
+__all__ = ["ShakescoClient"]
+
+log = logging.getLogger("shakesco_async")
+R = TypeVar("R")
+_RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class ShakescoClient(EndpointMethods):
+    """Async client for the Shakesco Tokens API.
+
+    Every write goes through the write guard and its ledger; reads are retried with
+    backoff. Use it as ``async with ShakescoClient() as client:`` or call ``aclose()``.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        ledger: Ledger | str | os.PathLike[str] | None = None,
+        timeout: float = 30.0,
+        max_retries: int = 2,
+        session: aiohttp.ClientSession | None = None,
+        guard: GuardSettings | None = None,
+    ) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigurationError(f"max_retries must be a non-negative int, got {max_retries!r}")
+        self._api_key: ApiKey = resolve_api_key(api_key)
+        self.base_url = resolve_base_url(base_url)
+        self.timeout = float(timeout)
+        self.max_retries = max_retries
+        self._settings = guard or GuardSettings()
+        self._transport = Transport(
+            self.base_url, self._api_key, timeout=self.timeout, version=VERSION, session=session
+        )
+        target: Any = resolve_ledger(ledger)
+        self._ledger = open_ledger(target, business=self._api_key.fingerprint, synchronous=self._settings.synchronous)
+        self._owns_ledger = not isinstance(ledger, Ledger)
+        self._guard = WriteGuard(
+            reader=self,
+            send_once=self._exchange,
+            ledger=self._ledger,
+            settings=self._settings,
+            timeout=self.timeout,
+            max_retries=max_retries,
+        )
+
+    def __repr__(self) -> str:
+        return f"ShakescoClient(base_url={str(self.base_url)!r}, ledger={self._ledger!r})"
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger of guarded writes (opened on first use)."""
+        return self._ledger
+
+    @property
+    def guard(self) -> WriteGuard:
+        """The write guard every write goes through."""
+        return self._guard
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (unless the caller owns it) and the ledger (unless passed in)."""
+        await self._transport.aclose()
+        if self._owns_ledger:
+            await self._ledger.close()
+
+    # -- the one code path ----------------------------------------------------------------
+    async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:
+        wire = endpoint.prepare(params)
+        if endpoint.is_write:
+            return await self._guard.execute(endpoint, wire, idempotency_key)
+        if idempotency_key is not None:
+            raise ValidationError(f"{endpoint.name}() is a read and takes no idempotency_key")
+        return await self._read(endpoint, wire)
+
+    async def _read(self, endpoint: Endpoint[R], wire: dict[str, WireValue]) -> R:
+        """A GET, retried on transport errors, rate limits and 502/503/504."""
+        attempt = 0
+        while True:
+            try:
+                return await self._exchange(endpoint, wire, None)
+            except (TransportError, APIError) as exc:
+                attempt += 1
+                retry_after = exc.retry_after if isinstance(exc, APIError) else None
+                if attempt > self.max_retries or not _retryable_read_error(exc):
+                    raise
+                delay = backoff_delay(attempt, retry_after=retry_after)
+                log.debug("GET %s failed (%s); retry %d in %.2fs", endpoint.path, exc, attempt, delay)
+                await asyncio.sleep(delay)
+
+    async def _exchange(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
+        """Exactly one HTTP exchange: the parsed result, or the typed error."""
+        response = await self._transport.send(
+            endpoint.method, endpoint.path, fields=wire, idempotency_key=idempotency_key
+        )
+        if not 200 <= response.status < 300:
+            raise error_from_response(response.status, response.text, response.retry_after)
+        try:
+            data = json.loads(response.text)
+        except ValueError:
+            raise MalformedResponse(f"{endpoint.path} answered {response.status} with a non-JSON body", response.text) from None
+        return endpoint.parse(data)
+
+
+def _retryable_read_error(exc: Exception) -> bool:
+    if isinstance(exc, TransportError):
+        return True
+    if isinstance(exc, RateLimited):
+        return not isinstance(exc, DailyCapExceeded)
+    return isinstance(exc, ServerError) and exc.status in _RETRYABLE_STATUS

@@ -1,0 +1,79 @@
+"""Client settings from arguments and the environment, checked once at construction."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+
+import yarl
+
+from ._errors import ConfigurationError
+
+__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LEDGER", "ApiKey", "resolve_api_key", "resolve_base_url", "resolve_ledger"]
+
+DEFAULT_BASE_URL = "https://tokens.shakesco.com"
+DEFAULT_LEDGER = "shakesco-ledger.sqlite3"
+
+
+class ApiKey:
+    """Holds the API key so that it cannot leak through ``repr``, ``str`` or logging."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The key itself, for the Authorization header only."""
+        return self._value
+
+    @property
+    def fingerprint(self) -> str:
+        """A short one-way digest that names the business without exposing the key."""
+        return hashlib.sha256(self._value.encode()).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return f"ApiKey(fingerprint={self.fingerprint!r})"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> object:
+        raise TypeError("ApiKey cannot be pickled")
+
+
+def resolve_api_key(api_key: str | None) -> ApiKey:
+    value = api_key if api_key is not None else os.environ.get("SHAKESCO_API_KEY")
+    if value is None or not value.strip():
+        raise ConfigurationError("no API key: pass api_key=... or set SHAKESCO_API_KEY")
+    if not isinstance(value, str) or any(c.isspace() for c in value.strip()) or "\n" in value:
+        raise ConfigurationError("the API key must be a single token without whitespace")
+    return ApiKey(value.strip())
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_base_url(base_url: str | None) -> yarl.URL:
+    raw = base_url or os.environ.get("SHAKESCO_BASE_URL") or DEFAULT_BASE_URL
+    url = yarl.URL(raw.rstrip("/"))
+    if url.scheme not in ("https", "http") or not url.host:
+        raise ConfigurationError(f"base_url must be an https:// URL, got {raw!r}")
+    if url.scheme == "http" and not _is_loopback(url.host):
+        raise ConfigurationError(
+            f"refusing plain http:// to {url.host!r}: the API key would travel unencrypted; "
+            "use https://, or http:// only for a loopback sandbox"
+        )
+    if url.user or url.password or url.query_string or url.fragment:
+        raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
+    return url
+
+
+def resolve_ledger(ledger: object) -> object:
+    return ledger if ledger is not None else os.environ.get("SHAKESCO_LEDGER", DEFAULT_LEDGER)

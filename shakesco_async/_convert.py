@@ -1,0 +1,85 @@
+"""The one cattrs converter that turns API JSON into result models, and back for the ledger."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import cattrs
+
+__all__ = ["converter", "to_bool", "to_datetime", "to_decimal", "to_int"]
+
+
+def to_decimal(value: Any, _: Any = None) -> Decimal:
+    """Exact decimal from a decimal string or JSON number (never via binary float maths)."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
+        raise ValueError(f"not an amount: {value!r}")
+    try:
+        result = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {value!r}") from None
+    if not result.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    return result
+
+
+def to_int(value: Any, _: Any = None) -> int:
+    """Integer from an int or an integer string ("3600")."""
+    if isinstance(value, bool):
+        raise ValueError(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str | float | Decimal):
+        number = to_decimal(value)
+        if number == number.to_integral_value():
+            return int(number)
+    raise ValueError(f"not an integer: {value!r}")
+
+
+def to_bool(value: Any, _: Any = None) -> bool:
+    """Boolean from true/false, "true"/"false" or 0/1."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+        return value.strip().lower() in ("true", "1")
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def to_datetime(value: Any, _: Any = None) -> datetime | None:
+    """Aware UTC datetime from Unix seconds or ISO 8601; "0", 0 and null mean none."""
+    if value is None or value == "" or value == 0 or value == "0":
+        return None
+    if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    seconds = to_decimal(value)
+    return datetime.fromtimestamp(float(seconds), tz=UTC)
+
+
+def _make_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(Decimal, to_decimal)
+    conv.register_structure_hook(int, to_int)
+    conv.register_structure_hook(bool, to_bool)
+    conv.register_structure_hook(str, lambda v, _: v if isinstance(v, str) else str(v))
+    conv.register_structure_hook(datetime, lambda v, _: _require(to_datetime(v)))
+    conv.register_structure_hook_func(lambda t: t == (datetime | None), to_datetime)
+    conv.register_structure_hook_func(
+        lambda t: t == (Decimal | None), lambda v, _: None if v is None else to_decimal(v)
+    )
+    conv.register_structure_hook_func(lambda t: t == (int | None), lambda v, _: None if v is None else to_int(v))
+    conv.register_unstructure_hook(Decimal, str)
+    conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
+    return conv
+
+
+def _require(value: datetime | None) -> datetime:
+    if value is None:
+        raise ValueError("timestamp is missing")
+    return value
+
+
+converter = _make_converter()

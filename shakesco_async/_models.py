@@ -1,0 +1,155 @@
+"""Result models: frozen attrs classes, filled by the converter in ``_convert``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import attrs
+
+__all__ = [
+    "CashbackProgress",
+    "CashbackSettings",
+    "EventDetails",
+    "HappyHour",
+    "Link",
+    "Receipt",
+    "StakeInfo",
+    "TierThresholds",
+    "TokenInfo",
+    "UserInfo",
+    "UserTier",
+    "VestingInfo",
+]
+
+_ZERO = Decimal(0)
+
+
+@attrs.frozen
+class Receipt:
+    """The result of a write.
+
+    ``tx_hash`` is None when the write was proven applied by reading state back
+    after its answer was lost (``verified`` is then True). ``replayed`` is True
+    when the receipt came from the ledger for a repeated idempotency key and
+    nothing was sent.
+    """
+
+    tx_hash: str | None
+    idempotency_key: str | None = None
+    replayed: bool = False
+    verified: bool = False
+
+
+@attrs.frozen
+class Link:
+    """A link the customer opens to finish an action (claim-pending-rewards, receive-from-shakesco)."""
+
+    url: str
+    expires_at: datetime
+    idempotency_key: str | None = None
+    replayed: bool = False
+
+
+@attrs.frozen
+class StakeInfo:
+    """One stake record; an unknown index reads as zeros with ``active=False``."""
+
+    amount: Decimal = _ZERO
+    start_time: datetime | None = None
+    lock_duration: int = 0
+    reward_percent: Decimal = _ZERO
+    active: bool = False
+
+
+@attrs.frozen
+class VestingInfo:
+    """The customer's vesting grant (durations in seconds, percentages as 25 = 25%)."""
+
+    total_amount: Decimal = _ZERO
+    start_time: datetime | None = None
+    cliff_duration: int = 0
+    cliff_percent: Decimal = _ZERO
+    vesting_duration: int = 0
+    claimed: Decimal = _ZERO
+    active: bool = False
+
+
+@attrs.frozen
+class HappyHour:
+    """The happy-hour promotion; ``multiplier`` is 1 while inactive."""
+
+    end_time: datetime | None = None
+    multiplier: Decimal = Decimal(1)
+    is_active: bool = False
+
+
+@attrs.frozen
+class TierThresholds:
+    """Available-balance thresholds of the three tiers."""
+
+    bronze: Decimal = _ZERO
+    silver: Decimal = _ZERO
+    gold: Decimal = _ZERO
+    is_active: bool = False
+
+
+@attrs.frozen
+class UserTier:
+    """A customer's tier: 0..3 and its label ("None", "Bronze", "Silver", "Gold")."""
+
+    tier: int = 0
+    tier_label: str = "None"
+
+
+@attrs.frozen
+class CashbackSettings:
+    """The cashback programme for one currency."""
+
+    spend_threshold: Decimal = _ZERO
+    spend_threshold_currency: str = ""
+    reward_tokens: Decimal = _ZERO
+    is_active: bool = False
+
+
+@attrs.frozen
+class CashbackProgress:
+    """A customer's spend towards the next cashback reward."""
+
+    spent: Decimal = _ZERO
+    threshold: Decimal = _ZERO
+    remaining: Decimal = _ZERO
+    currency: str = ""
+
+
+@attrs.frozen
+class UserInfo:
+    """Everything the API knows about one customer."""
+
+    available_balance: Decimal = _ZERO
+    each_token_value: Decimal = _ZERO
+    each_token_value_in_business: Decimal = _ZERO
+    total_staked: Decimal = _ZERO
+    total_vested: Decimal = _ZERO
+    total_earned: Decimal = _ZERO
+    total_spent: Decimal = _ZERO
+    tier: str = "None"
+    voting_power: int = 0
+
+
+@attrs.frozen
+class EventDetails:
+    """An event's allocation and whether it can be claimed only once."""
+
+    allocation: Decimal = _ZERO
+    should_not_claim_twice: bool = False
+
+
+@attrs.frozen
+class TokenInfo:
+    """Basic facts about the business token; fields beyond name and symbol are inferred."""
+
+    name: str = ""
+    symbol: str = ""
+    decimals: int | None = None
+    total_supply: Decimal | None = None

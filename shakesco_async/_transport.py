@@ -1,0 +1,121 @@
+"""The HTTP boundary: one pooled aiohttp session, one request at a time, no retries.
+
+Everything above this module deals in ``Response`` objects and SDK exceptions; nothing
+above it touches aiohttp.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Mapping
+
+import aiohttp
+import attrs
+import yarl
+
+from ._config import ApiKey
+from ._errors import TransportError, TransportTimeout
+from ._retry import parse_retry_after
+from ._wire import WireValue, encode_body, encode_query
+
+__all__ = ["Response", "Transport", "user_agent"]
+
+log = logging.getLogger("shakesco_async")
+
+
+def user_agent(version: str) -> str:
+    return f"shakesco-async/{version} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
+
+
+@attrs.frozen
+class Response:
+    """An HTTP answer, whatever its status."""
+
+    status: int
+    text: str
+    retry_after: float | None = None
+
+
+class Transport:
+    """Sends one request and returns its answer, or raises TransportError."""
+
+    def __init__(
+        self,
+        base_url: yarl.URL,
+        api_key: ApiKey,
+        *,
+        timeout: float,
+        version: str,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session = session
+        self._owns_session = session is None
+        self._user_agent = user_agent(version)
+        self._closed = False
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise TransportError("the client is closed", sent=False)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        return self._session
+
+    async def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        fields: Mapping[str, WireValue],
+        idempotency_key: str | None = None,
+    ) -> Response:
+        """One HTTP exchange. ``TransportError.sent`` tells whether the request may have left."""
+        session = self._get_session()
+        headers = {
+            "Authorization": f"Bearer {self._api_key.reveal()}",
+            "User-Agent": self._user_agent,
+            "Accept": "application/json",
+        }
+        if idempotency_key is not None:
+            headers["Idempotency-Key"] = idempotency_key
+        url = self._base_url.with_path(self._base_url.path.rstrip("/") + path)
+        data: bytes | None = None
+        params: dict[str, str] | None = None
+        if method == "POST":
+            headers["Content-Type"] = "application/json"
+            data = encode_body(fields)
+        elif fields:
+            params = encode_query(fields)
+        started = time.perf_counter()
+        try:
+            async with session.request(
+                method, url, params=params, data=data, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                text = await resp.text(errors="replace")
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise TransportTimeout(f"{method} {path}: timed out connecting", sent=False) from exc
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise TransportTimeout(f"{method} {path}: timed out waiting for the answer", sent=None) from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(f"{method} {path}: cannot connect ({exc.os_error})", sent=False) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise TransportError(f"{method} {path}: connection lost ({type(exc).__name__})", sent=None) from exc
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        log.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed_ms)
+        return Response(status, text, retry_after)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+        self._session = None
+
+    def __repr__(self) -> str:
+        return f"Transport(base_url={str(self._base_url)!r})"
+

@@ -1,0 +1,160 @@
+"""Input checks. Each returns the value as it goes on the wire, or raises ValidationError."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from ._errors import ValidationError
+
+__all__ = [
+    "MAX_DECIMALS",
+    "MAX_STRING",
+    "amount",
+    "boolean",
+    "currency",
+    "customer_ref",
+    "duration",
+    "event_name",
+    "index",
+    "multiplier",
+    "non_negative_amount",
+    "percent",
+    "rate_percent",
+]
+
+MAX_DECIMALS = 18
+MAX_STRING = 256
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+Amount = Decimal | int | str | float
+
+
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValidationError(f"{name} must not be empty")
+    if len(value) > MAX_STRING:
+        raise ValidationError(f"{name} is longer than {MAX_STRING} characters")
+    if _CONTROL.search(value):
+        raise ValidationError(f"{name} must not contain control characters")
+    return value
+
+
+def customer_ref(name: str, value: Any) -> str:
+    """A customer reference: any non-empty string, used exactly as given."""
+    return _text(name, value)
+
+
+def event_name(name: str, value: Any) -> str:
+    """An event name; the API stores them in lowercase."""
+    text = _text(name, value)
+    if text != text.lower():
+        raise ValidationError(f"{name} must be lowercase (the API stores event names in lowercase): {text!r}")
+    return text
+
+
+def _decimal(name: str, value: Any) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int, str, float)):
+        raise ValidationError(f"{name} must be a Decimal, int or decimal string, got {type(value).__name__}")
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{name} must be finite, got {value!r}")
+        written = Decimal(repr(value))
+        if Decimal(value) != written:
+            raise ValidationError(
+                f"{name}={value!r} is not exact as a binary float; pass Decimal({repr(value)!r}) or the string"
+            )
+        number = written
+    else:
+        try:
+            number = Decimal(value.strip() if isinstance(value, str) else value)
+        except InvalidOperation:
+            raise ValidationError(f"{name} is not a number: {value!r}") from None
+    if not number.is_finite():
+        raise ValidationError(f"{name} must be finite, got {value!r}")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > MAX_DECIMALS and number != number.quantize(Decimal(1).scaleb(-MAX_DECIMALS)):
+        raise ValidationError(f"{name} has more than {MAX_DECIMALS} decimal places: {value!r}")
+    return number
+
+
+def amount(name: str, value: Any) -> Decimal:
+    """A token amount: finite, greater than zero, at most 18 decimal places."""
+    number = _decimal(name, value)
+    if number <= 0:
+        raise ValidationError(f"{name} must be greater than zero, got {value!r}")
+    return number
+
+
+def non_negative_amount(name: str, value: Any) -> Decimal:
+    """An amount that may be zero (tier thresholds, tokens_per_vote where 0 disables)."""
+    number = _decimal(name, value)
+    if number < 0:
+        raise ValidationError(f"{name} must not be negative, got {value!r}")
+    return number
+
+
+def percent(name: str, value: Any) -> Decimal:
+    """A percentage from 0 to 100 (25 = 25%)."""
+    number = non_negative_amount(name, value)
+    if number > 100:
+        raise ValidationError(f"{name} must be at most 100, got {value!r}")
+    return number
+
+
+def rate_percent(name: str, value: Any) -> Decimal:
+    """A reward rate in percent (20 = 20%); may exceed 100."""
+    return non_negative_amount(name, value)
+
+
+def multiplier(name: str, value: Any) -> Decimal:
+    """A happy-hour multiplier, at least 1."""
+    number = _decimal(name, value)
+    if number < 1:
+        raise ValidationError(f"{name} must be at least 1, got {value!r}")
+    return number
+
+
+def duration(name: str, value: Any) -> str:
+    """Whole seconds as an int or timedelta; sent as a string as the API expects."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+        if seconds != int(seconds):
+            raise ValidationError(f"{name} must be whole seconds, got {value!r}")
+        value = int(seconds)
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)  # the wire form, as stored in the ledger
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{name} must be an int number of seconds or a timedelta, got {type(value).__name__}")
+    if value < 0:
+        raise ValidationError(f"{name} must not be negative, got {value!r}")
+    return str(value)
+
+
+def index(name: str, value: Any) -> int:
+    """A 0-based integer index."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(f"{name} must be an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValidationError(f"{name} must not be negative, got {value!r}")
+    return value
+
+
+def currency(name: str, value: Any) -> str:
+    """An ISO 4217 style code of three capital letters ("KES", "USD")."""
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise ValidationError(f"{name} must be three capital letters such as 'USD', got {value!r}")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    """A real bool (not 0/1 or a string)."""
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be a bool, got {type(value).__name__}")
+    return value

@@ -1,0 +1,67 @@
+"""Staking: the rate, stakes, unstaking and pruning."""
+
+from __future__ import annotations
+
+
+from .. import _validate as v
+from .._models import Receipt, StakeInfo
+from ._spec import Caller, model, read, receipt, single, write
+from ._types import Amount, Duration
+
+SET_STAKING_RATE = write(
+    "/set-staking-rate", ("base_duration", v.duration), ("base_reward_percent", v.rate_percent), parse=receipt
+)
+CREATE_STAKE = write(
+    "/create-stake",
+    ("customer_ref", v.customer_ref),
+    ("amount", v.amount),
+    ("lock_duration", v.duration),
+    parse=receipt,
+)
+UNSTAKE = write("/unstake", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=receipt)
+PRUNE_INACTIVE_STAKES = write("/prune-inactive-stakes", ("customer_ref", v.customer_ref), parse=receipt)
+STAKE_INFO = read("/stake-info", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=model(StakeInfo))
+STAKE_COUNT = read("/stake-count", ("customer_ref", v.customer_ref), parse=single("stake_count", int))
+
+
+class StakingEndpoints(Caller):
+    async def set_staking_rate(
+        self, base_duration: Duration, base_reward_percent: Amount, *, idempotency_key: str | None = None
+    ) -> Receipt:
+        """Set the reward (percent) earned by a stake locked for ``base_duration`` seconds."""
+        return await self._call(
+            SET_STAKING_RATE,
+            base_duration=base_duration,
+            base_reward_percent=base_reward_percent,
+            idempotency_key=idempotency_key,
+        )
+
+    async def create_stake(
+        self, customer_ref: str, amount: Amount, lock_duration: Duration, *, idempotency_key: str | None = None
+    ) -> Receipt:
+        """Lock part of a customer's balance (at most 50 stake records per customer)."""
+        return await self._call(
+            CREATE_STAKE,
+            customer_ref=customer_ref,
+            amount=amount,
+            lock_duration=lock_duration,
+            idempotency_key=idempotency_key,
+        )
+
+    async def unstake(self, customer_ref: str, stake_index: int, *, idempotency_key: str | None = None) -> Receipt:
+        """Unlock a stake; early unstaking scales the reward pro rata."""
+        return await self._call(UNSTAKE, customer_ref=customer_ref, stake_index=stake_index, idempotency_key=idempotency_key)
+
+    async def prune_inactive_stakes(self, customer_ref: str, *, idempotency_key: str | None = None) -> Receipt:
+        """Drop unlocked stake records; the remaining ones are renumbered."""
+        return await self._call(PRUNE_INACTIVE_STAKES, customer_ref=customer_ref, idempotency_key=idempotency_key)
+
+    async def stake_info(self, customer_ref: str, stake_index: int) -> StakeInfo:
+        """One stake record (zeros and ``active=False`` for an unknown index)."""
+        return await self._call(STAKE_INFO, customer_ref=customer_ref, stake_index=stake_index)
+
+    async def stake_count(self, customer_ref: str) -> int:
+        """How many stake records the customer has."""
+        return await self._call(STAKE_COUNT, customer_ref=customer_ref)
+
+

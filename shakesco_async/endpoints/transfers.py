@@ -1,0 +1,46 @@
+"""Transfers between customers and migration to and from the Shakesco app."""
+
+from __future__ import annotations
+
+from .. import _validate as v
+from .._models import Link, Receipt
+from ._spec import Caller, link, receipt, write
+from ._types import Amount
+
+TRANSFER_TOKENS = write(
+    "/transfer-tokens",
+    ("from_customer_ref", v.customer_ref),
+    ("to_customer_ref", v.customer_ref),
+    ("amount", v.amount),
+    parse=receipt,
+)
+UPGRADE_TO_SHAKESCO = write("/upgrade-to-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt)
+RECEIVE_FROM_SHAKESCO = write("/receive-from-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=link)
+
+
+class TransferEndpoints(Caller):
+    async def transfer_tokens(
+        self, from_customer_ref: str, to_customer_ref: str, amount: Amount, *, idempotency_key: str | None = None
+    ) -> Receipt:
+        """Move tokens from one customer to another."""
+        return await self._call(
+            TRANSFER_TOKENS,
+            from_customer_ref=from_customer_ref,
+            to_customer_ref=to_customer_ref,
+            amount=amount,
+            idempotency_key=idempotency_key,
+        )
+
+    async def upgrade_to_shakesco(
+        self, customer_ref: str, amount: Amount, *, idempotency_key: str | None = None
+    ) -> Receipt:
+        """Migrate a legacy balance, once per customer (EventAlreadyClaimed the second time)."""
+        return await self._call(
+            UPGRADE_TO_SHAKESCO, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key
+        )
+
+    async def receive_from_shakesco(self, customer_ref: str, amount: Amount, *, idempotency_key: str | None = None) -> Link:
+        """A link (valid 10 minutes) to receive tokens from the Shakesco app."""
+        return await self._call(
+            RECEIVE_FROM_SHAKESCO, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key
+        )

@@ -1,0 +1,61 @@
+"""Turning results and errors into ledger records and back, so replays answer the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import _errors
+from .._convert import to_datetime
+from .._errors import APIError, RateLimited
+from .._models import Link, Receipt
+from .._wire import WireValue, decimal_text
+
+__all__ = ["canonical", "error_record", "is_definitive", "raise_recorded", "result_from_record", "result_record"]
+
+
+def canonical(wire: dict[str, WireValue]) -> dict[str, str | int | bool]:
+    """Wire values as JSON-native values; ``Endpoint.prepare`` turns them back unchanged."""
+    return {k: decimal_text(v) if not isinstance(v, (str, int, bool)) else v for k, v in wire.items()}
+
+
+def result_record(result: object) -> dict[str, Any]:
+    if isinstance(result, Receipt):
+        return {"kind": "receipt", "tx_hash": result.tx_hash, "verified": result.verified}
+    if isinstance(result, Link):
+        return {"kind": "link", "url": result.url, "expires_at": result.expires_at.isoformat()}
+    raise TypeError(f"not a write result: {type(result).__name__}")
+
+
+def result_from_record(record: dict[str, Any], key: str, *, replayed: bool) -> Receipt | Link:
+    if record.get("kind") == "link":
+        expires = to_datetime(record["expires_at"])
+        assert expires is not None
+        return Link(url=record["url"], expires_at=expires, idempotency_key=key, replayed=replayed)
+    return Receipt(
+        tx_hash=record.get("tx_hash"), idempotency_key=key, replayed=replayed, verified=bool(record.get("verified"))
+    )
+
+
+def is_definitive(error: APIError) -> bool:
+    """A refusal that proves the write was not applied and will not be by resending now.
+
+    Rate limits other than the daily cap are not definitive: the write did not apply,
+    and may be sent again later.
+    """
+    if isinstance(error, RateLimited) and not isinstance(error, _errors.DailyCapExceeded):
+        return False
+    return error.status < 500
+
+
+def error_record(error: APIError) -> dict[str, Any]:
+    return {"class": type(error).__name__, "status": error.status, "message": error.message, "body": error.body}
+
+
+def raise_recorded(record: dict[str, Any]) -> None:
+    """Raise the error a failed entry recorded, as the same class."""
+    cls = getattr(_errors, str(record.get("class")), None)
+    if not (isinstance(cls, type) and issubclass(cls, APIError)):
+        cls = APIError
+    raise cls(int(record.get("status", 0)), str(record.get("message", "")), str(record.get("body", "")))
+
+

@@ -1,0 +1,43 @@
+"""Knobs of the write guard."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+__all__ = ["GuardSettings"]
+
+
+@attrs.frozen
+class GuardSettings:
+    """How the write guard trades speed for certainty.
+
+    - ``synchronous``: "FULL" (default) makes each ledger commit survive power loss.
+      "NORMAL" survives process crashes but a power cut may lose the last commits,
+      and with them the record that a write was about to be sent.
+    - ``verify_delay``: seconds to wait after an unknown outcome before reading state
+      back, so that a request still being processed by the API lands first.
+    - ``lease_ttl``: seconds a customer lease outlives a crashed process; by default
+      long enough for a write with all its retries and verification reads.
+    - ``lease_wait``: how long a write waits for another process's lease on its
+      customer before giving up (default: ``lease_ttl`` plus a margin).
+    """
+
+    synchronous: Literal["FULL", "NORMAL"] = attrs.field(
+        default="FULL", validator=attrs.validators.in_(("FULL", "NORMAL"))
+    )
+    verify_delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
+    lease_ttl: float | None = None
+    lease_wait: float | None = None
+
+    def resolved_lease_ttl(self, timeout: float, max_retries: int) -> float:
+        if self.lease_ttl is not None:
+            return self.lease_ttl
+        # Each attempt: the send, the verify delay and a few verification reads.
+        return (timeout * 4 + self.verify_delay) * (max_retries + 1) + 10.0
+
+    def resolved_lease_wait(self, timeout: float, max_retries: int) -> float:
+        if self.lease_wait is not None:
+            return self.lease_wait
+        return self.resolved_lease_ttl(timeout, max_retries) + 5.0

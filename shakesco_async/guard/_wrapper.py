@@ -1,0 +1,282 @@
+"""The transaction wrapper every write goes through.
+
+Phases, each ending at a durable recovery point in the ledger:
+
+1. **begin**: record the intent (state ``recorded``) and lease the customers, in one commit.
+2. **resolve**: settle any earlier write on these customers whose outcome is still open,
+   while its pre-send snapshot is still the latest truth (nothing of ours ran since).
+3. **snapshot + mark sending**: read the state the verifier needs, store it with state
+   ``sending``. Only after that commit may the request leave.
+4. **send once**: 200 commits; a definitive refusal fails; an unknown outcome is verified
+   by reading state back. Only a write proven not applied is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
+
+from .._errors import (
+    APIError,
+    IdempotencyConflict,
+    LedgerError,
+    MalformedResponse,
+    OutcomeUnknown,
+    TransportError,
+    ValidationError,
+)
+from .._retry import backoff_delay
+from .._wire import WireValue
+from ..endpoints import Endpoint, EndpointMethods
+from ..ledger import EntryState, Intent, KeySource, Ledger, LedgerEntry
+from ._locks import KeyedLocks
+from ._outcome import canonical, error_record, is_definitive, raise_recorded, result_from_record, result_record
+from ._settings import GuardSettings
+from ._verify import VERIFIERS, Judgement, Verdict, snapshot_of, verify
+
+__all__ = ["WriteGuard"]
+
+log = logging.getLogger("shakesco_async.guard")
+R = TypeVar("R")
+SendOnce = Callable[[Endpoint[Any], dict[str, WireValue], str], Awaitable[Any]]
+MAX_KEY_LENGTH = 255
+_OPEN = (EntryState.SENDING, EntryState.IN_DOUBT)
+
+
+def check_idempotency_key(key: object) -> str:
+    if not isinstance(key, str) or not key.strip():
+        raise ValidationError("idempotency_key must be a non-empty string")
+    if len(key) > MAX_KEY_LENGTH or any(ord(ch) < 32 for ch in key):
+        raise ValidationError(f"idempotency_key must be at most {MAX_KEY_LENGTH} printable characters")
+    return key
+
+
+class WriteGuard:
+    """At-most-once writes over an API without idempotency keys."""
+
+    def __init__(
+        self,
+        *,
+        reader: EndpointMethods,
+        send_once: SendOnce,
+        ledger: Ledger,
+        settings: GuardSettings,
+        timeout: float,
+        max_retries: int,
+    ) -> None:
+        self._reader = reader
+        self._send_once = send_once
+        self.ledger = ledger
+        self._settings = settings
+        self._max_retries = max_retries
+        self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
+        self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
+        self._locks = KeyedLocks()
+        self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._owner_ids = itertools.count(1)
+
+    # -- entry point ---------------------------------------------------------------------------
+    async def execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
+        """Send ``endpoint`` at most once for its idempotency key, and record what happened."""
+        source = KeySource.CALLER if idempotency_key is not None else KeySource.GENERATED
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"sdk_{uuid.uuid4().hex}"
+        customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
+        intent = Intent(key, endpoint.path, canonical(wire), customers, source)
+        owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
+        async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
+            entry = await self._take(intent, owner)
+            try:
+                return cast(R, await self._run(endpoint, entry, owner))
+            finally:
+                await asyncio.shield(self.ledger.release(customers, owner=owner))
+
+    async def _take(self, intent: Intent, owner: str) -> LedgerEntry:
+        """Record the intent, or find the key's entry; return holding the customers' leases."""
+        deadline = time.monotonic() + self._lease_wait
+        while True:
+            begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl)
+            if begun.created and begun.entry is not None:
+                return begun.entry
+            busy_until = begun.busy_until
+            if begun.entry is not None:
+                if begun.entry.params_digest != intent.digest or begun.entry.operation != intent.operation:
+                    raise IdempotencyConflict(
+                        intent.key,
+                        f"idempotency key {intent.key!r} was used for {begun.entry.operation} with other parameters",
+                    )
+                if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
+                    return begun.entry
+                busy_until = await self.ledger.acquire(intent.customers, owner=owner, lease_ttl=self._lease_ttl)
+                if busy_until is None:
+                    fresh = await self.ledger.get(intent.key)
+                    assert fresh is not None
+                    return fresh
+            if time.monotonic() > deadline:
+                raise LedgerError(
+                    f"customers {', '.join(intent.customers)} are leased by another process; nothing was sent"
+                )
+            wait = max(0.0, (busy_until or 0.0) - time.time())
+            await asyncio.sleep(min(wait, 0.05) + 0.005)
+
+    # -- the phases ------------------------------------------------------------------------------
+    async def _run(self, endpoint: Endpoint[Any], entry: LedgerEntry, owner: str) -> object:
+        if entry.state == EntryState.COMMITTED:
+            assert entry.result is not None
+            return result_from_record(entry.result, entry.key, replayed=True)
+        if entry.state == EntryState.FAILED:
+            assert entry.error is not None
+            raise_recorded(entry.error)
+        if entry.state in _OPEN:
+            # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
+            judgement = await self._judge(entry)
+            if judgement.verdict == Verdict.APPLIED:
+                record = {"kind": "receipt", "tx_hash": None, "verified": True}
+                await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record)
+                return result_from_record(record, entry.key, replayed=True)
+            if judgement.verdict != Verdict.NOT_APPLIED:
+                await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason)
+                raise OutcomeUnknown(entry.key, judgement.reason)
+        await self._resolve_others(entry, owner)
+        return await self._send(endpoint, entry, owner)
+
+    async def _judge(self, entry: LedgerEntry) -> Judgement:
+        if entry.snapshot is None:
+            return Judgement(Verdict.UNEXPLAINED, entry.reason or "no usable snapshot; resolve by hand")
+        judgement = await verify(self._reader, entry.operation, entry.params, entry.snapshot)
+        if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
+            return Judgement(Verdict.NOT_APPLIED, "sending it again is harmless")
+        return judgement
+
+    async def resolve(self, entry: LedgerEntry) -> Judgement:
+        """Judge an open entry (caller holds its customers' leases) and record the verdict."""
+        judgement = await self._judge(entry)
+        if judgement.verdict == Verdict.APPLIED:
+            record = {"kind": "receipt", "tx_hash": None, "verified": True}
+            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record, expect=_OPEN)
+        elif judgement.verdict == Verdict.NOT_APPLIED:
+            state = EntryState.RECORDED if entry.key_source == KeySource.CALLER else EntryState.ABANDONED
+            await self.ledger.settle(entry.key, state, reason="verified not applied", expect=_OPEN)
+        elif judgement.verdict == Verdict.UNEXPLAINED:
+            await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
+        return judgement
+
+    async def _resolve_others(self, entry: LedgerEntry, owner: str) -> None:
+        """Settle earlier open writes on these customers while their snapshots still hold."""
+        seen: set[str] = {entry.key}
+        for customer in entry.customers:
+            for other in await self.ledger.entries(states=_OPEN, customer=customer):
+                if other.key in seen or other.snapshot is None:
+                    continue
+                seen.add(other.key)
+                extra = [c for c in other.customers if c not in entry.customers]
+                if extra and await self.ledger.acquire(extra, owner=owner, lease_ttl=self._lease_ttl) is not None:
+                    await self._supersede(other, entry.key)
+                    continue
+                try:
+                    judgement = await self.resolve(other)
+                finally:
+                    await self.ledger.release(extra, owner=owner)
+                if judgement.verdict == Verdict.UNREADABLE:
+                    await self._give_up_unsent(entry, "cannot verify an earlier write on this customer")
+                    raise TransportError(
+                        f"cannot verify earlier write {other.key!r} on this customer ({judgement.reason});"
+                        " nothing was sent",
+                        sent=False,
+                    )
+                if judgement.verdict == Verdict.UNEXPLAINED:
+                    await self._supersede(other, entry.key)
+
+    async def _supersede(self, other: LedgerEntry, by: str) -> None:
+        # Once a later write is sent, this snapshot no longer describes the state before `other`.
+        await self.ledger.settle(
+            other.key,
+            EntryState.IN_DOUBT,
+            reason=f"superseded by {by} before it could be verified; resolve by hand",
+            expect=_OPEN,
+            drop_snapshot=True,
+        )
+
+    async def _give_up_unsent(self, entry: LedgerEntry, reason: str) -> None:
+        """The write provably did not apply and this call will not send it again."""
+        if entry.key_source == KeySource.GENERATED:
+            await self.ledger.settle(entry.key, EntryState.ABANDONED, reason=reason)
+        else:
+            await self.ledger.settle(entry.key, EntryState.RECORDED, reason=reason)
+
+    async def _send(self, endpoint: Endpoint[Any], entry: LedgerEntry, owner: str) -> object:
+        verifier = VERIFIERS[entry.operation]
+        wire = endpoint.prepare(entry.params)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                snapshot = {} if verifier.repeatable else await snapshot_of(self._reader, entry.operation, entry.params)
+            except (TransportError, APIError, MalformedResponse):
+                await self._give_up_unsent(entry, "could not read the pre-send state")
+                raise
+            await self.ledger.mark_sending(
+                entry.key, snapshot=snapshot, owner=owner, customers=entry.customers, lease_ttl=self._lease_ttl
+            )
+            retry_after: float | None = None
+            try:
+                result = await self._send_once(endpoint, wire, entry.key)
+            except APIError as exc:
+                if is_definitive(exc):
+                    await self.ledger.settle(entry.key, EntryState.FAILED, error=error_record(exc))
+                    raise
+                if exc.status < 500:  # rate limited: refused, so provably not applied
+                    failure: Exception = exc
+                    retry_after = exc.retry_after
+                else:
+                    failure = await self._unknown(entry, snapshot, exc)
+            except TransportError as exc:
+                failure = exc if exc.sent is False else await self._unknown(entry, snapshot, exc)
+            except MalformedResponse as exc:
+                failure = await self._unknown(entry, snapshot, exc)
+            else:
+                await self.ledger.settle(entry.key, EntryState.COMMITTED, result=result_record(result))
+                return result_from_record(result_record(result), entry.key, replayed=False)
+            if isinstance(failure, _Applied):
+                return result_from_record(failure.record, entry.key, replayed=False)
+            # Proven not applied: sending again cannot double-apply.
+            if attempt > self._max_retries:
+                await self._give_up_unsent(entry, f"not applied after {attempt} attempts: {failure}")
+                raise failure
+            delay = backoff_delay(attempt, retry_after=retry_after)
+            log.info("write %s not applied (%s); sending again in %.2fs", entry.key, failure, delay)
+            await asyncio.sleep(delay)
+
+    async def _unknown(self, entry: LedgerEntry, snapshot: dict[str, Any], exc: Exception) -> Exception:
+        """Verify after an unknown outcome: a marker if applied, the error if not; raises if in doubt."""
+        if self._settings.verify_delay:
+            await asyncio.sleep(self._settings.verify_delay)
+        judgement = await verify(self._reader, entry.operation, entry.params, snapshot)
+        if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
+            judgement = Judgement(Verdict.NOT_APPLIED)
+        log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
+        if judgement.verdict == Verdict.APPLIED:
+            record = {"kind": "receipt", "tx_hash": None, "verified": True}
+            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record)
+            return _Applied(record)
+        if judgement.verdict == Verdict.NOT_APPLIED:
+            return exc
+        reason = f"{judgement.reason} (after: {exc})"
+        await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=reason)
+        raise OutcomeUnknown(entry.key, reason) from exc
+
+
+class _Applied(Exception):
+    """Internal marker: verification proved the write applied."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        super().__init__("applied")
+        self.record = record
+
+

@@ -1,0 +1,20 @@
+"""The ledger: a durable record of every guarded write, behind one interface."""
+
+from __future__ import annotations
+
+from ._base import Begun, Ledger
+from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry
+from ._open import open_ledger
+from ._sqlite import SQLiteLedger
+
+__all__ = [
+    "FINAL_STATES",
+    "Begun",
+    "EntryState",
+    "Intent",
+    "KeySource",
+    "Ledger",
+    "LedgerEntry",
+    "SQLiteLedger",
+    "open_ledger",
+]

@@ -1,0 +1,111 @@
+"""The ledger interface. The guard, reconcile and the CLI speak only to this."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import attrs
+
+from ._entry import EntryState, Intent, LedgerEntry
+
+__all__ = ["Begun", "Ledger"]
+
+
+@attrs.frozen
+class Begun:
+    """The outcome of ``Ledger.begin``.
+
+    ``created``: the intent was recorded and the leases taken, in one durable commit.
+    Otherwise ``existing`` is the entry already stored under that key (no lease taken),
+    or ``busy_until`` says another owner holds a lease on one of the customers.
+    """
+
+    entry: LedgerEntry | None
+    created: bool
+    busy_until: float | None = None
+
+
+class Ledger(abc.ABC):
+    """Durable record of every guarded write, and per-customer leases.
+
+    Every method is atomic. A ledger is bound to one business (the API key's
+    fingerprint); the key itself is never stored.
+    """
+
+    business: str
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and create or migrate the schema."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the connection."""
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- the write path ------------------------------------------------------------------
+    @abc.abstractmethod
+    async def begin(self, intent: Intent, *, owner: str, lease_ttl: float) -> Begun:
+        """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not."""
+
+    @abc.abstractmethod
+    async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
+        """Lease ``customers`` for ``owner``; None on success, else when the blocking lease expires."""
+
+    @abc.abstractmethod
+    async def release(self, customers: Sequence[str], *, owner: str) -> None:
+        """Give up the leases ``owner`` holds on ``customers``."""
+
+    @abc.abstractmethod
+    async def mark_sending(
+        self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
+    ) -> None:
+        """Durably record that the request may now be sent (and the pre-send snapshot); renews the lease."""
+
+    @abc.abstractmethod
+    async def settle(
+        self,
+        key: str,
+        state: EntryState,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        reason: str | None = None,
+        expect: Sequence[EntryState] | None = None,
+        drop_snapshot: bool = False,
+    ) -> bool:
+        """Move an entry to ``state``; with ``expect``, only from one of those states. True if moved.
+
+        ``drop_snapshot`` forgets the pre-send snapshot once a later write has made it stale.
+        """
+
+    # -- inspection ----------------------------------------------------------------------
+    @abc.abstractmethod
+    async def get(self, key: str) -> LedgerEntry | None:
+        """The entry stored under ``key``."""
+
+    @abc.abstractmethod
+    async def entries(
+        self,
+        *,
+        states: Sequence[EntryState] | None = None,
+        customer: str | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+    ) -> list[LedgerEntry]:
+        """Entries, oldest first, filtered by state, customer and age in seconds."""
+
+    @abc.abstractmethod
+    async def counts(self) -> dict[EntryState, int]:
+        """How many entries are in each state."""

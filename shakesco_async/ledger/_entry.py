@@ -1,0 +1,85 @@
+"""What the ledger stores about one guarded write."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+__all__ = ["FINAL_STATES", "EntryState", "Intent", "KeySource", "LedgerEntry", "params_digest"]
+
+
+class EntryState(enum.StrEnum):
+    """Where a guarded write stands. Each state is a recovery point."""
+
+    RECORDED = "recorded"
+    """Intent is durable; the request has provably not been sent (safe to send)."""
+    SENDING = "sending"
+    """The request may have been sent; only verification can tell whether it applied."""
+    COMMITTED = "committed"
+    """Applied: answered 200, or proven applied by reading state back."""
+    FAILED = "failed"
+    """The API refused it with a definitive error; it was not applied."""
+    IN_DOUBT = "in_doubt"
+    """May or may not have applied and the reads could not tell; never re-sent automatically."""
+    ABANDONED = "abandoned"
+    """Proven not applied and not re-sent (an SDK-made key whose caller is gone)."""
+
+
+FINAL_STATES = frozenset({EntryState.COMMITTED, EntryState.FAILED, EntryState.ABANDONED})
+
+
+class KeySource(enum.StrEnum):
+    """Who chose the idempotency key; reconcile re-sends only caller-chosen ones by default."""
+
+    CALLER = "caller"
+    GENERATED = "generated"
+
+
+def params_digest(operation: str, params: dict[str, str]) -> str:
+    """A stable digest of the operation and its canonical parameters."""
+    canonical = json.dumps([operation, params], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@attrs.frozen
+class Intent:
+    """A write about to be recorded: what the guard knows before sending anything."""
+
+    key: str
+    operation: str
+    params: dict[str, str]
+    customers: tuple[str, ...]
+    key_source: KeySource
+
+    @property
+    def digest(self) -> str:
+        return params_digest(self.operation, self.params)
+
+
+@attrs.frozen
+class LedgerEntry:
+    """One row of the ledger. ``params`` are the canonical wire values as strings."""
+
+    key: str
+    operation: str
+    params: dict[str, str]
+    params_digest: str
+    customers: tuple[str, ...]
+    key_source: KeySource
+    state: EntryState
+    attempts: int
+    created_at: datetime
+    updated_at: datetime
+    snapshot: dict[str, Any] | None = None
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    reason: str | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES

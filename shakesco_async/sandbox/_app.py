@@ -1,0 +1,255 @@
+"""The sandbox's HTTP face: routing, authentication, parameter checks, faults, the applied log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import socket
+import struct
+from collections.abc import Callable
+from decimal import Decimal, InvalidOperation, localcontext
+from typing import TYPE_CHECKING, Any
+
+import attrs
+from aiohttp import web
+
+from ._faults import FaultMode, FaultRule
+from ._state import Business, Refusal, invalid
+
+if TYPE_CHECKING:
+    from ._server import Sandbox
+
+__all__ = ["ROUTES", "AppliedWrite", "make_app"]
+
+
+@attrs.frozen
+class AppliedWrite:
+    """One write the sandbox applied (whatever the client saw afterwards)."""
+
+    endpoint: str
+    body: dict[str, Any]
+    tx_hash: str | None
+    at: float
+    idempotency_key: str | None
+    api_key: str = attrs.field(repr=False)
+
+
+# -- parameter kinds ------------------------------------------------------------------------
+def _text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip() or len(v) > 256:
+        raise invalid()
+    return v
+
+
+def _number(v: Any) -> Decimal:
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise invalid()
+    try:
+        d = Decimal(str(v))
+    except InvalidOperation:
+        raise invalid() from None
+    exponent = d.as_tuple().exponent
+    if not d.is_finite() or (isinstance(exponent, int) and exponent < -18 and d != round(d, 18)):
+        raise invalid()
+    return d
+
+
+def _positive(v: Any) -> Decimal:
+    d = _number(v)
+    if d <= 0:
+        raise invalid()
+    return d
+
+
+def _non_negative(v: Any) -> Decimal:
+    d = _number(v)
+    if d < 0:
+        raise invalid()
+    return d
+
+
+def _seconds(v: Any) -> int:
+    if isinstance(v, bool):
+        raise invalid()
+    if isinstance(v, int) and v >= 0:
+        return v
+    if isinstance(v, str) and v.isdigit():
+        return int(v)
+    raise invalid()
+
+
+def _index(v: Any) -> int:
+    return _seconds(v)
+
+
+def _currency(v: Any) -> str:
+    if not isinstance(v, str) or not re.fullmatch(r"[A-Z]{3}", v):
+        raise invalid()
+    return v
+
+
+def _flag(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if v in ("true", "false"):
+        return bool(v == "true")
+    raise invalid()
+
+
+Kind = Callable[[Any], Any]
+C, E = ("customer_ref", _text), ("event_name", _text)
+# path -> (is write, fields); the handler is the Business method named after the path.
+ROUTES: dict[str, tuple[bool, tuple[tuple[str, Kind], ...]]] = {
+    "/claim-tokens": (True, (E, C)),
+    "/redeem-tokens": (True, (C, ("amount", _positive))),
+    "/expire-tokens": (True, (C,)),
+    "/claim-pending-rewards": (True, (C,)),
+    "/transfer-tokens": (True, (("from_customer_ref", _text), ("to_customer_ref", _text), ("amount", _positive))),
+    "/upgrade-to-shakesco": (True, (C, ("amount", _positive))),
+    "/receive-from-shakesco": (True, (C, ("amount", _positive))),
+    "/set-staking-rate": (True, (("base_duration", _seconds), ("base_reward_percent", _non_negative))),
+    "/create-stake": (True, (C, ("amount", _positive), ("lock_duration", _seconds))),
+    "/unstake": (True, (C, ("stake_index", _index))),
+    "/prune-inactive-stakes": (True, (C,)),
+    "/stake-info": (False, (C, ("stake_index", _index))),
+    "/stake-count": (False, (C,)),
+    "/create-vesting-grant": (
+        True,
+        (
+            C,
+            ("total_amount", _positive),
+            ("vesting_duration", _seconds),
+            ("cliff_duration", _seconds),
+            ("cliff_percent", _non_negative),
+        ),
+    ),
+    "/claim-vested-tokens": (True, (C,)),
+    "/cancel-vesting": (True, (C,)),
+    "/vesting-info": (False, (C,)),
+    "/set-happy-hour": (True, (("duration", _seconds), ("multiplier", _positive))),
+    "/end-happy-hour": (True, ()),
+    "/happy-hour": (False, ()),
+    "/set-daily-cap": (True, (("cap_amount", _positive),)),
+    "/remove-daily-cap": (True, ()),
+    "/set-tiers": (True, (("bronze", _non_negative), ("silver", _non_negative), ("gold", _non_negative))),
+    "/tier-thresholds": (False, ()),
+    "/user-tier": (False, (C,)),
+    "/set-voting-ratio": (True, (("tokens_per_vote", _non_negative),)),
+    "/voting-power": (False, (C,)),
+    "/set-cashback": (True, (("spend_threshold", _positive), ("currency", _currency), ("reward_tokens", _positive))),
+    "/cashback-settings": (False, (("currency", _currency),)),
+    "/process-cashback": (True, (C, ("spent_amount", _positive), ("currency", _currency))),
+    "/cashback-progress": (False, (C, ("currency", _currency))),
+    "/balance": (False, (C,)),
+    "/user-info": (False, (C,)),
+    "/total-earned": (False, (C,)),
+    "/total-spent": (False, (C,)),
+    "/has-claimed-event": (False, (C, E)),
+    "/last-activity": (False, (C,)),
+    "/set-event-details": (True, (E, ("allocation", _positive), ("should_not_claim_twice", _flag))),
+    "/event-details": (False, (E,)),
+    "/event-counter": (False, ()),
+    "/event-by-index": (False, (("index", _index),)),
+    "/token-info": (False, ()),
+}
+
+
+def _error(status: int, message: str, retry_after: float | None = None) -> web.Response:
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return web.json_response({"error": message}, status=status, headers=headers)
+
+
+def _cut(request: web.Request, *, reset: bool) -> web.Response:
+    """Close the connection without an answer; with ``reset``, as a TCP reset."""
+    transport = request.transport
+    if transport is not None:
+        sock = transport.get_extra_info("socket")
+        if reset and sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort() if reset else transport.close()
+    return web.Response(status=200)  # never reaches the client: the transport is gone
+
+
+def make_app(sandbox: Sandbox) -> web.Application:
+    """The aiohttp application serving every endpoint of the Tokens API."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        path = request.path
+        route = ROUTES.get(path)
+        if route is None:
+            return _error(404, "Not found")
+        is_write, fields = route
+        if request.method != ("POST" if is_write else "GET"):
+            return _error(405, "Method not allowed")
+        auth = request.headers.get("Authorization", "")
+        api_key = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        business = sandbox.businesses.get(api_key)
+        if business is None:
+            return _error(401, "Unauthorized")
+        if not business.linked:
+            return _error(403, "Caller not authorized")
+        rule = sandbox.faults.pick(path, is_write)
+        if rule is not None and rule.before_commit:
+            return _before_commit(request, rule)
+        try:
+            raw = await _raw_params(request, is_write)
+            params = {name: kind(raw[name]) if name in raw else _missing() for name, kind in fields}
+            with localcontext() as ctx:
+                ctx.prec = 80  # exact for 18 decimals on any realistic balance
+                result = getattr(business, path.strip("/").replace("-", "_"))(**params)
+        except Refusal as refusal:
+            return _error(refusal.status, refusal.message)
+        body: dict[str, Any] = result if isinstance(result, dict) else {}
+        if is_write:
+            tx_hash = None if body else Business.tx_hash()
+            if tx_hash is not None:
+                body = {"tx_hash": tx_hash}
+            sandbox.record(
+                AppliedWrite(path, raw, tx_hash, sandbox.clock.now(), request.headers.get("Idempotency-Key"), api_key)
+            )
+        return await _after_commit(request, rule, body)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def _missing() -> Any:
+    raise invalid()
+
+
+async def _raw_params(request: web.Request, is_write: bool) -> dict[str, Any]:
+    if not is_write:
+        return dict(request.query)
+    text = await request.text()
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text, parse_float=str, parse_int=int)
+    except ValueError:
+        raise invalid() from None
+    if not isinstance(data, dict):
+        raise invalid()
+    return data
+
+
+def _before_commit(request: web.Request, rule: FaultRule) -> web.Response:
+    if rule.mode == FaultMode.RESET:
+        return _cut(request, reset=True)
+    if rule.mode == FaultMode.ERROR:
+        return _error(rule.status, rule.message, rule.retry_after)
+    return _error(502, "Transaction failed")
+
+
+async def _after_commit(request: web.Request, rule: FaultRule | None, body: dict[str, Any]) -> web.StreamResponse:
+    if rule is None:
+        return web.json_response(body)
+    if rule.mode == FaultMode.DROP_AFTER_COMMIT:
+        return _cut(request, reset=False)
+    if rule.mode == FaultMode.FAIL_AFTER_COMMIT:
+        return _error(502, "Transaction failed")
+    if rule.mode == FaultMode.GARBAGE:
+        return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
+    await asyncio.sleep(rule.delay)
+    return web.json_response(body)

@@ -1,0 +1,105 @@
+"""Fault injection: rules that make the sandbox fail the way networks and servers fail."""
+
+from __future__ import annotations
+
+import enum
+import random
+from typing import Literal
+
+import attrs
+
+__all__ = ["Fault", "FaultMode", "FaultRule", "Faults"]
+
+
+class FaultMode(enum.StrEnum):
+    DROP_AFTER_COMMIT = "drop_after_commit"
+    """Apply the change, then close the connection without an answer."""
+    DELAY = "delay"
+    """Apply the change, answer only after ``delay`` seconds (so the client times out)."""
+    FAIL_BEFORE_COMMIT = "fail_before_commit"
+    """Answer 502 Transaction failed; nothing applied."""
+    FAIL_AFTER_COMMIT = "fail_after_commit"
+    """Apply the change, then answer 502 Transaction failed."""
+    RESET = "reset"
+    """Reset the connection before anything is applied."""
+    GARBAGE = "garbage"
+    """Apply the change, then answer 200 with a body that is not JSON."""
+    ERROR = "error"
+    """Answer ``status`` with ``message`` before anything is applied (429 Fee limit, 503, ...)."""
+
+
+Fault = FaultMode
+
+_APPLIES_BEFORE = frozenset({FaultMode.FAIL_BEFORE_COMMIT, FaultMode.RESET, FaultMode.ERROR})
+
+
+@attrs.define
+class FaultRule:
+    """Inject ``mode`` into matching requests.
+
+    ``endpoint``: a path such as "/claim-tokens", or None for every endpoint of ``on``
+    ("write", "read" or "any"). ``count``: the next N matching calls (None: no limit);
+    ``probability``: the chance for each matching call.
+    """
+
+    mode: FaultMode = attrs.field(converter=FaultMode)
+    endpoint: str | None = None
+    on: Literal["write", "read", "any"] = "write"
+    count: int | None = None
+    probability: float = 1.0
+    delay: float = 0.0
+    status: int = 503
+    message: str = "Service unavailable"
+    retry_after: float | None = None
+    fired: int = 0
+
+    @property
+    def before_commit(self) -> bool:
+        return self.mode in _APPLIES_BEFORE
+
+    def matches(self, path: str, is_write: bool) -> bool:
+        if self.count is not None and self.fired >= self.count:
+            return False
+        if self.endpoint is not None:
+            return "/" + self.endpoint.lstrip("/") == path
+        return self.on == "any" or (self.on == "write") == is_write
+
+
+class Faults:
+    """The active fault rules; the first matching rule fires."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.rules: list[FaultRule] = []
+
+    def add(
+        self,
+        mode: FaultMode | str,
+        *,
+        endpoint: str | None = None,
+        on: Literal["write", "read", "any"] = "write",
+        count: int | None = None,
+        probability: float = 1.0,
+        delay: float = 0.0,
+        status: int = 503,
+        message: str = "Service unavailable",
+        retry_after: float | None = None,
+    ) -> FaultRule:
+        """Add a rule; returns it so a test can read ``rule.fired``."""
+        if not 0.0 <= probability <= 1.0:
+            raise ValueError("probability must be within 0..1")
+        rule = FaultRule(
+            FaultMode(mode), endpoint, on, count, probability, delay, status, message, retry_after
+        )
+        self.rules.append(rule)
+        return rule
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+    def pick(self, path: str, is_write: bool) -> FaultRule | None:
+        for rule in self.rules:
+            if rule.matches(path, is_write) and (rule.probability >= 1.0 or self._rng.random() < rule.probability):
+                rule.fired += 1
+                return rule
+        return None

@@ -1,0 +1,25 @@
+"""pytest plugin (installed as an entry point): the ``shakesco_sandbox`` fixture.
+
+    async def test_award(shakesco_sandbox):
+        async with ShakescoClient(shakesco_sandbox.api_key, base_url=shakesco_sandbox.base_url, ...) as client:
+            ...
+
+Needs pytest-asyncio (or any plugin that runs async fixtures).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from ._server import Sandbox
+
+__all__ = ["shakesco_sandbox"]
+
+
+@pytest.fixture
+async def shakesco_sandbox() -> AsyncIterator[Sandbox]:
+    """A fresh sandbox on a free 127.0.0.1 port, stopped after the test."""
+    async with Sandbox() as sandbox:
+        yield sandbox
