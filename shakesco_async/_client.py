@@ -141,7 +141,9 @@ class ShakescoClient(EndpointMethods):
         try:
             data = json.loads(response.text)
         except ValueError:
-            raise MalformedResponse(f"{endpoint.path} answered {response.status} with a non-JSON body", response.text) from None
+            raise MalformedResponse(
+                f"{endpoint.path} answered {response.status} with a non-JSON body", response.text
+            ) from None
         return endpoint.parse(data)
 
 

@@ -38,7 +38,7 @@ class ApiKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         raise TypeError("ApiKey cannot be pickled")
 
 

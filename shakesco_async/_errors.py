@@ -219,6 +219,7 @@ _TABLE: tuple[tuple[int, str, type[APIError]], ...] = (
     (502, "", TransactionFailed),
 )
 
+
 def _message_from_body(body: str) -> str:
     try:
         data: Any = json.loads(body)

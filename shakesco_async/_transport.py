@@ -118,4 +118,3 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(base_url={str(self._base_url)!r})"
-

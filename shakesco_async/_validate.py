@@ -79,7 +79,11 @@ def _decimal(name: str, value: Any) -> Decimal:
     if not number.is_finite():
         raise ValidationError(f"{name} must be finite, got {value!r}")
     exponent = number.as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > MAX_DECIMALS and number != number.quantize(Decimal(1).scaleb(-MAX_DECIMALS)):
+    if (
+        isinstance(exponent, int)
+        and -exponent > MAX_DECIMALS
+        and number != number.quantize(Decimal(1).scaleb(-MAX_DECIMALS))
+    ):
         raise ValidationError(f"{name} has more than {MAX_DECIMALS} decimal places: {value!r}")
     return number
 

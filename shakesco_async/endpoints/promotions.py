@@ -19,7 +19,9 @@ class PromotionEndpoints(Caller):
         self, duration: Duration, multiplier: Amount, *, idempotency_key: str | None = None
     ) -> Receipt:
         """Multiply claims for ``duration`` seconds (replaces an active happy hour)."""
-        return await self._call(SET_HAPPY_HOUR, duration=duration, multiplier=multiplier, idempotency_key=idempotency_key)
+        return await self._call(
+            SET_HAPPY_HOUR, duration=duration, multiplier=multiplier, idempotency_key=idempotency_key
+        )
 
     async def end_happy_hour(self, *, idempotency_key: str | None = None) -> Receipt:
         """End the happy hour now."""

@@ -22,7 +22,9 @@ class RewardEndpoints(Caller):
 
     async def redeem_tokens(self, customer_ref: str, amount: Amount, *, idempotency_key: str | None = None) -> Receipt:
         """Spend a customer's tokens; raises InsufficientBalance when they lack them."""
-        return await self._call(REDEEM_TOKENS, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key)
+        return await self._call(
+            REDEEM_TOKENS, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key
+        )
 
     async def expire_tokens(self, customer_ref: str, *, idempotency_key: str | None = None) -> Receipt:
         """Set a customer's available balance to zero."""

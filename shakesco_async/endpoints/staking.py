@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from .. import _validate as v
 from .._models import Receipt, StakeInfo
 from ._spec import Caller, model, read, receipt, single, write
@@ -50,7 +49,9 @@ class StakingEndpoints(Caller):
 
     async def unstake(self, customer_ref: str, stake_index: int, *, idempotency_key: str | None = None) -> Receipt:
         """Unlock a stake; early unstaking scales the reward pro rata."""
-        return await self._call(UNSTAKE, customer_ref=customer_ref, stake_index=stake_index, idempotency_key=idempotency_key)
+        return await self._call(
+            UNSTAKE, customer_ref=customer_ref, stake_index=stake_index, idempotency_key=idempotency_key
+        )
 
     async def prune_inactive_stakes(self, customer_ref: str, *, idempotency_key: str | None = None) -> Receipt:
         """Drop unlocked stake records; the remaining ones are renumbered."""
@@ -63,5 +64,3 @@ class StakingEndpoints(Caller):
     async def stake_count(self, customer_ref: str) -> int:
         """How many stake records the customer has."""
         return await self._call(STAKE_COUNT, customer_ref=customer_ref)
-
-

@@ -14,8 +14,12 @@ TRANSFER_TOKENS = write(
     ("amount", v.amount),
     parse=receipt,
 )
-UPGRADE_TO_SHAKESCO = write("/upgrade-to-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt)
-RECEIVE_FROM_SHAKESCO = write("/receive-from-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=link)
+UPGRADE_TO_SHAKESCO = write(
+    "/upgrade-to-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt
+)
+RECEIVE_FROM_SHAKESCO = write(
+    "/receive-from-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=link
+)
 
 
 class TransferEndpoints(Caller):
@@ -39,7 +43,9 @@ class TransferEndpoints(Caller):
             UPGRADE_TO_SHAKESCO, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key
         )
 
-    async def receive_from_shakesco(self, customer_ref: str, amount: Amount, *, idempotency_key: str | None = None) -> Link:
+    async def receive_from_shakesco(
+        self, customer_ref: str, amount: Amount, *, idempotency_key: str | None = None
+    ) -> Link:
         """A link (valid 10 minutes) to receive tokens from the Shakesco app."""
         return await self._call(
             RECEIVE_FROM_SHAKESCO, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key

@@ -57,5 +57,3 @@ def raise_recorded(record: dict[str, Any]) -> None:
     if not (isinstance(cls, type) and issubclass(cls, APIError)):
         cls = APIError
     raise cls(int(record.get("status", 0)), str(record.get("message", "")), str(record.get("body", "")))
-
-

@@ -232,9 +232,9 @@ def _judge_cashback(p: Params, before: Snapshot, after: Snapshot) -> Judgement:
     if after["threshold"] != before["threshold"] or after["reward"] != before["reward"] or reward <= 0:
         return Judgement(Verdict.UNEXPLAINED, "the cashback programme changed")
     crossings = earned / reward
-    if crossings == crossings.to_integral_value() and crossings >= 0:
-        if spent_before + _d(p["spent_amount"]) - crossings * threshold == spent_after:
-            return APPLIED
+    whole = crossings == crossings.to_integral_value() and crossings >= 0
+    if whole and spent_before + _d(p["spent_amount"]) - crossings * threshold == spent_after:
+        return APPLIED
     return Judgement(Verdict.UNEXPLAINED, f"progress moved from {spent_before} to {spent_after}, earned {earned}")
 
 
@@ -251,7 +251,7 @@ def _matches(expected: Callable[[Params], Snapshot]) -> Judge:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool) or a is None or b is None:
-        return a == b
+        return bool(a == b)
     return _d(a) == _d(b)
 
 

@@ -278,5 +278,3 @@ class _Applied(Exception):
     def __init__(self, record: dict[str, Any]) -> None:
         super().__init__("applied")
         self.record = record
-
-

@@ -40,7 +40,10 @@ class KeySource(enum.StrEnum):
     GENERATED = "generated"
 
 
-def params_digest(operation: str, params: dict[str, str]) -> str:
+Params = dict[str, str | int | bool]
+
+
+def params_digest(operation: str, params: Params) -> str:
     """A stable digest of the operation and its canonical parameters."""
     canonical = json.dumps([operation, params], sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -52,7 +55,7 @@ class Intent:
 
     key: str
     operation: str
-    params: dict[str, str]
+    params: Params
     customers: tuple[str, ...]
     key_source: KeySource
 
@@ -63,11 +66,11 @@ class Intent:
 
 @attrs.frozen
 class LedgerEntry:
-    """One row of the ledger. ``params`` are the canonical wire values as strings."""
+    """One row of the ledger. ``params`` are the wire values, amounts as exact decimal strings."""
 
     key: str
     operation: str
-    params: dict[str, str]
+    params: Params
     params_digest: str
     customers: tuple[str, ...]
     key_source: KeySource

@@ -250,7 +250,8 @@ class SQLiteLedger(Ledger):
             if busy is not None:
                 return Begun(None, created=False, busy_until=busy)
             await db.execute(
-                f"INSERT INTO entries (business, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, ?, ?)",
+                f"INSERT INTO entries (business, {_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, ?, ?)",
                 (
                     self.business,
                     intent.key,
@@ -342,8 +343,11 @@ class SQLiteLedger(Ledger):
             return [_entry(row) for row in await cur.fetchall()]
 
     async def counts(self) -> dict[EntryState, int]:
-        async with self._conn() as db, db.execute(
-            "SELECT state, COUNT(*) FROM entries WHERE business = ? GROUP BY state", (self.business,)
-        ) as cur:
+        async with (
+            self._conn() as db,
+            db.execute(
+                "SELECT state, COUNT(*) FROM entries WHERE business = ? GROUP BY state", (self.business,)
+            ) as cur,
+        ):
             found = {EntryState(state): n for state, n in await cur.fetchall()}
         return {state: found.get(state, 0) for state in EntryState}

@@ -88,9 +88,7 @@ class Faults:
         """Add a rule; returns it so a test can read ``rule.fired``."""
         if not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be within 0..1")
-        rule = FaultRule(
-            FaultMode(mode), endpoint, on, count, probability, delay, status, message, retry_after
-        )
+        rule = FaultRule(FaultMode(mode), endpoint, on, count, probability, delay, status, message, retry_after)
         self.rules.append(rule)
         return rule
 

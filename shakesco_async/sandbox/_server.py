@@ -43,7 +43,9 @@ class Sandbox:
         """The first business's key (the demo key unless others were given)."""
         return next(iter(self.businesses))
 
-    def add_business(self, api_key: str, *, name: str = "Sandbox Rewards", symbol: str = "SBX", linked: bool = True) -> Business:
+    def add_business(
+        self, api_key: str, *, name: str = "Sandbox Rewards", symbol: str = "SBX", linked: bool = True
+    ) -> Business:
         """Register a key; ``linked=False`` makes every call answer 403 Caller not authorized."""
         business = Business(name=name, symbol=symbol, linked=linked, clock=self.clock.now)
         self.businesses[api_key] = business

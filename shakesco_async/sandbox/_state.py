@@ -78,7 +78,9 @@ class Grant:
         if self.vesting_duration <= self.cliff_duration or elapsed >= self.vesting_duration:
             return self.total
         at_cliff = self.total * self.cliff_percent / 100
-        linear = (self.total - at_cliff) * (elapsed - self.cliff_duration) / (self.vesting_duration - self.cliff_duration)
+        linear = (
+            (self.total - at_cliff) * (elapsed - self.cliff_duration) / (self.vesting_duration - self.cliff_duration)
+        )
         return min(self.total, _q(at_cliff + linear))
 
 
@@ -182,7 +184,10 @@ class Business:
 
     def _link(self, kind: str, valid_for: int) -> dict[str, Any]:
         expires = _dt.datetime.fromtimestamp(self.clock() + valid_for, tz=_dt.UTC)
-        return {"url": f"https://links.sandbox.invalid/{kind}/{secrets.token_urlsafe(16)}", "expires_at": expires.isoformat()}
+        return {
+            "url": f"https://links.sandbox.invalid/{kind}/{secrets.token_urlsafe(16)}",
+            "expires_at": expires.isoformat(),
+        }
 
     # -- transfer & migration -------------------------------------------------------------------
     def transfer_tokens(self, from_customer_ref: str, to_customer_ref: str, amount: Decimal) -> None:
@@ -264,7 +269,12 @@ class Business:
 
     # -- vesting ----------------------------------------------------------------------------------
     def create_vesting_grant(
-        self, customer_ref: str, total_amount: Decimal, vesting_duration: int, cliff_duration: int, cliff_percent: Decimal
+        self,
+        customer_ref: str,
+        total_amount: Decimal,
+        vesting_duration: int,
+        cliff_duration: int,
+        cliff_percent: Decimal,
     ) -> None:
         if vesting_duration <= 0 or cliff_duration > vesting_duration:
             raise invalid()
@@ -345,12 +355,21 @@ class Business:
 
     def tier_thresholds(self) -> dict[str, Any]:
         b, s, g = self.tiers or (ZERO, ZERO, ZERO)
-        return {"bronze": amount_text(b), "silver": amount_text(s), "gold": amount_text(g), "is_active": self.tiers is not None}
+        return {
+            "bronze": amount_text(b),
+            "silver": amount_text(s),
+            "gold": amount_text(g),
+            "is_active": self.tiers is not None,
+        }
 
     def tier_of(self, balance: Decimal) -> tuple[int, str]:
         if self.tiers is None:
             return 0, "None"
-        for level, label, threshold in ((3, "Gold", self.tiers[2]), (2, "Silver", self.tiers[1]), (1, "Bronze", self.tiers[0])):
+        for level, label, threshold in (
+            (3, "Gold", self.tiers[2]),
+            (2, "Silver", self.tiers[1]),
+            (1, "Bronze", self.tiers[0]),
+        ):
             if balance >= threshold:
                 return level, label
         return 0, "None"

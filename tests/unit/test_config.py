@@ -1,0 +1,109 @@
+"""Construction: keys, URLs, lifecycle; the key never leaks."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+
+from shakesco_async import ConfigurationError, ShakescoClient, Unauthorized
+from tests.conftest import UNIT_KEY, UNIT_URL
+
+
+def test_missing_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHAKESCO_API_KEY", raising=False)
+    with pytest.raises(ConfigurationError, match="SHAKESCO_API_KEY"):
+        ShakescoClient()
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SHAKESCO_API_KEY", "sk_from_env")
+    monkeypatch.setenv("SHAKESCO_BASE_URL", "http://127.0.0.1:9999")
+    monkeypatch.setenv("SHAKESCO_LEDGER", str(tmp_path / "env.sqlite3"))
+    client = ShakescoClient()
+    assert str(client.base_url) == "http://127.0.0.1:9999"
+    assert "env.sqlite3" in repr(client.ledger)
+
+
+def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHAKESCO_BASE_URL", raising=False)
+    assert str(ShakescoClient("k").base_url) == "https://tokens.shakesco.com"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://tokens.shakesco.com", "http://10.0.0.5:8080", "ftp://x", "https://user:pw@host", "nonsense"]
+)
+def test_unsafe_base_urls_are_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        ShakescoClient("k", base_url=url)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787", "https://x.io"])
+def test_loopback_http_and_https_are_accepted(url: str) -> None:
+    ShakescoClient("k", base_url=url)
+
+
+@pytest.mark.parametrize(("option", "value"), [("timeout", 0), ("timeout", -1), ("max_retries", -1), ("max_retries", 1.5)])
+def test_bad_options(option: str, value: object) -> None:
+    with pytest.raises(ConfigurationError):
+        ShakescoClient("k", **{option: value})  # type: ignore[arg-type]
+
+
+async def test_key_never_appears_in_repr_errors_or_logs(
+    unit_client: ShakescoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="shakesco_async")
+    assert UNIT_KEY not in repr(unit_client)
+    assert UNIT_KEY not in repr(unit_client._api_key)
+    assert UNIT_KEY not in str(vars(unit_client))
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/token-info", status=401, payload={"error": "Unauthorized"})
+        with pytest.raises(Unauthorized) as info:
+            await unit_client.token_info()
+    assert UNIT_KEY not in str(info.value)
+    assert UNIT_KEY not in repr(info.value)
+    assert "GET /token-info -> 401" in caplog.text
+    assert UNIT_KEY not in caplog.text
+
+
+async def test_key_is_never_stored_in_the_ledger(tmp_path: Path) -> None:
+    from tests.unit._mock import ANY_READ, QUIET_STATE, TX
+
+    path = tmp_path / "secret.sqlite3"
+    async with ShakescoClient(UNIT_KEY, base_url=UNIT_URL, ledger=path) as client:
+        with aioresponses() as m:
+            m.get(ANY_READ, payload=QUIET_STATE, repeat=True)
+            m.post(f"{UNIT_URL}/expire-tokens", payload={"tx_hash": TX})
+            await client.expire_tokens("c1")
+    for file in tmp_path.iterdir():
+        assert UNIT_KEY.encode() not in file.read_bytes()
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_lifecycle_closes_its_own_session() -> None:
+    client = ShakescoClient("k", base_url=UNIT_URL)
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/event-counter", payload={"event_count": "1"})
+        async with client:
+            assert await client.event_counter() == 1
+            session = client._transport._session
+            assert session is not None
+    assert session.closed
+
+
+async def test_a_shared_session_is_left_open() -> None:
+    async with aiohttp.ClientSession() as session:
+        with aioresponses() as m:
+            m.get(f"{UNIT_URL}/event-counter", payload={"event_count": "4"})
+            async with ShakescoClient("k", base_url=UNIT_URL, session=session) as client:
+                assert await client.event_counter() == 4
+        assert not session.closed
+
+
+async def test_no_session_is_created_until_needed() -> None:
+    client = ShakescoClient("k", base_url=UNIT_URL)
+    assert client._transport._session is None
+    await client.aclose()

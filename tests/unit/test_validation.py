@@ -1,0 +1,100 @@
+"""Bad input is refused before any request is sent or any ledger row is written."""
+
+from __future__ import annotations
+
+import math
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+from shakesco_async import ShakescoClient, ValidationError
+from shakesco_async.ledger import EntryState
+
+BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
+    ("claim_tokens", ("signup", ""), {}),
+    ("claim_tokens", ("signup", "   "), {}),
+    ("claim_tokens", ("signup", 42), {}),
+    ("claim_tokens", ("signup", None), {}),
+    ("claim_tokens", ("signup", "x" * 257), {}),
+    ("claim_tokens", ("signup", "bad\nref"), {}),
+    ("claim_tokens", ("SignUp", "c1"), {}),
+    ("redeem_tokens", ("c1", -1), {}),
+    ("redeem_tokens", ("c1", 0), {}),
+    ("redeem_tokens", ("c1", "0"), {}),
+    ("redeem_tokens", ("c1", math.nan), {}),
+    ("redeem_tokens", ("c1", math.inf), {}),
+    ("redeem_tokens", ("c1", "NaN"), {}),
+    ("redeem_tokens", ("c1", "Infinity"), {}),
+    ("redeem_tokens", ("c1", Decimal("1e-19")), {}),
+    ("redeem_tokens", ("c1", "0.0000000000000000001"), {}),
+    ("redeem_tokens", ("c1", 0.1), {}),
+    ("redeem_tokens", ("c1", True), {}),
+    ("redeem_tokens", ("c1", "ten"), {}),
+    ("redeem_tokens", ("c1", [1]), {}),
+    ("transfer_tokens", ("a", "", 1), {}),
+    ("unstake", ("c1", 1.0), {}),
+    ("unstake", ("c1", "0"), {}),
+    ("unstake", ("c1", -1), {}),
+    ("unstake", ("c1", True), {}),
+    ("create_stake", ("c1", 1, -5), {}),
+    ("create_stake", ("c1", 1, timedelta(seconds=1.5)), {}),
+    ("create_stake", ("c1", 1, 3.0), {}),
+    ("create_vesting_grant", ("c1", 100, 3600, 60, 101), {}),
+    ("set_happy_hour", (3600, "0.5"), {}),
+    ("set_cashback", (100, "usd", 5), {}),
+    ("set_cashback", (100, "US", 5), {}),
+    ("process_cashback", ("c1", 10, "EURO"), {}),
+    ("set_event_details", ("signup", 10, 1), {}),
+    ("set_tiers", (-1, 5, 10), {}),
+    ("claim_tokens", ("signup", "c1"), {"idempotency_key": ""}),
+    ("claim_tokens", ("signup", "c1"), {"idempotency_key": "k" * 256}),
+    ("claim_tokens", ("signup", "c1"), {"idempotency_key": 5}),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs"), BAD_CALLS)
+async def test_bad_input_is_refused_before_anything(
+    unit_client: ShakescoClient, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    with aioresponses() as m:
+        with pytest.raises(ValidationError):
+            await getattr(unit_client, name)(*args, **kwargs)
+        assert m.requests == {}
+    assert sum((await unit_client.ledger.counts()).values()) == 0
+
+
+@pytest.mark.parametrize(("name", "args"), [("balance", ("",)), ("stake_info", ("c", -1)), ("event_by_index", (1.5,))])
+async def test_bad_read_input_is_refused(unit_client: ShakescoClient, name: str, args: tuple[Any, ...]) -> None:
+    with aioresponses() as m:
+        with pytest.raises(ValidationError):
+            await getattr(unit_client, name)(*args)
+        assert m.requests == {}
+
+
+async def test_reads_take_no_idempotency_key(unit_client: ShakescoClient) -> None:
+    with pytest.raises(ValidationError):
+        await unit_client._call(unit_client_balance_endpoint(), customer_ref="c", idempotency_key="k")
+
+
+def unit_client_balance_endpoint() -> Any:
+    from shakesco_async.endpoints.queries import BALANCE
+
+    return BALANCE
+
+
+def test_validation_error_is_a_value_error() -> None:
+    assert issubclass(ValidationError, ValueError)
+
+
+async def test_exact_floats_are_accepted(unit_client: ShakescoClient) -> None:
+    from tests.unit._mock import ANY_READ, QUIET_STATE, TX
+
+    with aioresponses() as m:
+        m.get(ANY_READ, payload=QUIET_STATE, repeat=True)
+        m.post("https://tokens.test/redeem-tokens", payload={"tx_hash": TX})
+        receipt = await unit_client.redeem_tokens("c1", 1.5)
+    assert receipt.tx_hash == TX
+    assert (await unit_client.ledger.counts())[EntryState.COMMITTED] == 1
