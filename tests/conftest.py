@@ -20,7 +20,7 @@ ClientFactory = Callable[..., ShakescoClient]
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Sandbox]:
-    async with Sandbox(seed=1234) as sb:
+    async with Sandbox(seed=1234, frozen_clock=True) as sb:
         yield sb
 
 

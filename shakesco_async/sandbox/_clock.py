@@ -8,14 +8,23 @@ __all__ = ["SandboxClock"]
 
 
 class SandboxClock:
-    """Wall-clock time plus an offset that ``advance`` moves forward."""
+    """Wall-clock time plus an offset that ``advance`` moves forward.
 
-    def __init__(self) -> None:
+    A frozen clock stands still between ``advance`` calls, for exact arithmetic in tests.
+    """
+
+    def __init__(self, *, frozen: bool = False) -> None:
         self._offset = 0.0
+        self._frozen_at = time.time() if frozen else None
 
     def now(self) -> float:
         """Unix seconds as the sandbox sees them."""
-        return time.time() + self._offset
+        base = self._frozen_at if self._frozen_at is not None else time.time()
+        return base + self._offset
+
+    def freeze(self) -> None:
+        """Stop the clock where it is; only ``advance`` moves it from now on."""
+        self._frozen_at = self.now() - self._offset
 
     def advance(self, seconds: float) -> None:
         """Jump forward: happy hours end, caps reset, stakes and grants mature."""

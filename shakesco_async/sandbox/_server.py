@@ -25,8 +25,10 @@ class Sandbox:
     ``sandbox.base_url`` and ``sandbox.api_key`` are what a client needs.
     """
 
-    def __init__(self, *, api_keys: tuple[str, ...] = (DEMO_API_KEY,), seed: int | None = None) -> None:
-        self.clock = SandboxClock()
+    def __init__(
+        self, *, api_keys: tuple[str, ...] = (DEMO_API_KEY,), seed: int | None = None, frozen_clock: bool = False
+    ) -> None:
+        self.clock = SandboxClock(frozen=frozen_clock)
         self.faults = Faults(random.Random(seed))
         self.businesses: dict[str, Business] = {}
         self.applied: list[AppliedWrite] = []
@@ -71,7 +73,7 @@ class Sandbox:
         """Serve on ``host:port`` (0 picks a free port); returns the base URL."""
         runner = web.AppRunner(make_app(self), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, host, port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, host, port)
         await site.start()
         self._runner = runner
         bound = runner.addresses[0]
