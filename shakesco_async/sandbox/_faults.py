@@ -38,8 +38,9 @@ class FaultRule:
     """Inject ``mode`` into matching requests.
 
     ``endpoint``: a path such as "/claim-tokens", or None for every endpoint of ``on``
-    ("write", "read" or "any"). ``count``: the next N matching calls (None: no limit);
-    ``probability``: the chance for each matching call.
+    ("write", "read" or "any"). ``after``: let the first N matching calls through.
+    ``count``: then fire on the next N (None: no limit); ``probability``: the chance
+    for each matching call.
     """
 
     mode: FaultMode = attrs.field(converter=FaultMode)
@@ -51,7 +52,9 @@ class FaultRule:
     status: int = 503
     message: str = "Service unavailable"
     retry_after: float | None = None
+    after: int = 0
     fired: int = 0
+    seen: int = 0
 
     @property
     def before_commit(self) -> bool:
@@ -61,8 +64,13 @@ class FaultRule:
         if self.count is not None and self.fired >= self.count:
             return False
         if self.endpoint is not None:
-            return "/" + self.endpoint.lstrip("/") == path
-        return self.on == "any" or (self.on == "write") == is_write
+            matched = "/" + self.endpoint.lstrip("/") == path
+        else:
+            matched = self.on == "any" or (self.on == "write") == is_write
+        if matched and self.seen < self.after:
+            self.seen += 1
+            return False
+        return matched
 
 
 class Faults:
@@ -84,11 +92,12 @@ class Faults:
         status: int = 503,
         message: str = "Service unavailable",
         retry_after: float | None = None,
+        after: int = 0,
     ) -> FaultRule:
         """Add a rule; returns it so a test can read ``rule.fired``."""
         if not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be within 0..1")
-        rule = FaultRule(FaultMode(mode), endpoint, on, count, probability, delay, status, message, retry_after)
+        rule = FaultRule(FaultMode(mode), endpoint, on, count, probability, delay, status, message, retry_after, after)
         self.rules.append(rule)
         return rule
 

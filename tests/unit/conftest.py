@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -17,7 +16,7 @@ class _SentRequest:
 
 
 @pytest.fixture(autouse=True)
-def _aioresponses_on_aiohttp_314(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _aioresponses_on_aiohttp_314(monkeypatch: pytest.MonkeyPatch) -> None:
     # aioresponses 0.7.x builds ClientResponse without the `stream_writer` argument that
     # aiohttp 3.14 made required (pnuckowski/aioresponses#289). Supply one for mocked answers.
     original = aiohttp.ClientResponse.__init__
@@ -28,4 +27,3 @@ def _aioresponses_on_aiohttp_314(monkeypatch: pytest.MonkeyPatch) -> Iterator[No
             original(self, *args, **kwargs)
 
         monkeypatch.setattr(aiohttp.ClientResponse, "__init__", init)
-    yield

@@ -46,7 +46,9 @@ def test_loopback_http_and_https_are_accepted(url: str) -> None:
     ShakescoClient("k", base_url=url)
 
 
-@pytest.mark.parametrize(("option", "value"), [("timeout", 0), ("timeout", -1), ("max_retries", -1), ("max_retries", 1.5)])
+@pytest.mark.parametrize(
+    ("option", "value"), [("timeout", 0), ("timeout", -1), ("max_retries", -1), ("max_retries", 1.5)]
+)
 def test_bad_options(option: str, value: object) -> None:
     with pytest.raises(ConfigurationError):
         ShakescoClient("k", **{option: value})  # type: ignore[arg-type]
