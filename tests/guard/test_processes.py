@@ -61,7 +61,7 @@ async def test_sigkill_at_random_moments_then_recover(tmp_path: Path, run: int) 
         child = await _spawn(sandbox, ledger)
         # Kill it mid-way: after a random number of its writes reached the API.
         threshold = rng.randint(1, JOBS - 5)
-        while len(sandbox.applied_writes("/claim-tokens")) < threshold:
+        while len(sandbox.applied_writes("/claim-tokens")) < threshold:  # noqa: ASYNC110 (polls another process)
             await asyncio.sleep(0.001)
         await asyncio.sleep(rng.uniform(0, 0.01))
         os.kill(child.pid, signal.SIGKILL)

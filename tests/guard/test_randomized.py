@@ -47,7 +47,7 @@ async def test_random_faults_never_double_apply(make_client: ClientFactory, sand
     assert all(not isinstance(r, BaseException) or isinstance(r, ShakescoError) for r in results)
 
     applied = Counter(w.idempotency_key for w in sandbox.applied if (w.idempotency_key or "").startswith("op-"))
-    expected = {ref: START for ref in CUSTOMERS}
+    expected = dict.fromkeys(CUSTOMERS, START)
     entries = await client.ledger.entries()
     by_state = Counter(e.state for e in entries if e.key.startswith("op-"))
     assert by_state[EntryState.IN_DOUBT] == 0

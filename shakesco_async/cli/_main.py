@@ -1,0 +1,41 @@
+"""Argument parsing and dispatch for the ``shakesco-async`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from ._sandbox import add_sandbox_parser
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="shakesco-async", description="Shakesco Tokens API SDK tools")
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the demo against an in-process sandbox (no API key needed)")
+    demo.set_defaults(run=_demo)
+    add_sandbox_parser(commands)
+    return parser
+
+
+def _demo(_: argparse.Namespace) -> int:
+    from .._demo import run_demo
+
+    return asyncio.run(run_demo())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
