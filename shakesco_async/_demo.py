@@ -47,7 +47,7 @@ async def run_demo() -> int:
                 before = await client.balance("alice")
                 receipt = await client.claim_tokens("purchase", "alice", idempotency_key="order:1001")
                 applied = len(sandbox.applied_writes("/claim-tokens", idempotency_key="order:1001"))
-                _say(f"the guard did not retry blindly: it read total_earned back and found the credit")
+                _say("the guard did not retry blindly: it read total_earned back and found the credit")
                 _say(f"receipt: verified={receipt.verified}, tx_hash={receipt.tx_hash} (the answer was lost)")
                 _say(f"alice {before} -> {await client.balance('alice')}; times the API applied it: {applied}")
 
