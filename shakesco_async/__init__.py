@@ -45,6 +45,7 @@ from ._models import (
     UserTier,
     VestingInfo,
 )
+from ._reconcile import ReconcileSummary
 from ._version import VERSION as __version__
 from .guard import GuardSettings
 from .ledger import EntryState, Ledger, LedgerEntry, SQLiteLedger
@@ -78,6 +79,7 @@ __all__ = [
     "OutcomeUnknown",
     "RateLimited",
     "Receipt",
+    "ReconcileSummary",
     "SQLiteLedger",
     "ServerError",
     "ShakescoClient",

@@ -23,12 +23,14 @@ from ._errors import (
     ValidationError,
     error_from_response,
 )
+from ._reconcile import Progress, ReconcileSummary, reconcile, run_periodically
 from ._retry import backoff_delay
 from ._transport import Transport
 from ._version import VERSION
 from ._wire import WireValue
 from .endpoints import Endpoint, EndpointMethods
 from .guard import GuardSettings, WriteGuard
+from .guard._wrapper import Resend
 from .ledger import Ledger, open_ledger
 
 __all__ = ["ShakescoClient"]
@@ -71,6 +73,7 @@ class ShakescoClient(EndpointMethods):
         target: Any = resolve_ledger(ledger)
         self._ledger = open_ledger(target, business=self._api_key.fingerprint, synchronous=self._settings.synchronous)
         self._owns_ledger = not isinstance(ledger, Ledger)
+        self._reconciler: asyncio.Task[None] | None = None
         self._guard = WriteGuard(
             reader=self,
             send_once=self._exchange,
@@ -102,10 +105,51 @@ class ShakescoClient(EndpointMethods):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP session (unless the caller owns it) and the ledger (unless passed in)."""
+        """Stop the reconciler, close the HTTP session (unless the caller's) and the ledger (unless passed in)."""
+        if self._reconciler is not None:
+            task, self._reconciler = self._reconciler, None
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         await self._transport.aclose()
         if self._owns_ledger:
             await self._ledger.close()
+
+    # -- reconcile ---------------------------------------------------------------------------
+    async def reconcile(
+        self,
+        *,
+        older_than: float = 30.0,
+        limit: int | None = None,
+        concurrency: int = 8,
+        resend: Resend = "caller",
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> ReconcileSummary:
+        """Settle what crashes and lost answers left open; see ``ReconcileSummary``.
+
+        ``older_than`` (seconds) leaves entries that a live write may still be working on.
+        """
+        return await reconcile(
+            self._guard,
+            older_than=older_than,
+            limit=limit,
+            concurrency=concurrency,
+            resend=resend,
+            dry_run=dry_run,
+            progress=progress,
+        )
+
+    def start_reconciler(
+        self, interval: float = 60.0, *, older_than: float = 30.0, concurrency: int = 8, resend: Resend = "caller"
+    ) -> asyncio.Task[None]:
+        """Reconcile in the background every ``interval`` seconds until ``aclose()``."""
+        if self._reconciler is not None and not self._reconciler.done():
+            raise RuntimeError("a reconciler is already running for this client")
+        self._reconciler = asyncio.create_task(
+            run_periodically(self._guard, interval, older_than=older_than, concurrency=concurrency, resend=resend),
+            name="shakesco-reconciler",
+        )
+        return self._reconciler
 
     # -- the one code path ----------------------------------------------------------------
     async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:

@@ -21,7 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from typing import Any, Literal, TypeVar, cast
 
 from .._errors import (
     APIError,
@@ -29,25 +29,30 @@ from .._errors import (
     LedgerError,
     MalformedResponse,
     OutcomeUnknown,
+    ShakescoError,
     TransportError,
     ValidationError,
 )
 from .._retry import backoff_delay
 from .._wire import WireValue
-from ..endpoints import Endpoint, EndpointMethods
+from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
 from ..ledger import EntryState, Intent, KeySource, Ledger, LedgerEntry
 from ._locks import KeyedLocks
 from ._outcome import canonical, error_record, is_definitive, raise_recorded, result_from_record, result_record
 from ._settings import GuardSettings
 from ._verify import VERIFIERS, Judgement, Verdict, snapshot_of, verify
 
-__all__ = ["WriteGuard"]
+__all__ = ["Resend", "Settled", "WriteGuard"]
 
 log = logging.getLogger("shakesco_async.guard")
 R = TypeVar("R")
 SendOnce = Callable[[Endpoint[Any], dict[str, WireValue], str], Awaitable[Any]]
 MAX_KEY_LENGTH = 255
 _OPEN = (EntryState.SENDING, EntryState.IN_DOUBT)
+Resend = Literal["caller", "all", "none"]
+Settled = tuple[str, str]
+"""(outcome, detail): outcome is one of committed, resent, failed, not_applied, abandoned,
+in_doubt, busy, final."""
 
 
 def check_idempotency_key(key: object) -> str:
@@ -95,7 +100,7 @@ class WriteGuard:
             try:
                 return cast(R, await self._run(endpoint, entry, owner))
             finally:
-                await asyncio.shield(self.ledger.release(customers, owner=owner))
+                await asyncio.shield(self.ledger.release(intent.leases, owner=owner))
 
     async def _take(self, intent: Intent, owner: str) -> LedgerEntry:
         """Record the intent, or find the key's entry; return holding the customers' leases."""
@@ -113,7 +118,7 @@ class WriteGuard:
                     )
                 if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
                     return begun.entry
-                busy_until = await self.ledger.acquire(intent.customers, owner=owner, lease_ttl=self._lease_ttl)
+                busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
                 if busy_until is None:
                     fresh = await self.ledger.get(intent.key)
                     assert fresh is not None
@@ -222,7 +227,7 @@ class WriteGuard:
                 await self._give_up_unsent(entry, "could not read the pre-send state")
                 raise
             await self.ledger.mark_sending(
-                entry.key, snapshot=snapshot, owner=owner, customers=entry.customers, lease_ttl=self._lease_ttl
+                entry.key, snapshot=snapshot, owner=owner, customers=entry.leases, lease_ttl=self._lease_ttl
             )
             retry_after: float | None = None
             try:
@@ -270,6 +275,57 @@ class WriteGuard:
         reason = f"{judgement.reason} (after: {exc})"
         await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=reason)
         raise OutcomeUnknown(entry.key, reason) from exc
+
+    # -- reconcile ---------------------------------------------------------------------------
+    async def reconcile_entry(self, key: str, *, resend: Resend = "caller", dry_run: bool = False) -> Settled:
+        """Settle one open entry through the same verification as a write; never blocks on a lease."""
+        entry = await self.ledger.get(key)
+        if entry is None or entry.is_final:
+            return ("final", "")
+        owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
+        async with self._locks.hold([*(f"customer:{c}" for c in entry.customers), f"key:{key}"]):
+            if await self.ledger.acquire(entry.leases, owner=owner, lease_ttl=self._lease_ttl) is not None:
+                return ("busy", "another process holds the lease")
+            try:
+                fresh = await self.ledger.get(key)
+                if fresh is None or fresh.is_final:
+                    return ("final", "")
+                return await self._reconcile_held(fresh, owner, resend, dry_run)
+            finally:
+                await asyncio.shield(self.ledger.release(entry.leases, owner=owner))
+
+    async def _reconcile_held(self, entry: LedgerEntry, owner: str, resend: Resend, dry_run: bool) -> Settled:
+        if entry.state in _OPEN:
+            if entry.snapshot is None:
+                return ("in_doubt", entry.reason or "no usable snapshot; resolve by hand")
+            judgement = await self._judge(entry)
+            if judgement.verdict == Verdict.APPLIED:
+                if not dry_run:
+                    record = {"kind": "receipt", "tx_hash": None, "verified": True}
+                    await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record, expect=_OPEN)
+                return ("committed", "verified applied")
+            if judgement.verdict != Verdict.NOT_APPLIED:
+                if not dry_run:
+                    await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
+                return ("in_doubt", judgement.reason)
+        generated = entry.key_source == KeySource.GENERATED
+        if not (resend == "all" or (resend == "caller" and not generated)):
+            if not dry_run:
+                state = EntryState.ABANDONED if generated else EntryState.RECORDED
+                await self.ledger.settle(entry.key, state, reason="not applied; reconcile did not send it")
+            return ("abandoned" if generated else "not_applied", "provably not applied")
+        if dry_run:
+            return ("resent", "provably not applied; would be sent again")
+        try:
+            await self._resolve_others(entry, owner)
+            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, owner)
+        except OutcomeUnknown as exc:
+            return ("in_doubt", exc.reason)
+        except APIError as exc:
+            return ("failed" if is_definitive(exc) else "not_applied", str(exc))
+        except ShakescoError as exc:
+            return ("not_applied", str(exc))
+        return ("resent", "sent again and applied")
 
 
 class _Applied(Exception):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._base import Begun, Ledger
-from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry
+from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry, lease_names
 from ._open import open_ledger
 from ._sqlite import SQLiteLedger
 
@@ -16,5 +16,6 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "SQLiteLedger",
+    "lease_names",
     "open_ledger",
 ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-__all__ = ["FINAL_STATES", "EntryState", "Intent", "KeySource", "LedgerEntry", "params_digest"]
+__all__ = ["FINAL_STATES", "EntryState", "Intent", "KeySource", "LedgerEntry", "lease_names", "params_digest"]
 
 
 class EntryState(enum.StrEnum):
@@ -43,6 +43,11 @@ class KeySource(enum.StrEnum):
 Params = dict[str, str | int | bool]
 
 
+def lease_names(customers: tuple[str, ...], key: str) -> tuple[str, ...]:
+    """What a write leases: its customers, or, for a write with none, its own key."""
+    return customers or (f"\x00key:{key}",)
+
+
 def params_digest(operation: str, params: Params) -> str:
     """A stable digest of the operation and its canonical parameters."""
     canonical = json.dumps([operation, params], sort_keys=True, separators=(",", ":"))
@@ -62,6 +67,10 @@ class Intent:
     @property
     def digest(self) -> str:
         return params_digest(self.operation, self.params)
+
+    @property
+    def leases(self) -> tuple[str, ...]:
+        return lease_names(self.customers, self.key)
 
 
 @attrs.frozen
@@ -86,3 +95,7 @@ class LedgerEntry:
     @property
     def is_final(self) -> bool:
         return self.state in FINAL_STATES
+
+    @property
+    def leases(self) -> tuple[str, ...]:
+        return lease_names(self.customers, self.key)

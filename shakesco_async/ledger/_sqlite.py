@@ -246,7 +246,7 @@ class SQLiteLedger(Ledger):
             existing = await self._get(db, intent.key)
             if existing is not None:
                 return Begun(existing, created=False)
-            busy = await self._try_lease(db, intent.customers, owner, lease_ttl, now)
+            busy = await self._try_lease(db, intent.leases, owner, lease_ttl, now)
             if busy is not None:
                 return Begun(None, created=False, busy_until=busy)
             await db.execute(

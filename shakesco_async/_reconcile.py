@@ -1,0 +1,107 @@
+"""Reconcile: settle what crashes and lost answers left open in the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+
+import attrs
+
+from .guard import WriteGuard
+from .guard._wrapper import Resend
+from .ledger import EntryState
+
+__all__ = ["OUTCOMES", "ReconcileSummary", "reconcile", "run_periodically"]
+
+log = logging.getLogger("shakesco_async.reconcile")
+OUTCOMES = ("committed", "resent", "failed", "not_applied", "abandoned", "in_doubt", "busy", "final")
+_OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
+
+Progress = Callable[[int, int], None]
+
+
+@attrs.frozen
+class ReconcileSummary:
+    """What a reconcile pass did (or, with ``dry_run``, would do).
+
+    ``counts`` per outcome: committed (verified applied), resent (proven not applied,
+    sent again and applied), failed (the API refused it), not_applied (proven not
+    applied, left for its caller), abandoned (an SDK-made key, proven not applied, not
+    sent), in_doubt (the reads cannot tell; see ``in_doubt``), busy (another process
+    held the lease), final (settled meanwhile).
+    """
+
+    examined: int
+    counts: dict[str, int]
+    in_doubt: tuple[tuple[str, str], ...]
+    dry_run: bool = False
+
+    @property
+    def clean(self) -> bool:
+        """True when nothing is left in doubt."""
+        return not self.in_doubt
+
+
+async def reconcile(
+    guard: WriteGuard,
+    *,
+    older_than: float = 30.0,
+    limit: int | None = None,
+    concurrency: int = 8,
+    resend: Resend = "caller",
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> ReconcileSummary:
+    """Settle every open entry older than ``older_than`` seconds.
+
+    Entries are verified by reading state back; only writes proven not applied are
+    sent again, and only those whose key the caller chose (``resend="caller"``, the
+    default), since a caller that got an error for an SDK-made key may have retried
+    under a new one. Safe to run from several processes at once: each entry is settled
+    under its customers' lease, and a busy one is left for the next pass.
+    """
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
+    gate = asyncio.Semaphore(concurrency)
+    counts: Counter[str] = Counter()
+    doubts: list[tuple[str, str]] = []
+    done = 0
+
+    async def settle(key: str) -> None:
+        nonlocal done
+        async with gate:
+            outcome, detail = await guard.reconcile_entry(key, resend=resend, dry_run=dry_run)
+        counts[outcome] += 1
+        if outcome == "in_doubt":
+            doubts.append((key, detail))
+        done += 1
+        if progress is not None:
+            progress(done, len(entries))
+
+    await asyncio.gather(*(settle(e.key) for e in entries))
+    summary = ReconcileSummary(
+        examined=len(entries),
+        counts={name: counts.get(name, 0) for name in OUTCOMES},
+        in_doubt=tuple(sorted(doubts)),
+        dry_run=dry_run,
+    )
+    if entries:
+        log.info("reconciled %d entries: %s", len(entries), {k: v for k, v in summary.counts.items() if v})
+    return summary
+
+
+async def run_periodically(guard: WriteGuard, interval: float, **options: object) -> None:
+    """Reconcile every ``interval`` seconds until cancelled; errors are logged, never lost."""
+    while True:
+        try:
+            summary = await reconcile(guard, **options)  # type: ignore[arg-type]
+            for key, reason in summary.in_doubt:
+                log.warning("write %s is still in doubt: %s", key, reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconcile pass failed; trying again in %.0fs", interval)
+        await asyncio.sleep(interval)

@@ -1,0 +1,26 @@
+"""Leave ledger entries exactly as a process that died at a given phase would."""
+
+from __future__ import annotations
+
+from shakesco_async import ShakescoClient
+from shakesco_async.endpoints.transfers import UPGRADE_TO_SHAKESCO
+from shakesco_async.guard._outcome import canonical
+from shakesco_async.guard._verify import snapshot_of
+from shakesco_async.ledger import Intent, KeySource
+
+POINTS = ("recorded", "sending_unsent", "sending_applied")
+
+
+async def die_at(client: ShakescoClient, point: str, key: str, customer: str, source: KeySource) -> None:
+    """Run an upgrade_to_shakesco(customer, 10) as the guard would, and stop dead at ``point``."""
+    wire = UPGRADE_TO_SHAKESCO.prepare({"customer_ref": customer, "amount": 10})
+    intent = Intent(key, UPGRADE_TO_SHAKESCO.path, canonical(wire), (customer,), source)
+    ledger = client.ledger
+    begun = await ledger.begin(intent, owner="dead-process", lease_ttl=0.05)
+    assert begun.created
+    if point == "recorded":
+        return
+    snapshot = await snapshot_of(client, intent.operation, intent.params)
+    await ledger.mark_sending(key, snapshot=snapshot, owner="dead-process", customers=intent.leases, lease_ttl=0.05)
+    if point == "sending_applied":
+        await client._exchange(UPGRADE_TO_SHAKESCO, wire, key)

@@ -1,0 +1,166 @@
+"""Reconcile settles what crashes and lost answers left, and never applies anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+import shakesco_async as sa
+from shakesco_async.ledger import EntryState, KeySource
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import ClientFactory
+from tests.guard._crash import POINTS, die_at
+
+# (crash point, who chose the key) -> (reconcile outcome, final state, times applied)
+EXPECTED = {
+    ("recorded", KeySource.CALLER): ("resent", EntryState.COMMITTED, 1),
+    ("sending_unsent", KeySource.CALLER): ("resent", EntryState.COMMITTED, 1),
+    ("sending_applied", KeySource.CALLER): ("committed", EntryState.COMMITTED, 1),
+    ("recorded", KeySource.GENERATED): ("abandoned", EntryState.ABANDONED, 0),
+    ("sending_unsent", KeySource.GENERATED): ("abandoned", EntryState.ABANDONED, 0),
+    ("sending_applied", KeySource.GENERATED): ("committed", EntryState.COMMITTED, 1),
+}
+
+
+@pytest.mark.parametrize("source", list(KeySource))
+@pytest.mark.parametrize("point", POINTS)
+async def test_each_crash_point(make_client: ClientFactory, sandbox: Sandbox, point: str, source: KeySource) -> None:
+    client = make_client()
+    await die_at(client, point, "k1", "cust", source)
+    await asyncio.sleep(0.06)  # the dead process's lease runs out
+    summary = await client.reconcile(older_than=0)
+    outcome, state, applied = EXPECTED[(point, source)]
+    assert summary.counts[outcome] == 1
+    assert summary.examined == 1 and summary.clean
+    entry = await client.ledger.get("k1")
+    assert entry is not None and entry.state == state
+    assert len(sandbox.applied_writes(idempotency_key="k1")) == applied
+    assert await client.balance("cust") == 10 * applied
+    again = await client.reconcile(older_than=0)  # nothing left to do
+    assert again.examined == (1 if state == EntryState.RECORDED else 0)
+    assert len(sandbox.applied_writes(idempotency_key="k1")) == applied
+
+
+@pytest.mark.parametrize(
+    ("mode", "outcome"),
+    [
+        ("drop_after_commit", "committed"),
+        ("fail_after_commit", "committed"),
+        ("garbage", "committed"),
+        ("delay", "committed"),
+        ("fail_before_commit", "resent"),
+        ("reset", "resent"),
+    ],
+)
+async def test_in_doubt_from_each_fault_is_settled(
+    make_client: ClientFactory, sandbox: Sandbox, mode: str, outcome: str
+) -> None:
+    client = make_client(timeout=0.4)
+    await client.upgrade_to_shakesco("p", 100)
+    sandbox.faults.add(mode, endpoint="/redeem-tokens", count=1, delay=0.8)
+    sandbox.faults.add("error", endpoint="/total-spent", after=1, count=3, status=503)
+    with pytest.raises(sa.OutcomeUnknown):
+        await client.redeem_tokens("p", 10, idempotency_key="doubt")
+    dry = await client.reconcile(older_than=0, dry_run=True)
+    assert dry.counts[outcome] == 1
+    entry = await client.ledger.get("doubt")
+    assert entry is not None and entry.state == EntryState.IN_DOUBT  # dry run changed nothing
+    summary = await client.reconcile(older_than=0)
+    assert summary.counts[outcome] == 1 and summary.clean
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+    assert await client.balance("p") == 90
+
+
+async def test_unreadable_stays_in_doubt_and_is_reported(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    client = make_client()
+    await client.upgrade_to_shakesco("q", 100)
+    sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
+    sandbox.faults.add("error", endpoint="/total-spent", after=1, status=503)
+    with pytest.raises(sa.OutcomeUnknown):
+        await client.redeem_tokens("q", 10, idempotency_key="stuck")
+    summary = await client.reconcile(older_than=0)
+    assert not summary.clean
+    assert [key for key, _ in summary.in_doubt] == ["stuck"]
+    assert "503" in summary.in_doubt[0][1]
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+
+
+async def test_dry_run_changes_nothing(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    client = make_client()
+    for i, point in enumerate(POINTS):
+        await die_at(client, point, f"d{i}", f"cust{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    before = await client.ledger.entries()
+    applied = len(sandbox.applied)
+    summary = await client.reconcile(older_than=0, dry_run=True)
+    assert summary.dry_run and summary.examined == 3
+    assert summary.counts["resent"] == 2 and summary.counts["committed"] == 1
+    assert await client.ledger.entries() == before
+    assert len(sandbox.applied) == applied
+
+
+async def test_older_than_leaves_fresh_entries(make_client: ClientFactory) -> None:
+    client = make_client()
+    await die_at(client, "recorded", "fresh", "f", KeySource.CALLER)
+    assert (await client.reconcile(older_than=60)).examined == 0
+
+
+async def test_two_reconcilers_never_both_resend(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    first, second = make_client(), make_client()  # two processes sharing one ledger file
+    for i in range(20):
+        await die_at(first, "recorded" if i % 2 else "sending_unsent", f"r{i}", f"c{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    resent = busy = 0
+    for _ in range(20):  # a busy entry is left for the next pass
+        a, b = await asyncio.gather(first.reconcile(older_than=0), second.reconcile(older_than=0))
+        resent += a.counts["resent"] + b.counts["resent"]
+        busy += a.counts["busy"] + b.counts["busy"]
+        if a.examined == b.examined == 0:
+            break
+    assert resent == 20
+    assert busy > 0  # they really did meet on the same entries
+    for i in range(20):
+        assert len(sandbox.applied_writes(idempotency_key=f"r{i}")) == 1
+    assert (await first.ledger.counts())[EntryState.COMMITTED] == 20
+
+
+async def test_background_reconciler(
+    make_client: ClientFactory, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    await die_at(client, "sending_applied", "bg", "b", KeySource.CALLER)
+    task = client.start_reconciler(interval=0.05, older_than=0)
+    with pytest.raises(RuntimeError):
+        client.start_reconciler()
+    for _ in range(100):
+        entry = await client.ledger.get("bg")
+        if entry is not None and entry.state == EntryState.COMMITTED:
+            break
+        await asyncio.sleep(0.02)
+    assert entry is not None and entry.state == EntryState.COMMITTED
+    await client.aclose()
+    assert task.done()
+    assert len(sandbox.applied_writes(idempotency_key="bg")) == 1
+
+
+async def test_background_reconciler_logs_failures(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = make_client()
+    calls = 0
+
+    async def broken(*_: object, **__: object) -> list[object]:
+        nonlocal calls
+        calls += 1
+        raise sa.LedgerError("disk on fire")
+
+    monkeypatch.setattr(client.ledger, "entries", broken)
+    with caplog.at_level(logging.ERROR, logger="shakesco_async.reconcile"):
+        client.start_reconciler(interval=0.01)
+        while calls < 2:
+            await asyncio.sleep(0.01)
+        await client.aclose()
+    assert "reconcile pass failed" in caplog.text
+    assert "disk on fire" in caplog.text
