@@ -1,4 +1,4 @@
-"""The ``shakesco-async`` command: demo, sandbox."""
+"""The ``shakesco-async`` command: demo, sandbox, ledger, reconcile."""
 
 from __future__ import annotations
 

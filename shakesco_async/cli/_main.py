@@ -7,6 +7,8 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from .._errors import ShakescoError
+from ._ledger import add_ledger_parsers
 from ._sandbox import add_sandbox_parser
 
 __all__ = ["main"]
@@ -18,6 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="run the demo against an in-process sandbox (no API key needed)")
     demo.set_defaults(run=_demo)
     add_sandbox_parser(commands)
+    add_ledger_parsers(commands)
     return parser
 
 
@@ -34,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.run(args)
     except KeyboardInterrupt:
         return 130
+    except ShakescoError as exc:
+        print(f"shakesco-async: {exc}", file=sys.stderr)
+        return 2
     return status
 
 

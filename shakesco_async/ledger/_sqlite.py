@@ -18,7 +18,7 @@ from .._errors import LedgerError
 from ._base import Begun, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
-__all__ = ["SQLiteLedger"]
+__all__ = ["ANY_BUSINESS", "SQLiteLedger"]
 
 # Each step moves the schema one version up; the list index + 1 is the version it leads to.
 _MIGRATIONS: tuple[str, ...] = (
@@ -58,6 +58,9 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+ANY_BUSINESS = "*"
+"""A read-only view across every business in the file (for inspection tools)."""
+
 _COLUMNS = (
     "key, operation, params, params_digest, customers, key_source, state, attempts,"
     " snapshot, result, error, reason, created_at, updated_at"
@@ -118,6 +121,11 @@ class SQLiteLedger(Ledger):
 
     def __repr__(self) -> str:
         return f"SQLiteLedger(path={str(self.path)!r})"
+
+    @property
+    def _scope(self) -> tuple[str, tuple[str, ...]]:
+        """The WHERE clause that keeps a query to this ledger's business (an index prefix)."""
+        return ("1 = 1", ()) if self.business == ANY_BUSINESS else ("business = ?", (self.business,))
 
     async def open(self) -> None:
         if self._db is not None:
@@ -183,6 +191,8 @@ class SQLiteLedger(Ledger):
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
         async with self._conn() as db:
             try:
                 await db.execute("BEGIN IMMEDIATE")
@@ -235,7 +245,7 @@ class SQLiteLedger(Ledger):
     # -- the write path ------------------------------------------------------------------
     async def _get(self, db: aiosqlite.Connection, key: str) -> LedgerEntry | None:
         async with db.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE business = ? AND key = ?", (self.business, key)
+            f"SELECT {_COLUMNS} FROM entries WHERE {self._scope[0]} AND key = ?", (*self._scope[1], key)
         ) as cur:
             row = await cur.fetchone()
         return None if row is None else _entry(row)
@@ -324,14 +334,15 @@ class SQLiteLedger(Ledger):
         older_than: float | None = None,
         limit: int | None = None,
     ) -> list[LedgerEntry]:
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE business = ?"
-        args: list[Any] = [self.business]
+        scope, scope_args = self._scope
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE {scope}"
+        args: list[Any] = [*scope_args]
         if states is not None:
             sql += f" AND state IN ({','.join('?' * len(states))})"
             args.extend(s.value for s in states)
         if customer is not None:
-            sql += " AND key IN (SELECT key FROM entry_customers WHERE business = ? AND customer = ?)"
-            args.extend((self.business, customer))
+            sql += f" AND key IN (SELECT key FROM entry_customers WHERE {scope} AND customer = ?)"
+            args.extend((*scope_args, customer))
         if older_than is not None:
             sql += " AND updated_at <= ?"
             args.append(time.time() - older_than)
@@ -346,7 +357,7 @@ class SQLiteLedger(Ledger):
         async with (
             self._conn() as db,
             db.execute(
-                "SELECT state, COUNT(*) FROM entries WHERE business = ? GROUP BY state", (self.business,)
+                f"SELECT state, COUNT(*) FROM entries WHERE {self._scope[0]} GROUP BY state", self._scope[1]
             ) as cur,
         ):
             found = {EntryState(state): n for state, n in await cur.fetchall()}

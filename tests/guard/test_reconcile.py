@@ -159,7 +159,7 @@ async def test_background_reconciler_logs_failures(
     monkeypatch.setattr(client.ledger, "entries", broken)
     with caplog.at_level(logging.ERROR, logger="shakesco_async.reconcile"):
         client.start_reconciler(interval=0.01)
-        while calls < 2:
+        while calls < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         await client.aclose()
     assert "reconcile pass failed" in caplog.text

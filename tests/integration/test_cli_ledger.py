@@ -1,0 +1,141 @@
+"""The ledger and reconcile commands on a real ledger file."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+import shakesco_async as sa
+from shakesco_async.ledger import KeySource
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import ClientFactory
+from tests.guard._crash import die_at
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHAKESCO_")}
+    full_env.update(env or {})
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "shakesco_async",
+        *args,
+        cwd=ROOT,
+        env=full_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+@pytest.fixture
+async def ledger_file(make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path) -> Path:
+    """A ledger with one entry in each interesting state."""
+    client = make_client()
+    await client.upgrade_to_shakesco("ann", 10, idempotency_key="ok-1")
+    with pytest.raises(sa.InsufficientBalance):
+        await client.redeem_tokens("bob", 5, idempotency_key="fail-1")
+    await die_at(client, "sending_applied", "crash-1", "cat", KeySource.CALLER)
+    await client.aclose()
+    await asyncio.sleep(0.06)
+    return tmp_path / "ledger.sqlite3"
+
+
+async def test_list_show_stats_export(ledger_file: Path) -> None:
+    code, out, _ = await _cli("ledger", "list", "--ledger", str(ledger_file), "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [(r["key"], r["state"]) for r in rows] == [
+        ("ok-1", "committed"),
+        ("fail-1", "failed"),
+        ("crash-1", "sending"),
+    ]
+    code, out, _ = await _cli("ledger", "list", "--ledger", str(ledger_file), "--state", "failed", "--json")
+    assert [r["key"] for r in json.loads(out)] == ["fail-1"]
+    code, out, _ = await _cli("ledger", "list", "--ledger", str(ledger_file), "--customer", "ann", "--json")
+    assert [r["key"] for r in json.loads(out)] == ["ok-1"]
+    code, out, _ = await _cli("ledger", "list", "--ledger", str(ledger_file))
+    assert code == 0 and "crash-1" in out and "state" in out.splitlines()[0]
+
+    code, out, _ = await _cli("ledger", "show", "fail-1", "--ledger", str(ledger_file), "--json")
+    shown = json.loads(out)
+    assert shown["error"]["class"] == "InsufficientBalance"
+    assert shown["params"] == {"customer_ref": "bob", "amount": "5"}
+    code, _, err = await _cli("ledger", "show", "nope", "--ledger", str(ledger_file))
+    assert code == 1 and "no entry" in err
+
+    code, out, _ = await _cli("ledger", "stats", "--ledger", str(ledger_file), "--json")
+    assert json.loads(out) | {} == {
+        "recorded": 0,
+        "sending": 1,
+        "committed": 1,
+        "failed": 1,
+        "in_doubt": 0,
+        "abandoned": 0,
+    }
+
+    code, out, _ = await _cli("ledger", "export", "--format", "jsonl", "--ledger", str(ledger_file))
+    assert [json.loads(line)["key"] for line in out.splitlines()] == ["ok-1", "fail-1", "crash-1"]
+    code, out, _ = await _cli("ledger", "export", "--format", "csv", "--ledger", str(ledger_file))
+    records = list(csv.DictReader(io.StringIO(out)))
+    assert [r["state"] for r in records] == ["committed", "failed", "sending"]
+
+
+async def test_missing_ledger_is_an_error(tmp_path: Path) -> None:
+    code, _, err = await _cli("ledger", "stats", "--ledger", str(tmp_path / "none.sqlite3"))
+    assert code != 0 and "no ledger" in err
+    assert not (tmp_path / "none.sqlite3").exists()
+
+
+async def test_reconcile_command(ledger_file: Path, sandbox: Sandbox) -> None:
+    env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url}
+    code, out, _ = await _cli(
+        "reconcile", "--dry-run", "--older-than", "0", "--json", "--ledger", str(ledger_file), env=env
+    )
+    assert code == 0
+    assert json.loads(out)["counts"]["committed"] == 1
+    code, out, _ = await _cli("ledger", "stats", "--json", "--ledger", str(ledger_file), env=env)
+    assert json.loads(out)["sending"] == 1  # the dry run changed nothing
+
+    code, out, _ = await _cli("reconcile", "--older-than", "0", "--ledger", str(ledger_file), env=env)
+    assert code == 0 and "committed" in out
+    code, out, _ = await _cli("ledger", "stats", "--json", "--ledger", str(ledger_file), env=env)
+    assert json.loads(out)["committed"] == 2
+    assert len(sandbox.applied_writes(idempotency_key="crash-1")) == 1
+
+
+async def test_reconcile_exits_non_zero_while_in_doubt(
+    make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    client = make_client()
+    await client.upgrade_to_shakesco("dan", 50)
+    sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
+    sandbox.faults.add("error", endpoint="/total-spent", after=1, status=503)
+    with pytest.raises(sa.OutcomeUnknown):
+        await client.redeem_tokens("dan", 5, idempotency_key="doubt-cli")
+    await client.aclose()
+    env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url}
+    ledger = str(tmp_path / "ledger.sqlite3")
+    code, out, _ = await _cli("reconcile", "--older-than", "0", "--json", "--ledger", ledger, env=env)
+    assert code == 3
+    assert [d["key"] for d in json.loads(out)["in_doubt"]] == ["doubt-cli"]
+    sandbox.faults.clear()
+    code, out, _ = await _cli("reconcile", "--older-than", "0", "--json", "--ledger", ledger, env=env)
+    assert code == 0
+    assert json.loads(out)["counts"]["committed"] == 1
+
+
+async def test_reconcile_without_a_key_is_a_clear_error(ledger_file: Path) -> None:
+    code, _, err = await _cli("reconcile", "--ledger", str(ledger_file))
+    assert code == 2 and "SHAKESCO_API_KEY" in err
