@@ -1,0 +1,1 @@
+"""Framework glue. Each module imports its framework; the core never imports these."""

@@ -1,0 +1,74 @@
+"""The examples: FastAPI under httpx's ASGI transport, aiohttp under its test client, the worker."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from examples import aiohttp_app, worker
+from shakesco_async import ShakescoClient
+from shakesco_async.integrations.aiohttp import SHAKESCO_CLIENT
+from shakesco_async.sandbox import Sandbox
+
+
+@pytest.fixture
+async def seeded(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    monkeypatch.setenv("SHAKESCO_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("SHAKESCO_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("SHAKESCO_LEDGER", str(tmp_path / "app-ledger.sqlite3"))
+    async with ShakescoClient() as client:
+        await client.set_event_details("purchase", 5, False)
+    return sandbox
+
+
+async def test_fastapi_example(seeded: Sandbox) -> None:
+    from examples import fastapi_app
+
+    app = fastapi_app.app
+    async with app.router.lifespan_context(app):
+        client: ShakescoClient = app.state.shakesco
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            seeded.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+            first = await http.post("/orders/42/paid", json={"customer_ref": "web-1"})
+            again = await http.post("/orders/42/paid", json={"customer_ref": "web-1"})  # a redelivered webhook
+        assert first.status_code == 200 and first.json()["status"] == "awarded"
+        assert again.json()["balance"] == "5.0"
+        session = client._transport._session
+        assert session is not None and not session.closed
+    assert session.closed  # shutdown closed the client
+    assert len(seeded.applied_writes("/claim-tokens")) == 1
+
+
+async def test_fastapi_pending_on_outcome_unknown(seeded: Sandbox) -> None:
+    from examples import fastapi_app
+
+    app = fastapi_app.app
+    transport = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+        seeded.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+        seeded.faults.add("error", endpoint="/total-earned", after=1, status=503)
+        response = await http.post("/orders/43/paid", json={"customer_ref": "web-2"})
+    assert response.status_code == 202
+    assert response.json() == {"status": "pending", "idempotency_key": "order:43"}
+
+
+async def test_aiohttp_example(seeded: Sandbox) -> None:
+    app = aiohttp_app.make_app()
+    async with TestClient(TestServer(app)) as http:
+        response = await http.post("/orders/7/paid", json={"customer_ref": "aio-1"})
+        assert response.status == 200
+        assert (await response.json())["status"] == "awarded"
+        client = app[SHAKESCO_CLIENT]
+        assert client._reconciler is not None and not client._reconciler.done()
+    assert client._reconciler is None  # stopped with the app
+    assert len(seeded.applied_writes("/claim-tokens")) == 1
+
+
+async def test_worker_example(capsys: pytest.CaptureFixture[str]) -> None:
+    await asyncio.wait_for(worker.main(real=False), 60)
+    assert "20 awards applied for 20 distinct jobs" in capsys.readouterr().out
