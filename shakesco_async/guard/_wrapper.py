@@ -96,19 +96,25 @@ class WriteGuard:
         intent = Intent(key, endpoint.path, canonical(wire), customers, source)
         owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
         async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
-            entry = await self._take(intent, owner)
+            entry, others = await self._take(intent, owner)
+            lease = _Lease(owner, intent.leases)
             try:
-                return cast(R, await self._run(endpoint, entry, owner))
+                return cast(R, await self._run(endpoint, entry, lease, others))
             finally:
-                await asyncio.shield(self.ledger.release(intent.leases, owner=owner))
+                if not lease.released:
+                    await asyncio.shield(self.ledger.release(lease.names, owner=owner))
 
-    async def _take(self, intent: Intent, owner: str) -> LedgerEntry:
-        """Record the intent, or find the key's entry; return holding the customers' leases."""
+    async def _take(self, intent: Intent, owner: str) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None]:
+        """Record the intent, or find the key's entry; return holding the customers' leases.
+
+        Also returns the earlier open entries on these customers when ``begin`` found them
+        in the same transaction (None: look them up).
+        """
         deadline = time.monotonic() + self._lease_wait
         while True:
             begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl)
             if begun.created and begun.entry is not None:
-                return begun.entry
+                return begun.entry, begun.others
             busy_until = begun.busy_until
             if begun.entry is not None:
                 if begun.entry.params_digest != intent.digest or begun.entry.operation != intent.operation:
@@ -117,12 +123,12 @@ class WriteGuard:
                         f"idempotency key {intent.key!r} was used for {begun.entry.operation} with other parameters",
                     )
                 if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
-                    return begun.entry
+                    return begun.entry, ()
                 busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
                 if busy_until is None:
                     fresh = await self.ledger.get(intent.key)
                     assert fresh is not None
-                    return fresh
+                    return fresh, None
             if time.monotonic() > deadline:
                 raise LedgerError(
                     f"customers {', '.join(intent.customers)} are leased by another process; nothing was sent"
@@ -131,7 +137,9 @@ class WriteGuard:
             await asyncio.sleep(min(wait, 0.05) + 0.005)
 
     # -- the phases ------------------------------------------------------------------------------
-    async def _run(self, endpoint: Endpoint[Any], entry: LedgerEntry, owner: str) -> object:
+    async def _run(
+        self, endpoint: Endpoint[Any], entry: LedgerEntry, lease: _Lease, others: tuple[LedgerEntry, ...] | None
+    ) -> object:
         if entry.state == EntryState.COMMITTED:
             assert entry.result is not None
             return result_from_record(entry.result, entry.key, replayed=True)
@@ -142,14 +150,20 @@ class WriteGuard:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
             judgement = await self._judge(entry)
             if judgement.verdict == Verdict.APPLIED:
-                record = {"kind": "receipt", "tx_hash": None, "verified": True}
-                await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record)
-                return result_from_record(record, entry.key, replayed=True)
+                await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
+                return result_from_record(_VERIFIED, entry.key, replayed=True)
             if judgement.verdict != Verdict.NOT_APPLIED:
-                await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason)
+                await self._finish(entry, lease, EntryState.IN_DOUBT, reason=judgement.reason)
                 raise OutcomeUnknown(entry.key, judgement.reason)
-        await self._resolve_others(entry, owner)
-        return await self._send(endpoint, entry, owner)
+        if others is None:
+            others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
+        await self._resolve_others(entry, lease, others)
+        return await self._send(endpoint, entry, lease)
+
+    async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> None:
+        """The call's last word on its entry, committed together with giving up its leases."""
+        await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
+        lease.released = True
 
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
@@ -163,8 +177,7 @@ class WriteGuard:
         """Judge an open entry (caller holds its customers' leases) and record the verdict."""
         judgement = await self._judge(entry)
         if judgement.verdict == Verdict.APPLIED:
-            record = {"kind": "receipt", "tx_hash": None, "verified": True}
-            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record, expect=_OPEN)
+            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
         elif judgement.verdict == Verdict.NOT_APPLIED:
             state = EntryState.RECORDED if entry.key_source == KeySource.CALLER else EntryState.ABANDONED
             await self.ledger.settle(entry.key, state, reason="verified not applied", expect=_OPEN)
@@ -172,31 +185,29 @@ class WriteGuard:
             await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
         return judgement
 
-    async def _resolve_others(self, entry: LedgerEntry, owner: str) -> None:
+    async def _resolve_others(self, entry: LedgerEntry, lease: _Lease, others: tuple[LedgerEntry, ...]) -> None:
         """Settle earlier open writes on these customers while their snapshots still hold."""
-        seen: set[str] = {entry.key}
-        for customer in entry.customers:
-            for other in await self.ledger.entries(states=_OPEN, customer=customer):
-                if other.key in seen or other.snapshot is None:
-                    continue
-                seen.add(other.key)
-                extra = [c for c in other.customers if c not in entry.customers]
-                if extra and await self.ledger.acquire(extra, owner=owner, lease_ttl=self._lease_ttl) is not None:
-                    await self._supersede(other, entry.key)
-                    continue
-                try:
-                    judgement = await self.resolve(other)
-                finally:
-                    await self.ledger.release(extra, owner=owner)
-                if judgement.verdict == Verdict.UNREADABLE:
-                    await self._give_up_unsent(entry, "cannot verify an earlier write on this customer")
-                    raise TransportError(
-                        f"cannot verify earlier write {other.key!r} on this customer ({judgement.reason});"
-                        " nothing was sent",
-                        sent=False,
-                    )
-                if judgement.verdict == Verdict.UNEXPLAINED:
-                    await self._supersede(other, entry.key)
+        owner = lease.owner
+        for other in others:
+            if other.key == entry.key or other.snapshot is None:
+                continue
+            extra = [c for c in other.customers if c not in entry.customers]
+            if extra and await self.ledger.acquire(extra, owner=owner, lease_ttl=self._lease_ttl) is not None:
+                await self._supersede(other, entry.key)
+                continue
+            try:
+                judgement = await self.resolve(other)
+            finally:
+                await self.ledger.release(extra, owner=owner)
+            if judgement.verdict == Verdict.UNREADABLE:
+                await self._give_up_unsent(entry, lease, "cannot verify an earlier write on this customer")
+                raise TransportError(
+                    f"cannot verify earlier write {other.key!r} on this customer ({judgement.reason});"
+                    " nothing was sent",
+                    sent=False,
+                )
+            if judgement.verdict == Verdict.UNEXPLAINED:
+                await self._supersede(other, entry.key)
 
     async def _supersede(self, other: LedgerEntry, by: str) -> None:
         # Once a later write is sent, this snapshot no longer describes the state before `other`.
@@ -208,14 +219,12 @@ class WriteGuard:
             drop_snapshot=True,
         )
 
-    async def _give_up_unsent(self, entry: LedgerEntry, reason: str) -> None:
+    async def _give_up_unsent(self, entry: LedgerEntry, lease: _Lease, reason: str) -> None:
         """The write provably did not apply and this call will not send it again."""
-        if entry.key_source == KeySource.GENERATED:
-            await self.ledger.settle(entry.key, EntryState.ABANDONED, reason=reason)
-        else:
-            await self.ledger.settle(entry.key, EntryState.RECORDED, reason=reason)
+        state = EntryState.ABANDONED if entry.key_source == KeySource.GENERATED else EntryState.RECORDED
+        await self._finish(entry, lease, state, reason=reason)
 
-    async def _send(self, endpoint: Endpoint[Any], entry: LedgerEntry, owner: str) -> object:
+    async def _send(self, endpoint: Endpoint[Any], entry: LedgerEntry, lease: _Lease) -> object:
         verifier = VERIFIERS[entry.operation]
         wire = endpoint.prepare(entry.params)
         attempt = 0
@@ -224,41 +233,42 @@ class WriteGuard:
             try:
                 snapshot = {} if verifier.repeatable else await snapshot_of(self._reader, entry.operation, entry.params)
             except (TransportError, APIError, MalformedResponse):
-                await self._give_up_unsent(entry, "could not read the pre-send state")
+                await self._give_up_unsent(entry, lease, "could not read the pre-send state")
                 raise
             await self.ledger.mark_sending(
-                entry.key, snapshot=snapshot, owner=owner, customers=entry.leases, lease_ttl=self._lease_ttl
+                entry.key, snapshot=snapshot, owner=lease.owner, customers=lease.names, lease_ttl=self._lease_ttl
             )
             retry_after: float | None = None
             try:
                 result = await self._send_once(endpoint, wire, entry.key)
             except APIError as exc:
                 if is_definitive(exc):
-                    await self.ledger.settle(entry.key, EntryState.FAILED, error=error_record(exc))
+                    await self._finish(entry, lease, EntryState.FAILED, error=error_record(exc))
                     raise
                 if exc.status < 500:  # rate limited: refused, so provably not applied
                     failure: Exception = exc
                     retry_after = exc.retry_after
                 else:
-                    failure = await self._unknown(entry, snapshot, exc)
+                    failure = await self._unknown(entry, lease, snapshot, exc)
             except TransportError as exc:
-                failure = exc if exc.sent is False else await self._unknown(entry, snapshot, exc)
+                failure = exc if exc.sent is False else await self._unknown(entry, lease, snapshot, exc)
             except MalformedResponse as exc:
-                failure = await self._unknown(entry, snapshot, exc)
+                failure = await self._unknown(entry, lease, snapshot, exc)
             else:
-                await self.ledger.settle(entry.key, EntryState.COMMITTED, result=result_record(result))
-                return result_from_record(result_record(result), entry.key, replayed=False)
+                record = result_record(result)
+                await self._finish(entry, lease, EntryState.COMMITTED, result=record)
+                return result_from_record(record, entry.key, replayed=False)
             if isinstance(failure, _Applied):
                 return result_from_record(failure.record, entry.key, replayed=False)
             # Proven not applied: sending again cannot double-apply.
             if attempt > self._max_retries:
-                await self._give_up_unsent(entry, f"not applied after {attempt} attempts: {failure}")
+                await self._give_up_unsent(entry, lease, f"not applied after {attempt} attempts: {failure}")
                 raise failure
             delay = backoff_delay(attempt, retry_after=retry_after)
             log.info("write %s not applied (%s); sending again in %.2fs", entry.key, failure, delay)
             await asyncio.sleep(delay)
 
-    async def _unknown(self, entry: LedgerEntry, snapshot: dict[str, Any], exc: Exception) -> Exception:
+    async def _unknown(self, entry: LedgerEntry, lease: _Lease, snapshot: dict[str, Any], exc: Exception) -> Exception:
         """Verify after an unknown outcome: a marker if applied, the error if not; raises if in doubt."""
         if self._settings.verify_delay:
             await asyncio.sleep(self._settings.verify_delay)
@@ -267,13 +277,12 @@ class WriteGuard:
             judgement = Judgement(Verdict.NOT_APPLIED)
         log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
         if judgement.verdict == Verdict.APPLIED:
-            record = {"kind": "receipt", "tx_hash": None, "verified": True}
-            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record)
-            return _Applied(record)
+            await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
+            return _Applied(_VERIFIED)
         if judgement.verdict == Verdict.NOT_APPLIED:
             return exc
         reason = f"{judgement.reason} (after: {exc})"
-        await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=reason)
+        await self._finish(entry, lease, EntryState.IN_DOUBT, reason=reason)
         raise OutcomeUnknown(entry.key, reason) from exc
 
     # -- reconcile ---------------------------------------------------------------------------
@@ -286,23 +295,24 @@ class WriteGuard:
         async with self._locks.hold([*(f"customer:{c}" for c in entry.customers), f"key:{key}"]):
             if await self.ledger.acquire(entry.leases, owner=owner, lease_ttl=self._lease_ttl) is not None:
                 return ("busy", "another process holds the lease")
+            lease = _Lease(owner, entry.leases)
             try:
                 fresh = await self.ledger.get(key)
                 if fresh is None or fresh.is_final:
                     return ("final", "")
-                return await self._reconcile_held(fresh, owner, resend, dry_run)
+                return await self._reconcile_held(fresh, lease, resend, dry_run)
             finally:
-                await asyncio.shield(self.ledger.release(entry.leases, owner=owner))
+                if not lease.released:
+                    await asyncio.shield(self.ledger.release(lease.names, owner=owner))
 
-    async def _reconcile_held(self, entry: LedgerEntry, owner: str, resend: Resend, dry_run: bool) -> Settled:
+    async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:
             if entry.snapshot is None:
                 return ("in_doubt", entry.reason or "no usable snapshot; resolve by hand")
             judgement = await self._judge(entry)
             if judgement.verdict == Verdict.APPLIED:
                 if not dry_run:
-                    record = {"kind": "receipt", "tx_hash": None, "verified": True}
-                    await self.ledger.settle(entry.key, EntryState.COMMITTED, result=record, expect=_OPEN)
+                    await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
                 return ("committed", "verified applied")
             if judgement.verdict != Verdict.NOT_APPLIED:
                 if not dry_run:
@@ -317,8 +327,9 @@ class WriteGuard:
         if dry_run:
             return ("resent", "provably not applied; would be sent again")
         try:
-            await self._resolve_others(entry, owner)
-            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, owner)
+            others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
+            await self._resolve_others(entry, lease, others)
+            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease)
         except OutcomeUnknown as exc:
             return ("in_doubt", exc.reason)
         except APIError as exc:
@@ -326,6 +337,20 @@ class WriteGuard:
         except ShakescoError as exc:
             return ("not_applied", str(exc))
         return ("resent", "sent again and applied")
+
+
+_VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
+
+
+class _Lease:
+    """The leases one call holds, and whether its final commit already gave them up."""
+
+    __slots__ = ("names", "owner", "released")
+
+    def __init__(self, owner: str, names: tuple[str, ...]) -> None:
+        self.owner = owner
+        self.names = names
+        self.released = False
 
 
 class _Applied(Exception):

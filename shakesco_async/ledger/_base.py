@@ -26,6 +26,8 @@ class Begun:
     entry: LedgerEntry | None
     created: bool
     busy_until: float | None = None
+    others: tuple[LedgerEntry, ...] = ()
+    """When created: earlier open entries (sending or in doubt, with a snapshot) on these customers."""
 
 
 class Ledger(abc.ABC):
@@ -84,11 +86,18 @@ class Ledger(abc.ABC):
         reason: str | None = None,
         expect: Sequence[EntryState] | None = None,
         drop_snapshot: bool = False,
+        release: Sequence[str] = (),
+        owner: str | None = None,
     ) -> bool:
         """Move an entry to ``state``; with ``expect``, only from one of those states. True if moved.
 
-        ``drop_snapshot`` forgets the pre-send snapshot once a later write has made it stale.
+        ``drop_snapshot`` forgets the pre-send snapshot once a later write has made it stale;
+        ``release`` gives up ``owner``'s leases on those names in the same commit.
         """
+
+    @abc.abstractmethod
+    async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
+        """Entries on these customers still sending or in doubt, with a snapshot, oldest first."""
 
     # -- inspection ----------------------------------------------------------------------
     @abc.abstractmethod

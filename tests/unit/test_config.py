@@ -109,3 +109,11 @@ async def test_no_session_is_created_until_needed() -> None:
     client = ShakescoClient("k", base_url=UNIT_URL)
     assert client._transport._session is None
     await client.aclose()
+
+
+def test_aiosqlite_still_offers_the_thread_hook_the_ledger_uses() -> None:
+    # The SQLite ledger runs a whole group-commit batch as one step on aiosqlite's thread.
+    import aiosqlite
+
+    assert callable(getattr(aiosqlite.Connection, "_execute", None))
+    assert isinstance(getattr(aiosqlite.Connection, "_conn", None), property)

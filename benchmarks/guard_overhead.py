@@ -1,0 +1,78 @@
+"""Guard overhead: guarded claim_tokens writes/s over raw aiohttp POSTs of the same requests.
+
+    python benchmarks/guard_overhead.py [--smoke]
+
+Both run against one in-process sandbox on 127.0.0.1, in alternating rounds, so each
+ratio compares measurements taken side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import aiohttp
+from _common import Run, measure, median_ratio, parser, verdict
+
+from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async.sandbox import Sandbox
+
+
+async def raw_run(sandbox: Sandbox, session: aiohttp.ClientSession, tag: str, count: int, concurrency: int) -> Run:
+    headers = {"Authorization": f"Bearer {sandbox.api_key}", "Content-Type": "application/json"}
+    url = sandbox.base_url + "/claim-tokens"
+
+    async def post(i: int) -> None:
+        body = json.dumps({"event_name": "purchase", "customer_ref": f"raw-{tag}-{i}"})
+        async with session.post(url, data=body, headers=headers) as resp:
+            assert resp.status == 200, resp.status
+            await resp.read()
+
+    return await measure(post, count, concurrency)
+
+
+async def guarded_run(client: ShakescoClient, tag: str, count: int, concurrency: int) -> Run:
+    async def claim(i: int) -> None:
+        await client.claim_tokens("purchase", f"g-{tag}-{i}")
+
+    return await measure(claim, count, concurrency)
+
+
+async def main(smoke: bool) -> int:
+    rounds, count = (1, 40) if smoke else (5, 600)
+    checks: list[tuple[str, float, float]] = []
+    targets = {("FULL", 64): 0.85, ("FULL", 1): 0.45, ("NORMAL", 64): 0.0, ("NORMAL", 1): 0.0}
+    async with Sandbox() as sandbox:
+        sandbox.business().set_event_details("purchase", __import__("decimal").Decimal(1), False)
+        with tempfile.TemporaryDirectory() as tmp:
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
+                for sync in ("FULL", "NORMAL"):
+                    settings = GuardSettings(synchronous=sync, verify_delay=0.0)  # type: ignore[arg-type]
+                    ledger = Path(tmp) / f"bench-{sync}.sqlite3"
+                    async with ShakescoClient(
+                        sandbox.api_key, base_url=sandbox.base_url, ledger=ledger, guard=settings
+                    ) as client:
+                        for concurrency in (1, 64):
+                            n = count if concurrency > 1 else count // 3
+                            rates, p50s, p99s = [], [], []
+                            for r in range(rounds):
+                                raw = await raw_run(sandbox, session, f"{sync}{concurrency}{r}", n, concurrency)
+                                guarded = await guarded_run(client, f"{sync}{concurrency}{r}", n, concurrency)
+                                rates.append((guarded.rate, raw.rate))
+                                p50s.append((raw.p50, guarded.p50))
+                                p99s.append((raw.p99, guarded.p99))
+                            ratio = median_ratio(rates)
+                            print(
+                                f"synchronous={sync:<6} concurrency={concurrency:>2}: guarded/raw = {ratio:.2f}"
+                                f" (raw {rates[-1][1]:.0f}/s, guarded {rates[-1][0]:.0f}/s);"
+                                f" latency raw/guarded p50 = {median_ratio(p50s):.2f}, p99 = {median_ratio(p99s):.2f}"
+                            )
+                            checks.append((f"{sync} c{concurrency}", ratio, targets[(sync, concurrency)]))
+    return verdict([c for c in checks if c[2] > 0] + [c for c in checks if c[2] == 0], smoke)
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parser(__doc__ or "").parse_args().smoke)))
