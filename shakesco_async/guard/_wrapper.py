@@ -312,17 +312,17 @@ class WriteGuard:
             judgement = await self._judge(entry)
             if judgement.verdict == Verdict.APPLIED:
                 if not dry_run:
-                    await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
+                    await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
                 return ("committed", "verified applied")
             if judgement.verdict != Verdict.NOT_APPLIED:
                 if not dry_run:
-                    await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
+                    await self._finish(entry, lease, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
                 return ("in_doubt", judgement.reason)
         generated = entry.key_source == KeySource.GENERATED
         if not (resend == "all" or (resend == "caller" and not generated)):
             if not dry_run:
                 state = EntryState.ABANDONED if generated else EntryState.RECORDED
-                await self.ledger.settle(entry.key, state, reason="not applied; reconcile did not send it")
+                await self._finish(entry, lease, state, reason="not applied; reconcile did not send it")
             return ("abandoned" if generated else "not_applied", "provably not applied")
         if dry_run:
             return ("resent", "provably not applied; would be sent again")
