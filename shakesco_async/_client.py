@@ -52,7 +52,7 @@ class ShakescoClient(EndpointMethods):
         api_key: str | None = None,
         *,
         base_url: str | None = None,
-        ledger: Ledger | str | os.PathLike[str] | None = None,
+        ledger: Ledger | str | os.PathLike[str] | object | None = None,
         timeout: float = 30.0,
         max_retries: int = 2,
         session: aiohttp.ClientSession | None = None,

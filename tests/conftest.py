@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async.ledger import Ledger
 from shakesco_async.sandbox import Sandbox
+from tests.support.ledgers import LedgerSpec, sqlite_spec
+from tests.support.postgres import postgres_cluster
 
 FAST_GUARD = GuardSettings(verify_delay=0.0, lease_ttl=5.0)
 UNIT_URL = "https://tokens.test"
@@ -24,26 +29,50 @@ async def sandbox() -> AsyncIterator[Sandbox]:
         yield sb
 
 
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """One throwaway PostgreSQL cluster for the session; in CI its absence is a failure."""
+    try:
+        with postgres_cluster() as dsn:
+            yield dsn
+    except (OSError, FileNotFoundError, __import__("subprocess").CalledProcessError) as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not available here: {exc}")
+
+
 @pytest.fixture
-async def make_client(sandbox: Sandbox, tmp_path: Path) -> AsyncIterator[ClientFactory]:
-    """Clients against the sandbox; each shares the test's ledger file unless told otherwise."""
+def ledger_spec(tmp_path: Path) -> LedgerSpec:
+    """The test's ledger storage; tests/guard runs every test on both backends."""
+    return sqlite_spec(tmp_path)
+
+
+def postgres_spec(dsn: str) -> LedgerSpec:
+    return LedgerSpec("postgres", dsn, f"t_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def make_client(sandbox: Sandbox, ledger_spec: LedgerSpec) -> AsyncIterator[ClientFactory]:
+    """Clients against the sandbox; each opens the test's ledger anew, as another process would."""
     made: list[ShakescoClient] = []
+    ledgers: list[Ledger] = []
 
     def make(**overrides: Any) -> ShakescoClient:
-        options: dict[str, Any] = {
-            "base_url": sandbox.base_url,
-            "ledger": tmp_path / "ledger.sqlite3",
-            "timeout": 2.0,
-            "guard": FAST_GUARD,
-        }
+        api_key = overrides.pop("api_key", sandbox.api_key)
+        options: dict[str, Any] = {"base_url": sandbox.base_url, "timeout": 2.0, "guard": FAST_GUARD}
         options.update(overrides)
-        client = ShakescoClient(options.pop("api_key", sandbox.api_key), **options)
+        if "ledger" not in options:
+            options["ledger"] = ledger_spec.make(api_key)
+            ledgers.append(options["ledger"])
+        client = ShakescoClient(api_key, **options)
         made.append(client)
         return client
 
     yield make
     for client in made:
         await client.aclose()
+    for ledger in ledgers:
+        await ledger.close()
 
 
 @pytest.fixture

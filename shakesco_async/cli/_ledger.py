@@ -15,7 +15,7 @@ from typing import Any
 from .._client import ShakescoClient
 from .._config import DEFAULT_LEDGER, resolve_api_key
 from .._errors import ConfigurationError
-from ..ledger import EntryState, Ledger, SQLiteLedger
+from ..ledger import EntryState, Ledger, open_ledger
 from ..ledger._sqlite import ANY_BUSINESS
 from ._output import entry_dict, print_json, print_table, progress_bar
 
@@ -27,7 +27,9 @@ EXIT_IN_DOUBT = 3
 def add_ledger_parsers(commands: Any) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--ledger", default=os.environ.get("SHAKESCO_LEDGER", DEFAULT_LEDGER), help="ledger file (env SHAKESCO_LEDGER)"
+        "--ledger",
+        default=os.environ.get("SHAKESCO_LEDGER", DEFAULT_LEDGER),
+        help="ledger file or postgresql:// DSN (env SHAKESCO_LEDGER)",
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -46,6 +48,10 @@ def add_ledger_parsers(commands: Any) -> None:
     export = sub.add_parser("export", parents=[common], help="every entry as CSV or JSON lines")
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.set_defaults(run=_command(_export))
+    move = sub.add_parser("move-to-postgres", parents=[common], help="copy open and recent entries into PostgreSQL")
+    move.add_argument("dsn", help="postgresql:// DSN of the shared ledger")
+    move.add_argument("--recent-days", type=float, default=30.0, help="also copy final entries this recent")
+    move.set_defaults(run=_command(_move))
 
     reconcile = commands.add_parser(
         "reconcile", parents=[common], help="settle open entries (needs SHAKESCO_API_KEY and the API)"
@@ -62,11 +68,15 @@ def _command(handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) 
     """Run an async command on an existing ledger file (never create one by looking at it)."""
 
     def run(args: argparse.Namespace) -> int:
-        if not os.path.exists(args.ledger):
+        if not _is_dsn(args.ledger) and not os.path.exists(args.ledger):
             raise SystemExit(f"shakesco-async: no ledger at {args.ledger!r}")
         return asyncio.run(handler(args))
 
     return run
+
+
+def _is_dsn(target: str) -> bool:
+    return target.startswith(("postgres://", "postgresql://"))
 
 
 @asynccontextmanager
@@ -76,7 +86,7 @@ async def _open(args: argparse.Namespace) -> AsyncIterator[Ledger]:
         business = resolve_api_key(None).fingerprint
     except ConfigurationError:
         business = ANY_BUSINESS
-    ledger = SQLiteLedger(args.ledger, business=business)
+    ledger = open_ledger(args.ledger, business=business)
     try:
         yield ledger
     finally:
@@ -163,6 +173,19 @@ async def _export(args: argparse.Namespace) -> int:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+    return 0
+
+
+async def _move(args: argparse.Namespace) -> int:
+    from ..ledger._move import move_sqlite_to_postgres
+
+    if _is_dsn(args.ledger):
+        raise SystemExit("shakesco-async: --ledger must be the SQLite file to move from")
+    read, inserted = await move_sqlite_to_postgres(args.ledger, args.dsn, recent_days=args.recent_days)
+    if args.json:
+        print_json({"read": read, "inserted": inserted})
+    else:
+        print(f"copied {inserted} of {read} open or recent entries into PostgreSQL")
     return 0
 
 

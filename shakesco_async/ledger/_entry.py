@@ -45,7 +45,7 @@ Params = dict[str, str | int | bool]
 
 def lease_names(customers: tuple[str, ...], key: str) -> tuple[str, ...]:
     """What a write leases: its customers, or, for a write with none, its own key."""
-    return customers or (f"\x00key:{key}",)
+    return customers or (f"\x1fkey:{key}",)  # a control character: no customer ref can clash
 
 
 def params_digest(operation: str, params: Params) -> str:

@@ -12,14 +12,23 @@ from ._sqlite import SQLiteLedger
 __all__ = ["open_ledger"]
 
 
-def open_ledger(
-    target: Ledger | str | os.PathLike[str], *, business: str, synchronous: Literal["FULL", "NORMAL"] = "FULL"
-) -> Ledger:
-    """A ``Ledger`` instance as is, or a SQLite ledger for a file path (not yet opened)."""
+def open_ledger(target: object, *, business: str, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> Ledger:
+    """The ledger for ``target`` (not yet opened).
+
+    A ``Ledger`` as is; a ``postgresql://`` DSN or an asyncpg pool: the shared PostgreSQL
+    ledger (needs the ``postgres`` extra); a file path: the embedded SQLite ledger.
+    """
     if isinstance(target, Ledger):
         return target
-    if isinstance(target, str) and target.startswith(("postgres://", "postgresql://")):
-        raise ConfigurationError("a PostgreSQL ledger is not available in this version; pass a file path")
+    is_dsn = isinstance(target, str) and target.startswith(("postgres://", "postgresql://"))
+    if is_dsn or type(target).__module__.startswith("asyncpg"):
+        try:
+            from ._postgres import PostgresLedger
+        except ImportError:
+            raise ConfigurationError(
+                "a PostgreSQL ledger needs asyncpg: pip install 'shakesco-async[postgres]'"
+            ) from None
+        return PostgresLedger(target, business=business)
     if not isinstance(target, (str, os.PathLike)):
         raise ConfigurationError(f"ledger must be a file path or a Ledger, got {type(target).__name__}")
     return SQLiteLedger(target, business=business, synchronous=synchronous)

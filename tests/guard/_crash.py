@@ -6,7 +6,7 @@ from shakesco_async import ShakescoClient
 from shakesco_async.endpoints.transfers import UPGRADE_TO_SHAKESCO
 from shakesco_async.guard._outcome import canonical
 from shakesco_async.guard._verify import snapshot_of
-from shakesco_async.ledger import Intent, KeySource
+from shakesco_async.ledger import Intent, KeySource, Ledger, SQLiteLedger
 
 POINTS = ("recorded", "sending_unsent", "sending_applied")
 
@@ -18,9 +18,16 @@ async def die_at(client: ShakescoClient, point: str, key: str, customer: str, so
     ledger = client.ledger
     begun = await ledger.begin(intent, owner="dead-process", lease_ttl=0.05)
     assert begun.created
-    if point == "recorded":
-        return
-    snapshot = await snapshot_of(client, intent.operation, intent.params)
-    await ledger.mark_sending(key, snapshot=snapshot, owner="dead-process", customers=intent.leases, lease_ttl=0.05)
-    if point == "sending_applied":
-        await client._exchange(UPGRADE_TO_SHAKESCO, wire, key)
+    if point != "recorded":
+        snapshot = await snapshot_of(client, intent.operation, intent.params)
+        await ledger.mark_sending(key, snapshot=snapshot, owner="dead-process", customers=intent.leases, lease_ttl=0.05)
+        if point == "sending_applied":
+            await client._exchange(UPGRADE_TO_SHAKESCO, wire, key)
+    await _die(ledger, intent.leases)
+
+
+async def _die(ledger: Ledger, leases: tuple[str, ...]) -> None:
+    """What the process's death does to its leases: SQLite's expire (0.05 s); PostgreSQL's
+    advisory locks end with the session at once."""
+    if not isinstance(ledger, SQLiteLedger):
+        await ledger.release(leases, owner="dead-process")

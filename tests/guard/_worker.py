@@ -1,9 +1,11 @@
 """A child process doing guarded writes, for the crash and multi-process tests.
 
-    python -m tests.guard._worker BASE_URL API_KEY LEDGER JOBS LEASE_TTL
+    python -m tests.guard._worker BASE_URL API_KEY BACKEND LOCATION SCHEMA JOBS LEASE_TTL
+    python -m tests.guard._worker hold API_KEY BACKEND LOCATION SCHEMA CUSTOMER
 
 Each job i claims the repeatable event "purchase" for customer cust-(i % 4) with the
-idempotency key job-i, as a worker replaying its queue after a restart would.
+idempotency key job-i, as a worker replaying its queue after a restart would. ``hold``
+takes a customer's lease, says so, and waits to be killed.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import asyncio
 import sys
 
 from shakesco_async import GuardSettings, OutcomeUnknown, ShakescoClient
+from tests.support.ledgers import LedgerSpec
 
 CUSTOMERS = 4
 
 
-def job(client: ShakescoClient, i: int) -> asyncio.Future[object]:
-    return asyncio.ensure_future(client.claim_tokens("purchase", f"cust-{i % CUSTOMERS}", idempotency_key=f"job-{i}"))
-
-
-async def main(base_url: str, api_key: str, ledger: str, jobs: int, lease_ttl: float) -> int:
+async def work(base_url: str, api_key: str, spec: LedgerSpec, jobs: int, lease_ttl: float) -> int:
     settings = GuardSettings(verify_delay=0.0, lease_ttl=lease_ttl, lease_wait=30.0)
+    ledger = spec.make(api_key)
     async with ShakescoClient(api_key, base_url=base_url, ledger=ledger, timeout=2.0, guard=settings) as client:
-        results = await asyncio.gather(*(job(client, i) for i in range(jobs)), return_exceptions=True)
+        results = await asyncio.gather(
+            *(
+                client.claim_tokens("purchase", f"cust-{i % CUSTOMERS}", idempotency_key=f"job-{i}")
+                for i in range(jobs)
+            ),
+            return_exceptions=True,
+        )
+    await ledger.close()
     unknown = sum(isinstance(r, OutcomeUnknown) for r in results)
     failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, OutcomeUnknown)]
     for error in failed:
@@ -32,6 +39,19 @@ async def main(base_url: str, api_key: str, ledger: str, jobs: int, lease_ttl: f
     return 1 if failed else 0
 
 
+async def hold(api_key: str, spec: LedgerSpec, customer: str) -> int:
+    ledger = spec.make(api_key)
+    await ledger.open()
+    assert await ledger.acquire([customer], owner="doomed", lease_ttl=1.0) is None
+    print("held", flush=True)
+    await asyncio.sleep(120)
+    return 0
+
+
 if __name__ == "__main__":
-    url, key, path, count, ttl = sys.argv[1:6]
-    sys.exit(asyncio.run(main(url, key, path, int(count), float(ttl))))
+    if sys.argv[1] == "hold":
+        key, backend, location, schema, customer = sys.argv[2:7]
+        sys.exit(asyncio.run(hold(key, LedgerSpec.from_argv(backend, location, schema), customer)))
+    url, key, backend, location, schema, count, ttl = sys.argv[1:8]
+    spec = LedgerSpec.from_argv(backend, location, schema)
+    sys.exit(asyncio.run(work(url, key, spec, int(count), float(ttl))))

@@ -1,0 +1,374 @@
+"""The shared ledger: PostgreSQL through asyncpg, for services that run on many hosts.
+
+Needs the ``postgres`` extra (``pip install 'shakesco-async[postgres]'``); the core never
+imports this module unless a ``postgresql://`` DSN or an asyncpg pool is given.
+
+Leases are session-level advisory locks held on one dedicated connection per process:
+they are released the moment that connection ends, so a dead process never blocks a
+customer, whatever the lease TTL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from .._errors import LedgerError
+from ._base import Begun, Ledger
+from ._entry import EntryState, Intent, KeySource, LedgerEntry
+
+__all__ = ["SCHEMA_VERSION", "PostgresLedger", "schema_sql"]
+
+SCHEMA_VERSION = 1
+ANY_BUSINESS = "*"
+_MIGRATION_LOCK = 0x5348414B  # "SHAK": one migrator at a time
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+_COLUMNS = (
+    "key, operation, params, params_digest, customers, key_source, state, attempts,"
+    " snapshot, result, error, reason, created_at, updated_at"
+)
+_OPEN = [EntryState.SENDING.value, EntryState.IN_DOUBT.value]
+
+
+def schema_sql(schema: str = "shakesco") -> str:
+    """The documented migration, for the given schema name."""
+    text = resources.files(__package__).joinpath("postgres_schema.sql").read_text()
+    return text.replace("shakesco.", f"{schema}.").replace(
+        "SCHEMA IF NOT EXISTS shakesco", f"SCHEMA IF NOT EXISTS {schema}"
+    )
+
+
+def _entry(row: asyncpg.Record) -> LedgerEntry:
+    return LedgerEntry(
+        key=row["key"],
+        operation=row["operation"],
+        params=row["params"],
+        params_digest=row["params_digest"],
+        customers=tuple(row["customers"]),
+        key_source=KeySource(row["key_source"]),
+        state=EntryState(row["state"]),
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        snapshot=row["snapshot"],
+        result=row["result"],
+        error=row["error"],
+        reason=row["reason"],
+    )
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+class PostgresLedger(Ledger):
+    """A ledger every host shares. Pass a DSN (``postgresql://...``) or an asyncpg pool.
+
+    Idempotency keys are unique per business (the API key's fingerprint). The schema is
+    created and migrated on ``open`` unless ``migrate=False`` (see ``schema_sql``).
+    """
+
+    def __init__(
+        self,
+        target: str | asyncpg.Pool,
+        *,
+        business: str,
+        schema: str = "shakesco",
+        migrate: bool = True,
+        max_connections: int = 10,
+    ) -> None:
+        if not _IDENTIFIER.fullmatch(schema):
+            raise ValueError("schema must be a plain lowercase SQL identifier")
+        self._dsn = target if isinstance(target, str) else None
+        self._pool: asyncpg.Pool | None = None if isinstance(target, str) else target
+        self._owns_pool = isinstance(target, str)
+        self.business = business
+        self.schema = schema
+        self._migrate_on_open = migrate
+        self._max_connections = max_connections
+        self._lease_conn: asyncpg.Connection | None = None
+        self._lease_lock = asyncio.Lock()
+        self._holders: dict[str, str] = {}
+        self._opening = asyncio.Lock()
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"PostgresLedger(schema={self.schema!r})"  # the DSN may carry a password
+
+    @property
+    def _t(self) -> str:
+        return f"{self.schema}.entries"
+
+    def _scope(self, first: int) -> tuple[str, list[Any]]:
+        if self.business == ANY_BUSINESS:
+            return "TRUE", []
+        return f"business = ${first}", [self.business]
+
+    # -- connections ---------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._opened:
+            return
+        async with self._opening:
+            if self._opened:
+                return
+            try:
+                if self._pool is None:
+                    self._pool = await asyncpg.create_pool(
+                        self._dsn, min_size=1, max_size=self._max_connections, init=_init_connection
+                    )
+                else:
+                    # A caller's pool: register the jsonb codec on the connections we use.
+                    self._pool._init = _init_connection
+                if self._migrate_on_open:
+                    await self._migrate()
+                self._opened = True
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise LedgerError(f"cannot open the PostgreSQL ledger: {type(exc).__name__}: {exc}") from exc
+
+    async def _migrate(self) -> None:
+        assert self._pool is not None
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {self.schema}")
+            await conn.execute(f"CREATE TABLE IF NOT EXISTS {self.schema}.schema_version (version integer NOT NULL)")
+            version = await conn.fetchval(f"SELECT max(version) FROM {self.schema}.schema_version") or 0
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"ledger schema version {version} is newer than this SDK understands")
+            if version < 1:
+                await conn.execute(schema_sql(self.schema))
+
+    async def _leases(self) -> asyncpg.Connection:
+        """The session that holds this process's advisory locks."""
+        await self.open()
+        if self._lease_conn is None or self._lease_conn.is_closed():
+            if self._holders:
+                raise LedgerError("the lease connection to PostgreSQL was lost; nothing was sent")
+            assert self._pool is not None
+            self._lease_conn = await self._pool.acquire()
+        return self._lease_conn
+
+    async def close(self) -> None:
+        if self._lease_conn is not None and self._pool is not None:
+            conn, self._lease_conn = self._lease_conn, None
+            if not conn.is_closed():
+                await conn.execute("SELECT pg_advisory_unlock_all()")
+            await self._pool.release(conn)
+        self._holders.clear()
+        if self._pool is not None and self._owns_pool:
+            pool, self._pool = self._pool, None
+            await pool.close()
+        self._opened = False
+
+    async def _pool_conn(self) -> asyncpg.Pool:
+        await self.open()
+        assert self._pool is not None
+        return self._pool
+
+    # -- leases ----------------------------------------------------------------------------------
+    def _lock_key(self, name: str) -> str:
+        return f"{self.business}\x1f{name}"
+
+    async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
+        if not customers:
+            return None
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
+        async with self._lease_lock:
+            conn = await self._leases()
+            if any(self._holders.get(n, owner) != owner for n in customers):
+                return time.time() + 0.05
+            taken: list[str] = []
+            for name in customers:
+                if self._holders.get(name) == owner:
+                    continue
+                got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key(name))
+                if not got:
+                    for done in taken:
+                        await self._unlock(conn, done)
+                    return time.time() + 0.05  # held by another process; poll again soon
+                self._holders[name] = owner
+                taken.append(name)
+            return None
+
+    async def _unlock(self, conn: asyncpg.Connection, name: str) -> None:
+        self._holders.pop(name, None)
+        if not conn.is_closed():
+            await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", self._lock_key(name))
+
+    async def release(self, customers: Sequence[str], *, owner: str) -> None:
+        async with self._lease_lock:
+            if self._lease_conn is None:
+                return
+            for name in customers:
+                if self._holders.get(name) == owner:
+                    await self._unlock(self._lease_conn, name)
+
+    # -- the write path ----------------------------------------------------------------------------
+    async def _get(self, conn: asyncpg.Connection | asyncpg.Pool, key: str) -> LedgerEntry | None:
+        scope, args = self._scope(2)
+        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {self._t} WHERE key = $1 AND {scope}", key, *args)
+        return None if row is None else _entry(row)
+
+    async def begin(self, intent: Intent, *, owner: str, lease_ttl: float) -> Begun:
+        pool = await self._pool_conn()
+        existing = await self._get(pool, intent.key)
+        if existing is not None:
+            return Begun(existing, created=False)
+        busy = await self.acquire(intent.leases, owner=owner, lease_ttl=lease_ttl)
+        if busy is not None:
+            return Begun(None, created=False, busy_until=busy)
+        try:
+            row = await pool.fetchrow(
+                f"INSERT INTO {self._t} (business, key, operation, params, params_digest, customers, key_source, state)"
+                f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (business, key) DO NOTHING RETURNING {_COLUMNS}",
+                self.business,
+                intent.key,
+                intent.operation,
+                intent.params,
+                intent.digest,
+                list(intent.customers),
+                intent.key_source.value,
+                EntryState.RECORDED.value,
+            )
+        except BaseException:
+            await self.release(intent.leases, owner=owner)
+            raise
+        if row is None:  # another host recorded the same key a moment ago
+            await self.release(intent.leases, owner=owner)
+            existing = await self._get(pool, intent.key)
+            return Begun(existing, created=False) if existing else Begun(None, created=False, busy_until=time.time())
+        others = await self.open_entries(intent.customers, exclude=intent.key)
+        return Begun(_entry(row), created=True, others=tuple(others))
+
+    async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
+        if not customers:
+            return []
+        pool = await self._pool_conn()
+        scope, args = self._scope(4)
+        rows = await pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self._t} WHERE state = ANY($1) AND snapshot IS NOT NULL AND key != $2"
+            f" AND customers && $3 AND {scope} ORDER BY updated_at, key",
+            _OPEN,
+            exclude,
+            list(customers),
+            *args,
+        )
+        return [_entry(r) for r in rows]
+
+    async def mark_sending(
+        self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
+    ) -> None:
+        # The request may leave right after this: make sure our locks still exist.
+        if customers and (self._lease_conn is None or self._lease_conn.is_closed()):
+            raise LedgerError("the lease connection to PostgreSQL was lost; nothing was sent")
+        pool = await self._pool_conn()
+        await pool.execute(
+            f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + 1, updated_at = clock_timestamp()"
+            " WHERE business = $3 AND key = $4",
+            EntryState.SENDING.value,
+            snapshot,
+            self.business,
+            key,
+        )
+
+    async def settle(
+        self,
+        key: str,
+        state: EntryState,
+        *,
+        result: dict[str, Any] | None = None,
+        error: dict[str, Any] | None = None,
+        reason: str | None = None,
+        expect: Sequence[EntryState] | None = None,
+        drop_snapshot: bool = False,
+        release: Sequence[str] = (),
+        owner: str | None = None,
+    ) -> bool:
+        pool = await self._pool_conn()
+        sql = (
+            f"UPDATE {self._t} SET state = $1, result = COALESCE($2, result), error = $3, reason = $4,"
+            " updated_at = clock_timestamp()"
+            + (", snapshot = NULL" if drop_snapshot else "")
+            + " WHERE business = $5 AND key = $6"
+        )
+        args: list[Any] = [state.value, result, error, reason, self.business, key]
+        if expect is not None:
+            sql += " AND state = ANY($7)"
+            args.append([s.value for s in expect])
+        status = await pool.execute(sql, *args)
+        if release and owner is not None:
+            await self.release(release, owner=owner)
+        return bool(status.endswith(" 1"))
+
+    async def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert entries moved from another ledger (with their business); existing keys win."""
+        pool = await self._pool_conn()
+        inserted = 0
+        async with pool.acquire() as conn, conn.transaction():
+            for r in rows:
+                status = await conn.execute(
+                    f"INSERT INTO {self._t} (business, {_COLUMNS}) VALUES"
+                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    " ON CONFLICT (business, key) DO NOTHING",
+                    r["business"],
+                    r["key"],
+                    r["operation"],
+                    r["params"],
+                    r["params_digest"],
+                    r["customers"],
+                    r["key_source"],
+                    r["state"],
+                    r["attempts"],
+                    r["snapshot"],
+                    r["result"],
+                    r["error"],
+                    r["reason"],
+                    r["created_at"],
+                    r["updated_at"],
+                )
+                inserted += status.endswith(" 1")
+        return inserted
+
+    # -- inspection ------------------------------------------------------------------------------
+    async def get(self, key: str) -> LedgerEntry | None:
+        return await self._get(await self._pool_conn(), key)
+
+    async def entries(
+        self,
+        *,
+        states: Sequence[EntryState] | None = None,
+        customer: str | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+    ) -> list[LedgerEntry]:
+        pool = await self._pool_conn()
+        scope, args = self._scope(1)
+        sql = f"SELECT {_COLUMNS} FROM {self._t} WHERE {scope}"
+        if states is not None:
+            args.append([s.value for s in states])
+            sql += f" AND state = ANY(${len(args)})"
+        if customer is not None:
+            args.append([customer])
+            sql += f" AND customers @> ${len(args)}"
+        if older_than is not None:
+            args.append(float(older_than))
+            sql += f" AND updated_at <= clock_timestamp() - make_interval(secs => ${len(args)})"
+        sql += " ORDER BY created_at, key"
+        if limit is not None:
+            args.append(limit)
+            sql += f" LIMIT ${len(args)}"
+        return [_entry(r) for r in await pool.fetch(sql, *args)]
+
+    async def counts(self) -> dict[EntryState, int]:
+        pool = await self._pool_conn()
+        scope, args = self._scope(1)
+        rows = await pool.fetch(f"SELECT state, count(*) AS n FROM {self._t} WHERE {scope} GROUP BY state", *args)
+        found = {EntryState(r["state"]): r["n"] for r in rows}
+        return {state: found.get(state, 0) for state in EntryState}

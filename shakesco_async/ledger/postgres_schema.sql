@@ -1,0 +1,35 @@
+-- shakesco-async ledger schema for PostgreSQL, version 1.
+-- The SDK creates and migrates this itself (PostgresLedger.open). Teams whose DBAs apply
+-- migrations by hand can run this file instead, replacing "shakesco" with their schema
+-- name, and open the ledger with migrate=False.
+
+CREATE SCHEMA IF NOT EXISTS shakesco;
+
+CREATE TABLE IF NOT EXISTS shakesco.schema_version (
+    version integer NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS shakesco.entries (
+    business      text        NOT NULL,  -- one-way fingerprint of the API key, never the key
+    key           text        NOT NULL,  -- the idempotency key
+    operation     text        NOT NULL,  -- the API path, e.g. /claim-tokens
+    params        jsonb       NOT NULL,
+    params_digest text        NOT NULL,
+    customers     text[]      NOT NULL,
+    key_source    text        NOT NULL,  -- caller | generated
+    state         text        NOT NULL,  -- recorded | sending | committed | failed | in_doubt | abandoned
+    attempts      integer     NOT NULL DEFAULT 0,
+    snapshot      jsonb,
+    result        jsonb,
+    error         jsonb,
+    reason        text,
+    created_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at    timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (business, key)
+);
+
+CREATE INDEX IF NOT EXISTS entries_by_state ON shakesco.entries (business, state, updated_at);
+CREATE INDEX IF NOT EXISTS entries_by_customer ON shakesco.entries USING gin (customers);
+
+DELETE FROM shakesco.schema_version;
+INSERT INTO shakesco.schema_version (version) VALUES (1);

@@ -1,0 +1,37 @@
+"""Which ledger a test runs on: the SQLite file or a PostgreSQL schema of its own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+
+from shakesco_async._config import ApiKey
+from shakesco_async.ledger import Ledger, SQLiteLedger
+
+
+@attrs.frozen
+class LedgerSpec:
+    backend: str
+    location: str
+    schema: str = ""
+
+    def make(self, api_key: str) -> Ledger:
+        """A new ledger object on the same storage, as another process would open it."""
+        business = ApiKey(api_key).fingerprint
+        if self.backend == "postgres":
+            from shakesco_async.ledger._postgres import PostgresLedger
+
+            return PostgresLedger(self.location, business=business, schema=self.schema, max_connections=20)
+        return SQLiteLedger(self.location, business=business)
+
+    def argv(self) -> list[str]:
+        return [self.backend, self.location, self.schema or "-"]
+
+    @classmethod
+    def from_argv(cls, backend: str, location: str, schema: str) -> LedgerSpec:
+        return cls(backend, location, "" if schema == "-" else schema)
+
+
+def sqlite_spec(directory: Path) -> LedgerSpec:
+    return LedgerSpec("sqlite", str(directory / "ledger.sqlite3"))

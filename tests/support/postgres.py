@@ -1,0 +1,71 @@
+"""A throwaway PostgreSQL cluster on loopback for the tests (or SHAKESCO_TEST_POSTGRES_DSN)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _as_postgres(args: list[str]) -> list[str]:
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        return ["runuser", "-u", "postgres", "--", *args]
+    return args
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found:
+        return found
+    for candidate in sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True):
+        return str(candidate)
+    raise FileNotFoundError(f"{name} not found: install PostgreSQL (apt-get install postgresql)")
+
+
+@contextlib.contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """Yield a DSN for a fresh cluster, stopped and deleted afterwards."""
+    given = os.environ.get("SHAKESCO_TEST_POSTGRES_DSN")
+    if given:
+        yield given
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="shakesco-pg-"))
+    data = workdir / "data"
+    port = _free_port()
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+    subprocess.run(
+        _as_postgres([_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
+        check=True,
+        capture_output=True,
+    )
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={workdir} -c fsync=on"
+    subprocess.run(
+        _as_postgres([_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+            time.sleep(0.1)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
