@@ -51,7 +51,8 @@ async def main(smoke: bool) -> int:
                     hot_vs_raw.append((hot.rate, raw_c1.rate))
                     hot_vs_c1.append((hot.rate, spread.rate))
                     print(
-                        f"round {r}: raw c1 {raw_c1.rate:.0f}/s, guarded c1 {spread.rate:.0f}/s, hot x64 {hot.rate:.0f}/s"
+                        f"round {r}: raw c1 {raw_c1.rate:.0f}/s, guarded c1 {spread.rate:.0f}/s,"
+                        f" hot x64 {hot.rate:.0f}/s"
                     )
     return verdict(
         [
