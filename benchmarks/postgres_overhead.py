@@ -16,11 +16,12 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import median_ratio, parser, verdict  # noqa: E402
-from guard_overhead import guarded_run, raw_run  # noqa: E402
-from shakesco_async import GuardSettings, ShakescoClient  # noqa: E402
-from shakesco_async.sandbox import Sandbox  # noqa: E402
-from tests.support.postgres import postgres_cluster  # noqa: E402
+from _common import median_ratio, parser, verdict
+from guard_overhead import guarded_run, raw_run
+
+from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async.sandbox import Sandbox
+from tests.support.postgres import postgres_cluster
 
 CONCURRENCY = 64
 

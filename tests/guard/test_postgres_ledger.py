@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -17,6 +14,7 @@ from shakesco_async.ledger._postgres import SCHEMA_VERSION, PostgresLedger, sche
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD, postgres_spec
 from tests.guard._crash import die_at
+from tests.support.cli import run_cli as _cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,23 +78,6 @@ async def test_keys_are_unique_per_business(postgres_dsn: str, sandbox: Sandbox)
         for c in clients:
             await c.aclose()
             await c.ledger.close()
-
-
-async def _cli(*args: str, env: dict[str, str]) -> tuple[int, str, str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SHAKESCO_")} | env
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shakesco_async",
-        *args,
-        cwd=ROOT,
-        env=full,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(

@@ -6,8 +6,6 @@ import asyncio
 import csv
 import io
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,26 +15,9 @@ from shakesco_async.ledger import KeySource
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
+from tests.support.cli import run_cli as _cli
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def _cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHAKESCO_")}
-    full_env.update(env or {})
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "shakesco_async",
-        *args,
-        cwd=ROOT,
-        env=full_env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 @pytest.fixture
