@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable
 
@@ -18,6 +19,7 @@ __all__ = ["OUTCOMES", "ReconcileSummary", "reconcile", "run_periodically"]
 log = logging.getLogger("shakesco_async.reconcile")
 OUTCOMES = ("committed", "resent", "failed", "not_applied", "abandoned", "in_doubt", "busy", "final")
 _OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
+_CLAIM_TTL = 300.0  # a crashed reconciler's claims lapse after this
 
 Progress = Callable[[int, int], None]
 
@@ -59,12 +61,17 @@ async def reconcile(
     Entries are verified by reading state back; only writes proven not applied are
     sent again, and only those whose key the caller chose (``resend="caller"``, the
     default), since a caller that got an error for an SDK-made key may have retried
-    under a new one. Safe to run from several processes at once: each entry is settled
-    under its customers' lease, and a busy one is left for the next pass.
+    under a new one. Safe to run from several processes at once: each pass claims its
+    entries (concurrent passes get disjoint sets), settles each under its customers'
+    lease, and leaves one that a live write is busy with for the next pass.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
-    entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
+    owner = f"reconcile:{uuid.uuid4().hex}"
+    if dry_run:  # look, do not claim
+        entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
+    else:
+        entries = await guard.ledger.claim_open(owner=owner, older_than=older_than, limit=limit, ttl=_CLAIM_TTL)
     gate = asyncio.Semaphore(concurrency)
     counts: Counter[str] = Counter()
     doubts: list[tuple[str, str]] = []
@@ -81,7 +88,11 @@ async def reconcile(
         if progress is not None:
             progress(done, len(entries))
 
-    await asyncio.gather(*(settle(e.key) for e in entries))
+    try:
+        await asyncio.gather(*(settle(e.key) for e in entries))
+    finally:
+        if entries and not dry_run:
+            await guard.ledger.unclaim(owner)
     summary = ReconcileSummary(
         examined=len(entries),
         counts={name: counts.get(name, 0) for name in OUTCOMES},

@@ -99,6 +99,18 @@ class Ledger(abc.ABC):
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         """Entries on these customers still sending or in doubt, with a snapshot, oldest first."""
 
+    @abc.abstractmethod
+    async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
+        """Claim open entries (recorded, sending, in doubt) untouched for ``older_than`` seconds.
+
+        Concurrent reconcilers get disjoint sets: an entry stays claimed by ``owner`` for
+        ``ttl`` seconds (or until its owner claims again), so a crashed reconciler's claims lapse.
+        """
+
+    @abc.abstractmethod
+    async def unclaim(self, owner: str) -> None:
+        """Give back whatever ``owner`` still has claimed."""
+
     # -- inspection ----------------------------------------------------------------------
     @abc.abstractmethod
     async def get(self, key: str) -> LedgerEntry | None:

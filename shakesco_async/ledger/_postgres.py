@@ -26,7 +26,7 @@ from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "schema_sql"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ANY_BUSINESS = "*"
 _MIGRATION_LOCK = 0x5348414B  # "SHAK": one migrator at a time
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -38,7 +38,7 @@ _OPEN = [EntryState.SENDING.value, EntryState.IN_DOUBT.value]
 
 
 def schema_sql(schema: str = "shakesco") -> str:
-    """The documented migration, for the given schema name."""
+    """The documented schema (all migrations, idempotent), for the given schema name."""
     text = resources.files(__package__).joinpath("postgres_schema.sql").read_text()
     return text.replace("shakesco.", f"{schema}.").replace(
         "SCHEMA IF NOT EXISTS shakesco", f"SCHEMA IF NOT EXISTS {schema}"
@@ -141,8 +141,8 @@ class PostgresLedger(Ledger):
             version = await conn.fetchval(f"SELECT max(version) FROM {self.schema}.schema_version") or 0
             if version > SCHEMA_VERSION:
                 raise LedgerError(f"ledger schema version {version} is newer than this SDK understands")
-            if version < 1:
-                await conn.execute(schema_sql(self.schema))
+            if version < SCHEMA_VERSION:
+                await conn.execute(schema_sql(self.schema))  # idempotent: brings any older version up
 
     async def _leases(self) -> asyncpg.Connection:
         """The session that holds this process's advisory locks."""
@@ -306,6 +306,33 @@ class PostgresLedger(Ledger):
         if release and owner is not None:
             await self.release(release, owner=owner)
         return bool(status.endswith(" 1"))
+
+    async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
+        pool = await self._pool_conn()
+        rows = await pool.fetch(
+            f"UPDATE {self._t} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
+            f" FROM (SELECT key FROM {self._t} WHERE business = $3 AND state = ANY($4)"
+            " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
+            " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1)"
+            " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED) AS pick"
+            f" WHERE e.business = $3 AND e.key = pick.key RETURNING "
+            + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")),
+            owner,
+            float(ttl),
+            self.business,
+            [EntryState.RECORDED.value, *_OPEN],
+            float(older_than),
+            limit,
+        )
+        return sorted((_entry(r) for r in rows), key=lambda e: (e.created_at, e.key))
+
+    async def unclaim(self, owner: str) -> None:
+        pool = await self._pool_conn()
+        await pool.execute(
+            f"UPDATE {self._t} SET claimed_by = NULL, claimed_until = NULL WHERE business = $1 AND claimed_by = $2",
+            self.business,
+            owner,
+        )
 
     async def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert entries moved from another ledger (with their business); existing keys win."""

@@ -57,6 +57,11 @@ _MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (business, customer)
     );
     """,
+    # 2: reconcilers claim entries, so that several of them split the work.
+    """
+    ALTER TABLE entries ADD COLUMN claimed_by TEXT;
+    ALTER TABLE entries ADD COLUMN claimed_until REAL;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 ANY_BUSINESS = "*"
@@ -115,6 +120,7 @@ async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3
 
 
 _OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
+_OPEN_ALL = (EntryState.RECORDED.value, *_OPEN)
 
 
 class SQLiteLedger(Ledger):
@@ -410,6 +416,32 @@ class SQLiteLedger(Ledger):
             return moved
 
         return await self._submit(op)
+
+    async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
+        def op(db: sqlite3.Connection) -> list[LedgerEntry]:
+            now = time.time()
+            # SQLite has one writer at a time, so select-then-update inside it is already exclusive.
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM entries WHERE business = ? AND state IN (?, ?, ?) AND updated_at <= ?"
+                " AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)"
+                " ORDER BY created_at, key LIMIT ?",
+                (self.business, *_OPEN_ALL, now - older_than, now, owner, -1 if limit is None else limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE entries SET claimed_by = ?, claimed_until = ? WHERE business = ? AND key = ?",
+                [(owner, now + ttl, self.business, row[0]) for row in rows],
+            )
+            return [_entry(row) for row in rows]
+
+        return await self._submit(op)
+
+    async def unclaim(self, owner: str) -> None:
+        await self._submit(
+            lambda db: db.execute(
+                "UPDATE entries SET claimed_by = NULL, claimed_until = NULL WHERE business = ? AND claimed_by = ?",
+                (self.business, owner),
+            )
+        )
 
     # -- inspection ------------------------------------------------------------------------------
     async def get(self, key: str) -> LedgerEntry | None:

@@ -1,4 +1,5 @@
--- shakesco-async ledger schema for PostgreSQL, version 1.
+-- shakesco-async ledger schema for PostgreSQL, version 2 (every statement is idempotent,
+-- so the file also upgrades a version 1 schema).
 -- The SDK creates and migrates this itself (PostgresLedger.open). Teams whose DBAs apply
 -- migrations by hand can run this file instead, replacing "shakesco" with their schema
 -- name, and open the ledger with migrate=False.
@@ -31,5 +32,9 @@ CREATE TABLE IF NOT EXISTS shakesco.entries (
 CREATE INDEX IF NOT EXISTS entries_by_state ON shakesco.entries (business, state, updated_at);
 CREATE INDEX IF NOT EXISTS entries_by_customer ON shakesco.entries USING gin (customers);
 
+-- version 2: reconcile workers claim entries (FOR UPDATE SKIP LOCKED) so that they split the work.
+ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_by text;
+ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
+
 DELETE FROM shakesco.schema_version;
-INSERT INTO shakesco.schema_version (version) VALUES (1);
+INSERT INTO shakesco.schema_version (version) VALUES (2);

@@ -117,3 +117,28 @@ def test_aiosqlite_still_offers_the_thread_hook_the_ledger_uses() -> None:
 
     assert callable(getattr(aiosqlite.Connection, "_execute", None))
     assert isinstance(getattr(aiosqlite.Connection, "_conn", None), property)
+
+
+async def test_a_version_1_sqlite_ledger_is_migrated_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from shakesco_async.ledger import SQLiteLedger
+    from shakesco_async.ledger._sqlite import _MIGRATIONS, SCHEMA_VERSION
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(_MIGRATIONS[0])
+    db.execute("PRAGMA user_version = 1")
+    db.execute(
+        "INSERT INTO entries VALUES ('b', 'k', '/expire-tokens', '{}', 'd', '[]', 'caller', 'recorded', 0,"
+        " NULL, NULL, NULL, NULL, 1.0, 1.0)"
+    )
+    db.commit()
+    db.close()
+    ledger = SQLiteLedger(path, business="b")
+    claimed = await ledger.claim_open(owner="me", older_than=0, limit=None, ttl=60)
+    assert [e.key for e in claimed] == ["k"]
+    await ledger.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    db.close()
