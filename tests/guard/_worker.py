@@ -22,7 +22,10 @@ CUSTOMERS = 4
 async def work(base_url: str, api_key: str, spec: LedgerSpec, jobs: int, lease_ttl: float) -> int:
     settings = GuardSettings(verify_delay=0.0, lease_ttl=lease_ttl, lease_wait=30.0)
     ledger = spec.make(api_key)
-    async with ShakescoClient(api_key, base_url=base_url, ledger=ledger, timeout=2.0, guard=settings) as client:
+    # Enough retries that 10% refusals cannot exhaust them (three in a row happen in ~1 run of 10).
+    async with ShakescoClient(
+        api_key, base_url=base_url, ledger=ledger, timeout=2.0, guard=settings, max_retries=8
+    ) as client:
         results = await asyncio.gather(
             *(
                 client.claim_tokens("purchase", f"cust-{i % CUSTOMERS}", idempotency_key=f"job-{i}")

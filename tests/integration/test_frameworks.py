@@ -65,7 +65,10 @@ async def test_aiohttp_example(seeded: Sandbox) -> None:
         assert (await response.json())["status"] == "awarded"
         client = app[SHAKESCO_CLIENT]
         assert client._reconciler is not None and not client._reconciler.done()
+        session = client._transport._session
+        assert session is not None and not session.closed
     assert client._reconciler is None  # stopped with the app
+    assert session.closed
     assert len(seeded.applied_writes("/claim-tokens")) == 1
 
 
