@@ -23,7 +23,7 @@ from ._errors import (
     ValidationError,
     error_from_response,
 )
-from ._reconcile import Progress, ReconcileSummary, reconcile, run_periodically
+from ._reconcile import Progress, ReconcileSummary, check_options, reconcile, run_periodically
 from ._retry import backoff_delay
 from ._transport import Transport
 from ._version import VERSION
@@ -143,6 +143,7 @@ class ShakescoClient(EndpointMethods):
         self, interval: float = 60.0, *, older_than: float = 30.0, concurrency: int = 8, resend: Resend = "caller"
     ) -> asyncio.Task[None]:
         """Reconcile in the background every ``interval`` seconds until ``aclose()``."""
+        check_options(older_than=older_than, concurrency=concurrency, resend=resend, interval=interval)
         if self._reconciler is not None and not self._reconciler.done():
             raise RuntimeError("a reconciler is already running for this client")
         self._reconciler = asyncio.create_task(

@@ -10,11 +10,12 @@ from collections.abc import Callable
 
 import attrs
 
+from ._errors import ValidationError
 from .guard import WriteGuard
 from .guard._wrapper import Resend
 from .ledger import EntryState
 
-__all__ = ["OUTCOMES", "ReconcileSummary", "reconcile", "run_periodically"]
+__all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "run_periodically"]
 
 log = logging.getLogger("shakesco_async.reconcile")
 OUTCOMES = ("committed", "resent", "failed", "not_applied", "abandoned", "in_doubt", "busy", "final")
@@ -65,8 +66,7 @@ async def reconcile(
     entries (concurrent passes get disjoint sets), settles each under its customers'
     lease, and leaves one that a live write is busy with for the next pass.
     """
-    if concurrency < 1:
-        raise ValueError("concurrency must be at least 1")
+    check_options(older_than=older_than, concurrency=concurrency, resend=resend)
     owner = f"reconcile:{uuid.uuid4().hex}"
     if dry_run:  # look, do not claim
         entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
@@ -104,11 +104,25 @@ async def reconcile(
     return summary
 
 
-async def run_periodically(guard: WriteGuard, interval: float, **options: object) -> None:
+def check_options(*, older_than: float, concurrency: int, resend: str, interval: float | None = None) -> None:
+    """Refuse bad reconcile settings up front, not inside a background task."""
+    if interval is not None and not interval > 0:
+        raise ValidationError(f"interval must be a positive number of seconds, got {interval!r}")
+    if not older_than >= 0:
+        raise ValidationError(f"older_than must not be negative, got {older_than!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+        raise ValidationError(f"concurrency must be an int of at least 1, got {concurrency!r}")
+    if resend not in ("caller", "all", "none"):
+        raise ValidationError(f"resend must be 'caller', 'all' or 'none', got {resend!r}")
+
+
+async def run_periodically(
+    guard: WriteGuard, interval: float, *, older_than: float, concurrency: int, resend: Resend
+) -> None:
     """Reconcile every ``interval`` seconds until cancelled; errors are logged, never lost."""
     while True:
         try:
-            summary = await reconcile(guard, **options)  # type: ignore[arg-type]
+            summary = await reconcile(guard, older_than=older_than, concurrency=concurrency, resend=resend)
             for key, reason in summary.in_doubt:
                 log.warning("write %s is still in doubt: %s", key, reason)
         except asyncio.CancelledError:

@@ -8,7 +8,7 @@ from typing import Literal
 
 import attrs
 
-__all__ = ["Fault", "FaultMode", "FaultRule", "Faults"]
+__all__ = ["FaultMode", "FaultRule", "Faults"]
 
 
 class FaultMode(enum.StrEnum):
@@ -27,8 +27,6 @@ class FaultMode(enum.StrEnum):
     ERROR = "error"
     """Answer ``status`` with ``message`` before anything is applied (429 Fee limit, 503, ...)."""
 
-
-Fault = FaultMode
 
 _APPLIES_BEFORE = frozenset({FaultMode.FAIL_BEFORE_COMMIT, FaultMode.RESET, FaultMode.ERROR})
 

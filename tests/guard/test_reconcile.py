@@ -159,3 +159,19 @@ async def test_background_reconciler_logs_failures(
         await client.aclose()
     assert "reconcile pass failed" in caplog.text
     assert "disk on fire" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"interval": 0}, {"interval": -1}, {"concurrency": 0}, {"resend": "sometimes"}, {"older_than": -5}],
+)
+async def test_bad_reconcile_options_are_refused_up_front(
+    make_client: ClientFactory, options: dict[str, object]
+) -> None:
+    client = make_client()
+    with pytest.raises(sa.ValidationError):
+        client.start_reconciler(**options)  # type: ignore[arg-type]
+    assert client._reconciler is None
+    if "interval" not in options:
+        with pytest.raises(sa.ValidationError):
+            await client.reconcile(**options)  # type: ignore[arg-type]
