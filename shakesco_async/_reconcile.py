@@ -77,10 +77,10 @@ async def reconcile(
     doubts: list[tuple[str, str]] = []
     done = 0
 
-    async def settle(key: str) -> None:
+    async def settle(key: str, customers: tuple[str, ...]) -> None:
         nonlocal done
         async with gate:
-            outcome, detail = await guard.reconcile_entry(key, resend=resend, dry_run=dry_run)
+            outcome, detail = await guard.reconcile_entry(key, resend=resend, dry_run=dry_run, customers=customers)
         counts[outcome] += 1
         if outcome == "in_doubt":
             doubts.append((key, detail))
@@ -89,7 +89,7 @@ async def reconcile(
             progress(done, len(entries))
 
     try:
-        await asyncio.gather(*(settle(e.key) for e in entries))
+        await asyncio.gather(*(settle(e.key, e.customers) for e in entries))
     finally:
         if entries and not dry_run:
             await guard.ledger.unclaim(owner)

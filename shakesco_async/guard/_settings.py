@@ -22,6 +22,9 @@ class GuardSettings:
       long enough for a write with all its retries and verification reads.
     - ``lease_wait``: how long a write waits for another process's lease on its
       customer before giving up (default: ``lease_ttl`` plus a margin).
+    - ``event_ttl``: seconds an event's one-time flag, read once, is trusted. A claim of a
+      one-time event then needs no pre-send read (``/has-claimed-event`` settles it);
+      verification reads the flag again. 0 reads customer state before every claim.
     """
 
     synchronous: Literal["FULL", "NORMAL"] = attrs.field(
@@ -30,6 +33,7 @@ class GuardSettings:
     verify_delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
     lease_ttl: float | None = None
     lease_wait: float | None = None
+    event_ttl: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
 
     def resolved_lease_ttl(self, timeout: float, max_retries: int) -> float:
         if self.lease_ttl is not None:

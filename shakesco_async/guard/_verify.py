@@ -8,6 +8,7 @@ per customer, so between snapshot and check nothing else of ours touched them.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
@@ -17,8 +18,9 @@ import attrs
 
 from .._errors import APIError, MalformedResponse, NotFound, TransportError
 from ..endpoints import EndpointMethods
+from ._events import EventKinds
 
-__all__ = ["VERIFIERS", "Judgement", "Verdict", "Verifier", "snapshot_of", "verify"]
+__all__ = ["VERIFIERS", "Judgement", "Verdict", "Verifier", "known_snapshot", "snapshot_of", "verify"]
 
 Params = Mapping[str, Any]
 Snapshot = dict[str, Any]
@@ -146,7 +148,22 @@ async def _event(c: EndpointMethods, p: Params) -> Snapshot:
     return {"exists": True, "allocation": str(e.allocation), "one_time": e.should_not_claim_twice}
 
 
+async def _one_time_claim(c: EndpointMethods, p: Params) -> Snapshot:
+    details, claimed = await asyncio.gather(
+        c.event_details(p["event_name"]), c.has_claimed_event(p["customer_ref"], p["event_name"])
+    )
+    return {"one_time": details.should_not_claim_twice, "has_claimed": claimed}
+
+
 # -- judgements ----------------------------------------------------------------------------------
+def _judge_one_time_claim(_: Params, __: Snapshot, after: Snapshot) -> Judgement:
+    if not after["one_time"]:
+        return Judgement(Verdict.UNEXPLAINED, "the event is no longer one-time, so has_claimed cannot tell")
+    # Claimed now means the customer holds this event's one credit: ours, or an earlier one
+    # that made the API refuse ours. Either way sending it again would be wrong.
+    return APPLIED if after["has_claimed"] else NOT_APPLIED
+
+
 def _judge_claim(_: Params, before: Snapshot, after: Snapshot) -> Judgement:
     earned = _d(after["total_earned"]) - _d(before["total_earned"])
     if earned > 0:
@@ -292,6 +309,31 @@ VERIFIERS: dict[str, Verifier] = {
 }
 
 
+_ONE_TIME_CLAIM = Verifier(_one_time_claim, _judge_one_time_claim)
+_ONE_TIME = {"kind": "one_time"}
+
+
+def _verifier(operation: str, before: Snapshot) -> Verifier:
+    if operation == "/claim-tokens" and before.get("kind") == "one_time":
+        return _ONE_TIME_CLAIM
+    return VERIFIERS[operation]
+
+
+async def known_snapshot(
+    reader: EndpointMethods, events: EventKinds, operation: str, params: Params
+) -> Snapshot | None:
+    """A snapshot that needs no read of customer state, or None when one must be taken.
+
+    Repeatable writes need none; a claim of a one-time event is judged by
+    ``/has-claimed-event`` alone, whatever the state before.
+    """
+    if VERIFIERS[operation].repeatable:
+        return {}
+    if operation == "/claim-tokens" and await events.one_time(reader, params["event_name"]):
+        return dict(_ONE_TIME)
+    return None
+
+
 async def snapshot_of(reader: EndpointMethods, operation: str, params: Params) -> Snapshot:
     """The pre-send state. Raises the read's error when it cannot be taken."""
     return await VERIFIERS[operation].read(reader, params)
@@ -299,7 +341,7 @@ async def snapshot_of(reader: EndpointMethods, operation: str, params: Params) -
 
 async def verify(reader: EndpointMethods, operation: str, params: Params, before: Snapshot) -> Judgement:
     """Read the state now and judge it against ``before``."""
-    verifier = VERIFIERS[operation]
+    verifier = _verifier(operation, before)
     try:
         after = await verifier.read(reader, params)
     except (TransportError, APIError, MalformedResponse) as exc:

@@ -6,9 +6,13 @@ Phases, each ending at a durable recovery point in the ledger:
 2. **resolve**: settle any earlier write on these customers whose outcome is still open,
    while its pre-send snapshot is still the latest truth (nothing of ours ran since).
 3. **snapshot + mark sending**: read the state the verifier needs, store it with state
-   ``sending``. Only after that commit may the request leave.
+   ``sending``. Only after that commit may the request leave. A write whose snapshot
+   needs no read (a one-time claim, a repeatable write) is recorded as ``sending`` by
+   phase 1 itself: one durable commit before the request leaves.
 4. **send once**: 200 commits; a definitive refusal fails; an unknown outcome is verified
-   by reading state back. Only a write proven not applied is sent again.
+   by reading state back. Only a write proven not applied is sent again. The caller gets
+   a 200's result once the commit is queued: if the process dies before it is durable,
+   the entry is still ``sending`` and reconcile verifies it as applied.
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from .._retry import backoff_delay
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
 from ..ledger import EntryState, Intent, KeySource, Ledger, LedgerEntry
+from ._events import EventKinds
 from ._locks import KeyedLocks
 from ._outcome import canonical, error_record, is_definitive, raise_recorded, result_from_record, result_record
 from ._settings import GuardSettings
-from ._verify import VERIFIERS, Judgement, Verdict, snapshot_of, verify
+from ._verify import VERIFIERS, Judgement, Snapshot, Verdict, known_snapshot, snapshot_of, verify
 
 __all__ = ["Resend", "Settled", "WriteGuard"]
 
@@ -84,6 +89,7 @@ class WriteGuard:
         self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
         self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
         self._locks = KeyedLocks()
+        self._events = EventKinds(settings.event_ttl)
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._owner_ids = itertools.count(1)
 
@@ -95,26 +101,36 @@ class WriteGuard:
         customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
         intent = Intent(key, endpoint.path, canonical(wire), customers, source)
         owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
+        if endpoint.path == _SET_EVENT:
+            self._events.forget(str(wire["event_name"]))
+        known = await known_snapshot(self._reader, self._events, endpoint.path, wire)
         async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
-            entry, others = await self._take(intent, owner)
+            entry, others, created = await self._take(intent, owner, known)
             lease = _Lease(owner, intent.leases)
             try:
-                return cast(R, await self._run(endpoint, entry, lease, others))
+                return cast(R, await self._run(endpoint, entry, lease, others, marked=created and known is not None))
             finally:
                 if not lease.released:
                     await asyncio.shield(self.ledger.release(lease.names, owner=owner))
+                if endpoint.path == _SET_EVENT:
+                    self._events.forget(str(wire["event_name"]))
 
-    async def _take(self, intent: Intent, owner: str) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None]:
+    async def _take(
+        self, intent: Intent, owner: str, known: Snapshot | None
+    ) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None, bool]:
         """Record the intent, or find the key's entry; return holding the customers' leases.
 
+        The flag says whether this call recorded the entry.
+
         Also returns the earlier open entries on these customers when ``begin`` found them
-        in the same transaction (None: look them up).
+        in the same transaction (None: look them up). A ``known`` snapshot is stored by that
+        same commit, which then also marks the entry ``sending``.
         """
         deadline = time.monotonic() + self._lease_wait
         while True:
-            begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl)
+            begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known)
             if begun.created and begun.entry is not None:
-                return begun.entry, begun.others
+                return begun.entry, begun.others, True
             busy_until = begun.busy_until
             if begun.entry is not None:
                 if begun.entry.params_digest != intent.digest or begun.entry.operation != intent.operation:
@@ -123,12 +139,12 @@ class WriteGuard:
                         f"idempotency key {intent.key!r} was used for {begun.entry.operation} with other parameters",
                     )
                 if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
-                    return begun.entry, ()
+                    return begun.entry, (), False
                 busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
                 if busy_until is None:
                     fresh = await self.ledger.get(intent.key)
                     assert fresh is not None
-                    return fresh, None
+                    return fresh, None, False
             if time.monotonic() > deadline:
                 raise LedgerError(
                     f"customers {', '.join(intent.customers)} are leased by another process; nothing was sent"
@@ -138,7 +154,13 @@ class WriteGuard:
 
     # -- the phases ------------------------------------------------------------------------------
     async def _run(
-        self, endpoint: Endpoint[Any], entry: LedgerEntry, lease: _Lease, others: tuple[LedgerEntry, ...] | None
+        self,
+        endpoint: Endpoint[Any],
+        entry: LedgerEntry,
+        lease: _Lease,
+        others: tuple[LedgerEntry, ...] | None,
+        *,
+        marked: bool,
     ) -> object:
         if entry.state == EntryState.COMMITTED:
             assert entry.result is not None
@@ -146,7 +168,7 @@ class WriteGuard:
         if entry.state == EntryState.FAILED:
             assert entry.error is not None
             raise_recorded(entry.error)
-        if entry.state in _OPEN:
+        if entry.state in _OPEN and not marked:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
             judgement = await self._judge(entry)
             if judgement.verdict == Verdict.APPLIED:
@@ -158,7 +180,7 @@ class WriteGuard:
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
         await self._resolve_others(entry, lease, others)
-        return await self._send(endpoint, entry, lease)
+        return await self._send(endpoint, entry, lease, marked=marked)
 
     async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> None:
         """The call's last word on its entry, committed together with giving up its leases."""
@@ -224,20 +246,27 @@ class WriteGuard:
         state = EntryState.ABANDONED if entry.key_source == KeySource.GENERATED else EntryState.RECORDED
         await self._finish(entry, lease, state, reason=reason)
 
-    async def _send(self, endpoint: Endpoint[Any], entry: LedgerEntry, lease: _Lease) -> object:
-        verifier = VERIFIERS[entry.operation]
+    async def _send(
+        self, endpoint: Endpoint[Any], entry: LedgerEntry, lease: _Lease, *, marked: bool = False
+    ) -> object:
+        """Send until applied, refused, or in doubt. ``marked``: the intent's commit already
+        recorded the entry as sending, with its snapshot."""
         wire = endpoint.prepare(entry.params)
         attempt = 0
         while True:
             attempt += 1
-            try:
-                snapshot = {} if verifier.repeatable else await snapshot_of(self._reader, entry.operation, entry.params)
-            except (TransportError, APIError, MalformedResponse):
-                await self._give_up_unsent(entry, lease, "could not read the pre-send state")
-                raise
-            await self.ledger.mark_sending(
-                entry.key, snapshot=snapshot, owner=lease.owner, customers=lease.names, lease_ttl=self._lease_ttl
-            )
+            if marked and attempt == 1:
+                assert entry.snapshot is not None
+                snapshot: Snapshot = entry.snapshot
+            else:
+                try:
+                    snapshot = await self._snapshot(entry)
+                except (TransportError, APIError, MalformedResponse):
+                    await self._give_up_unsent(entry, lease, "could not read the pre-send state")
+                    raise
+                await self.ledger.mark_sending(
+                    entry.key, snapshot=snapshot, owner=lease.owner, customers=lease.names, lease_ttl=self._lease_ttl
+                )
             retry_after: float | None = None
             try:
                 result = await self._send_once(endpoint, wire, entry.key)
@@ -256,7 +285,7 @@ class WriteGuard:
                 failure = await self._unknown(entry, lease, snapshot, exc)
             else:
                 record = result_record(result)
-                await self._finish(entry, lease, EntryState.COMMITTED, result=record)
+                await self._finish(entry, lease, EntryState.COMMITTED, result=record, wait=False)
                 return result_from_record(record, entry.key, replayed=False)
             if isinstance(failure, _Applied):
                 return result_from_record(failure.record, entry.key, replayed=False)
@@ -267,6 +296,10 @@ class WriteGuard:
             delay = backoff_delay(attempt, retry_after=retry_after)
             log.info("write %s not applied (%s); sending again in %.2fs", entry.key, failure, delay)
             await asyncio.sleep(delay)
+
+    async def _snapshot(self, entry: LedgerEntry) -> Snapshot:
+        known = await known_snapshot(self._reader, self._events, entry.operation, entry.params)
+        return known if known is not None else await snapshot_of(self._reader, entry.operation, entry.params)
 
     async def _unknown(self, entry: LedgerEntry, lease: _Lease, snapshot: dict[str, Any], exc: Exception) -> Exception:
         """Verify after an unknown outcome: a marker if applied, the error if not; raises if in doubt."""
@@ -286,20 +319,27 @@ class WriteGuard:
         raise OutcomeUnknown(entry.key, reason) from exc
 
     # -- reconcile ---------------------------------------------------------------------------
-    async def reconcile_entry(self, key: str, *, resend: Resend = "caller", dry_run: bool = False) -> Settled:
-        """Settle one open entry through the same verification as a write; never blocks on a lease."""
-        entry = await self.ledger.get(key)
-        if entry is None or entry.is_final:
-            return ("final", "")
+    async def reconcile_entry(
+        self, key: str, *, resend: Resend = "caller", dry_run: bool = False, customers: tuple[str, ...] | None = None
+    ) -> Settled:
+        """Settle one open entry through the same verification as a write; never blocks on a lease.
+
+        ``customers``: the entry's customers when the caller already read it (they never change).
+        """
+        if customers is None:
+            entry = await self.ledger.get(key)
+            if entry is None or entry.is_final:
+                return ("final", "")
+            customers = entry.customers
         owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
-        async with self._locks.hold([*(f"customer:{c}" for c in entry.customers), f"key:{key}"]):
-            if await self.ledger.acquire(entry.leases, owner=owner, lease_ttl=self._lease_ttl) is not None:
+        async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
+            fresh, leased = await self.ledger.lease_entry(key, owner=owner, lease_ttl=self._lease_ttl)
+            if fresh is None or fresh.is_final:
+                return ("final", "")
+            if not leased:
                 return ("busy", "another process holds the lease")
-            lease = _Lease(owner, entry.leases)
+            lease = _Lease(owner, fresh.leases)
             try:
-                fresh = await self.ledger.get(key)
-                if fresh is None or fresh.is_final:
-                    return ("final", "")
                 return await self._reconcile_held(fresh, lease, resend, dry_run)
             finally:
                 if not lease.released:
@@ -310,13 +350,17 @@ class WriteGuard:
             if entry.snapshot is None:
                 return ("in_doubt", entry.reason or "no usable snapshot; resolve by hand")
             judgement = await self._judge(entry)
+            # Verdicts are queued, not awaited: reconcile's last commit is ordered after them,
+            # and a verdict lost to a crash leaves the entry open to be judged again.
             if judgement.verdict == Verdict.APPLIED:
                 if not dry_run:
-                    await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
+                    await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN, wait=False)
                 return ("committed", "verified applied")
             if judgement.verdict != Verdict.NOT_APPLIED:
                 if not dry_run:
-                    await self._finish(entry, lease, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
+                    await self._finish(
+                        entry, lease, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN, wait=False
+                    )
                 return ("in_doubt", judgement.reason)
         generated = entry.key_source == KeySource.GENERATED
         if not (resend == "all" or (resend == "caller" and not generated)):
@@ -339,6 +383,7 @@ class WriteGuard:
         return ("resent", "sent again and applied")
 
 
+_SET_EVENT = "/set-event-details"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
 
 

@@ -58,12 +58,35 @@ class Ledger(abc.ABC):
 
     # -- the write path ------------------------------------------------------------------
     @abc.abstractmethod
-    async def begin(self, intent: Intent, *, owner: str, lease_ttl: float) -> Begun:
-        """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not."""
+    async def begin(
+        self, intent: Intent, *, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None = None
+    ) -> Begun:
+        """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
+
+        With a ``snapshot`` (one known without reading the API), the entry starts as
+        ``sending`` with that snapshot, so the request may leave as soon as this returns.
+        """
 
     @abc.abstractmethod
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
         """Lease ``customers`` for ``owner``; None on success, else when the blocking lease expires."""
+
+    async def lease_entry(self, key: str, *, owner: str, lease_ttl: float) -> tuple[LedgerEntry | None, bool]:
+        """Lease the customers of the open entry ``key``; return it as of then, and whether leased.
+
+        Nothing is leased when the entry is missing or final, or when another owner holds
+        one of its leases (then the flag is False).
+        """
+        entry = await self.get(key)
+        if entry is None or entry.is_final:
+            return entry, False
+        if await self.acquire(entry.leases, owner=owner, lease_ttl=lease_ttl) is not None:
+            return entry, False
+        fresh = await self.get(key)
+        if fresh is None or fresh.is_final:
+            await self.release(entry.leases, owner=owner)
+            return fresh, False
+        return fresh, True
 
     @abc.abstractmethod
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
@@ -88,11 +111,15 @@ class Ledger(abc.ABC):
         drop_snapshot: bool = False,
         release: Sequence[str] = (),
         owner: str | None = None,
+        wait: bool = True,
     ) -> bool:
         """Move an entry to ``state``; with ``expect``, only from one of those states. True if moved.
 
         ``drop_snapshot`` forgets the pre-send snapshot once a later write has made it stale;
         ``release`` gives up ``owner``'s leases on those names in the same commit.
+        ``wait=False`` lets a backend return once the change is queued rather than durable,
+        provided everything asked of this ledger afterwards is ordered after it (it then
+        returns True); a backend that cannot promise that order waits anyway.
         """
 
     @abc.abstractmethod

@@ -63,10 +63,10 @@ class Intent:
     params: Params
     customers: tuple[str, ...]
     key_source: KeySource
-
-    @property
-    def digest(self) -> str:
-        return params_digest(self.operation, self.params)
+    digest: str = attrs.field(
+        init=False, repr=False, default=attrs.Factory(lambda i: params_digest(i.operation, i.params), takes_self=True)
+    )
+    """The digest of operation and parameters, computed once."""
 
     @property
     def leases(self) -> tuple[str, ...]:

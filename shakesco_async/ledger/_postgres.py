@@ -216,7 +216,9 @@ class PostgresLedger(Ledger):
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {self._t} WHERE key = $1 AND {scope}", key, *args)
         return None if row is None else _entry(row)
 
-    async def begin(self, intent: Intent, *, owner: str, lease_ttl: float) -> Begun:
+    async def begin(
+        self, intent: Intent, *, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None = None
+    ) -> Begun:
         pool = await self._pool_conn()
         existing = await self._get(pool, intent.key)
         if existing is not None:
@@ -226,8 +228,9 @@ class PostgresLedger(Ledger):
             return Begun(None, created=False, busy_until=busy)
         try:
             row = await pool.fetchrow(
-                f"INSERT INTO {self._t} (business, key, operation, params, params_digest, customers, key_source, state)"
-                f" VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (business, key) DO NOTHING RETURNING {_COLUMNS}",
+                f"INSERT INTO {self._t} (business, key, operation, params, params_digest, customers, key_source,"
+                " state, attempts, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                f" ON CONFLICT (business, key) DO NOTHING RETURNING {_COLUMNS}",
                 self.business,
                 intent.key,
                 intent.operation,
@@ -235,7 +238,9 @@ class PostgresLedger(Ledger):
                 intent.digest,
                 list(intent.customers),
                 intent.key_source.value,
-                EntryState.RECORDED.value,
+                EntryState.RECORDED.value if snapshot is None else EntryState.SENDING.value,
+                0 if snapshot is None else 1,
+                snapshot,
             )
         except BaseException:
             await self.release(intent.leases, owner=owner)
@@ -290,6 +295,7 @@ class PostgresLedger(Ledger):
         drop_snapshot: bool = False,
         release: Sequence[str] = (),
         owner: str | None = None,
+        wait: bool = True,
     ) -> bool:
         pool = await self._pool_conn()
         sql = (

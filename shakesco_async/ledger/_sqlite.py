@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, overload
 
 import aiosqlite
 
 from .._errors import LedgerError
 from ._base import Begun, Ledger
-from ._entry import EntryState, Intent, KeySource, LedgerEntry
+from ._entry import EntryState, Intent, LedgerEntry
+from ._sqlite_batch import Begin, Op, Settle, open_entries_sql, run_batch
+from ._sqlite_rows import COLUMNS as _COLUMNS
+from ._sqlite_rows import OPEN as _OPEN
+from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
+from ._sqlite_rows import dumps as _dumps
+from ._sqlite_rows import entry_from_row as _entry
 
 __all__ = ["ANY_BUSINESS", "SQLiteLedger"]
+
+log = logging.getLogger("shakesco_async.ledger")
 
 # Each step moves the schema one version up; the list index + 1 is the version it leads to.
 _MIGRATIONS: tuple[str, ...] = (
@@ -67,46 +74,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 ANY_BUSINESS = "*"
 """A read-only view across every business in the file (for inspection tools)."""
 
-_COLUMNS = (
-    "key, operation, params, params_digest, customers, key_source, state, attempts,"
-    " snapshot, result, error, reason, created_at, updated_at"
-)
-
-
-def _dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _loads(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
-
-
-def _time(value: float) -> datetime:
-    return datetime.fromtimestamp(value, tz=UTC)
-
-
-def _entry(row: sqlite3.Row | tuple[Any, ...]) -> LedgerEntry:
-    (key, op, params, digest, customers, source, state, attempts, snap, result, error, reason, created, updated) = row
-    return LedgerEntry(
-        key=key,
-        operation=op,
-        params=json.loads(params),
-        params_digest=digest,
-        customers=tuple(json.loads(customers)),
-        key_source=KeySource(source),
-        state=EntryState(state),
-        attempts=attempts,
-        created_at=_time(created),
-        updated_at=_time(updated),
-        snapshot=_loads(snap),
-        result=_loads(result),
-        error=_loads(error),
-        reason=reason,
-    )
-
-
 T = TypeVar("T")
-Op = Callable[[sqlite3.Connection], Any]
 
 
 async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -117,10 +85,6 @@ async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3
     This is the only place that relies on that internal (tests pin it).
     """
     return await conn._execute(lambda: fn(conn._conn))  # type: ignore[no-untyped-call,no-any-return]
-
-
-_OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
-_OPEN_ALL = (EntryState.RECORDED.value, *_OPEN)
 
 
 class SQLiteLedger(Ledger):
@@ -147,8 +111,9 @@ class SQLiteLedger(Ledger):
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._opening: asyncio.Lock | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[tuple[Op, asyncio.Future[Any], bool]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._last_queued: asyncio.Future[Any] | None = None
 
     def __repr__(self) -> str:
         return f"SQLiteLedger(path={str(self.path)!r})"
@@ -226,36 +191,62 @@ class SQLiteLedger(Ledger):
     async def _read(self, sql: str, args: Sequence[Any]) -> list[Any]:
         await self.open()
         assert self._reader is not None
+        last = self._last_queued
+        if last is not None and not last.done():
+            # Read your writes: see every operation queued before this read (batches are FIFO).
+            await asyncio.wait([last])
         return list(await self._reader.execute_fetchall(sql, args))
 
     # -- group commit ----------------------------------------------------------------------------
-    async def _submit(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``op`` inside the next transaction; return once that transaction is durable."""
+    @overload
+    async def _submit(self, op: Begin) -> Begun: ...
+    @overload
+    async def _submit(self, op: Settle) -> bool: ...
+    @overload
+    async def _submit(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T: ...
+    async def _submit(self, op: Op, *, durable: bool = True) -> Any:
+        """Run ``op`` inside the next transaction; return once that transaction is committed.
+
+        ``durable=False`` marks an operation whose loss in a power cut is harmless (leases,
+        claims, queued outcomes): a batch of only such operations commits without an fsync.
+        Later durable commits still carry it to disk, in order.
+        """
         if self.business == ANY_BUSINESS:
             raise LedgerError("this ledger view spans every business and is read-only")
         await self.open()
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, future))
+        return await self._enqueue(op, durable=durable)
+
+    def _enqueue(self, op: Op, *, durable: bool = True) -> asyncio.Future[Any]:
+        """Queue ``op`` for the next transaction, behind everything queued before it."""
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append((op, future, durable))
+        self._last_queued = future
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await future
+        return future
 
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
             await self._commit(batch)
 
-    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         assert self._writer is not None
+        switch: str | None = None
+        if self.synchronous == "FULL":  # set every time: cheap, and never left wrong by a failed batch
+            switch = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
+        ops = [op for op, _, _ in batch]
         try:
-            outcomes = await in_connection_thread(self._writer, lambda raw: _run_batch(raw, [op for op, _ in batch]))
+            outcomes = await in_connection_thread(self._writer, lambda raw: run_batch(raw, ops, synchronous=switch))
         except sqlite3.Error as exc:
             error = LedgerError(f"ledger write failed: {exc}")
-            for _, future in batch:
+            for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
             return
-        for (_, future), (result, failure) in zip(batch, outcomes, strict=True):
+        for (_, future, _), (result, failure) in zip(batch, outcomes, strict=True):
             if future.done():
                 continue
             if failure is None:
@@ -293,11 +284,22 @@ class SQLiteLedger(Ledger):
         )
 
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
-        return await self._submit(lambda db: self._try_lease(db, customers, owner, lease_ttl, time.time()))
+        return await self._submit(
+            lambda db: self._try_lease(db, customers, owner, lease_ttl, time.time()), durable=False
+        )
+
+    async def lease_entry(self, key: str, *, owner: str, lease_ttl: float) -> tuple[LedgerEntry | None, bool]:
+        def op(db: sqlite3.Connection) -> tuple[LedgerEntry | None, bool]:
+            entry = self._get(db, key)
+            if entry is None or entry.is_final:
+                return entry, False
+            return entry, self._try_lease(db, entry.leases, owner, lease_ttl, time.time()) is None
+
+        return await self._submit(op, durable=False)
 
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         if customers:
-            await self._submit(lambda db: self._release(db, customers, owner))
+            await self._submit(lambda db: self._release(db, customers, owner), durable=False)
 
     # -- the write path ----------------------------------------------------------------------------
     def _get(self, db: sqlite3.Connection, key: str) -> LedgerEntry | None:
@@ -307,61 +309,13 @@ class SQLiteLedger(Ledger):
 
     def _open_entries_sql(self, customers: Sequence[str], exclude: str) -> tuple[str, tuple[Any, ...]]:
         scope, args = self._scope
-        sql = (
-            f"SELECT {_COLUMNS} FROM entries WHERE {scope} AND state IN (?, ?) AND snapshot IS NOT NULL"
-            f" AND key != ? AND key IN (SELECT key FROM entry_customers WHERE {scope}"
-            f" AND customer IN ({','.join('?' * len(customers))})) ORDER BY updated_at, key"
-        )
-        return sql, (*args, *_OPEN, exclude, *args, *customers)
+        sql = open_entries_sql(scope, len(customers)).replace(" ORDER BY", " AND key != ? ORDER BY")
+        return sql, (*args, *_OPEN, *args, *customers, exclude)
 
-    async def begin(self, intent: Intent, *, owner: str, lease_ttl: float) -> Begun:
-        def op(db: sqlite3.Connection) -> Begun:
-            now = time.time()
-            existing = self._get(db, intent.key)
-            if existing is not None:
-                return Begun(existing, created=False)
-            busy = self._try_lease(db, intent.leases, owner, lease_ttl, now)
-            if busy is not None:
-                return Begun(None, created=False, busy_until=busy)
-            db.execute(
-                f"INSERT INTO entries (business, {_COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL, NULL, NULL, NULL, ?, ?)",
-                (
-                    self.business,
-                    intent.key,
-                    intent.operation,
-                    _dumps(intent.params),
-                    intent.digest,
-                    _dumps(list(intent.customers)),
-                    intent.key_source.value,
-                    EntryState.RECORDED.value,
-                    now,
-                    now,
-                ),
-            )
-            db.executemany(
-                "INSERT OR IGNORE INTO entry_customers (business, customer, key) VALUES (?, ?, ?)",
-                [(self.business, c, intent.key) for c in intent.customers],
-            )
-            entry = LedgerEntry(
-                key=intent.key,
-                operation=intent.operation,
-                params=intent.params,
-                params_digest=intent.digest,
-                customers=intent.customers,
-                key_source=intent.key_source,
-                state=EntryState.RECORDED,
-                attempts=0,
-                created_at=_time(now),
-                updated_at=_time(now),
-            )
-            others: tuple[LedgerEntry, ...] = ()
-            if intent.customers:
-                sql, params = self._open_entries_sql(intent.customers, intent.key)
-                others = tuple(_entry(row) for row in db.execute(sql, params))
-            return Begun(entry, created=True, others=others)
-
-        return await self._submit(op)
+    async def begin(
+        self, intent: Intent, *, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None = None
+    ) -> Begun:
+        return await self._submit(Begin(self.business, intent, owner, lease_ttl, snapshot))
 
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:
@@ -398,7 +352,18 @@ class SQLiteLedger(Ledger):
         drop_snapshot: bool = False,
         release: Sequence[str] = (),
         owner: str | None = None,
+        wait: bool = True,
     ) -> bool:
+        if expect is None and not drop_snapshot:
+            record = Settle(
+                self.business, key, state, result=result, error=error, reason=reason, release=release, owner=owner
+            )
+            if not wait and self._writer is not None:
+                # Later operations queue behind this one, so they see it; a failure leaves the
+                # entry open for reconcile to verify, which is safe, so it is logged, not raised.
+                self._enqueue(record, durable=False).add_done_callback(_log_failure)
+                return True
+            return await self._submit(record)
         sql = (
             "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
             + (", snapshot = NULL" if drop_snapshot else "")
@@ -415,6 +380,9 @@ class SQLiteLedger(Ledger):
                 self._release(db, release, owner)
             return moved
 
+        if not wait and self._writer is not None:
+            self._enqueue(op, durable=False).add_done_callback(_log_failure)
+            return True
         return await self._submit(op)
 
     async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
@@ -433,14 +401,15 @@ class SQLiteLedger(Ledger):
             )
             return [_entry(row) for row in rows]
 
-        return await self._submit(op)
+        return await self._submit(op, durable=False)
 
     async def unclaim(self, owner: str) -> None:
         await self._submit(
             lambda db: db.execute(
                 "UPDATE entries SET claimed_by = NULL, claimed_until = NULL WHERE business = ? AND claimed_by = ?",
                 (self.business, owner),
-            )
+            ),
+            durable=False,
         )
 
     # -- inspection ------------------------------------------------------------------------------
@@ -482,25 +451,6 @@ class SQLiteLedger(Ledger):
         return {state: found.get(state, 0) for state in EntryState}
 
 
-def _run_batch(db: sqlite3.Connection, ops: list[Op]) -> list[tuple[Any, BaseException | None]]:
-    """One transaction for the whole batch; a savepoint per operation so one failure is undone alone."""
-    outcomes: list[tuple[Any, BaseException | None]] = []
-    db.execute("BEGIN IMMEDIATE")
-    try:
-        for op in ops:
-            db.execute("SAVEPOINT op")
-            try:
-                result = op(db)
-            except Exception as exc:
-                db.execute("ROLLBACK TO op")
-                db.execute("RELEASE op")
-                outcomes.append((None, exc))
-            else:
-                db.execute("RELEASE op")
-                outcomes.append((result, None))
-        db.execute("COMMIT")
-    except BaseException:
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
-    return outcomes
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.warning("a queued ledger write failed; its entry stays open for reconcile: %s", future.exception())

@@ -1,0 +1,279 @@
+"""One group-commit batch of the SQLite ledger: one transaction for many operations.
+
+The two operations every guarded write makes, ``Begin`` and ``Settle``, are records, so
+a run of them is done with a few set-wise statements rather than several per write.
+That keeps the ledger thread short: each statement hands the GIL back and forth with
+the event loop, and under load those hand-offs, not SQLite, were the cost. Any other
+operation is a plain function run on its own. If a set-wise step fails, its run is
+undone and replayed one operation at a time, so one bad operation fails alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ._base import Begun
+from ._entry import EntryState, Intent, LedgerEntry
+from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
+
+__all__ = ["Begin", "Op", "Settle", "run_batch"]
+
+_CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
+
+
+class Begin:
+    """Record an intent and lease its customers (see ``Ledger.begin``)."""
+
+    __slots__ = ("business", "intent", "lease_ttl", "owner", "snapshot")
+
+    def __init__(
+        self, business: str, intent: Intent, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None
+    ) -> None:
+        self.business = business
+        self.intent = intent
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.snapshot = snapshot
+
+
+class Settle:
+    """Move an entry to a state and release leases, with no precondition on its state."""
+
+    __slots__ = ("business", "key", "owner", "release", "row")
+
+    def __init__(
+        self,
+        business: str,
+        key: str,
+        state: EntryState,
+        *,
+        result: dict[str, Any] | None,
+        error: dict[str, Any] | None,
+        reason: str | None,
+        release: Sequence[str],
+        owner: str | None,
+    ) -> None:
+        self.business = business
+        self.key = key
+        self.row = (state.value, dumps(result), dumps(error), reason, time.time(), business, key)
+        self.release = tuple(release) if owner is not None else ()
+        self.owner = owner
+
+
+Op = Callable[[sqlite3.Connection], Any] | Begin | Settle
+Outcome = tuple[Any, BaseException | None]
+
+_SETTLE_SQL = (
+    "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
+    " WHERE business = ? AND key = ?"
+)
+
+
+def run_batch(db: sqlite3.Connection, ops: Sequence[Op], *, synchronous: str | None = None) -> list[Outcome]:
+    """Run ``ops`` in one transaction; each gets its result or its own exception.
+
+    ``synchronous`` ("FULL" or "NORMAL") switches the connection's setting first.
+    """
+    outcomes: list[Outcome] = []
+    if synchronous is not None:
+        db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        i = 0
+        while i < len(ops):
+            if isinstance(ops[i], Begin | Settle):
+                j = i
+                while j < len(ops) and isinstance(ops[j], Begin | Settle):
+                    j += 1
+                outcomes.extend(_run_set(db, ops[i:j]))
+                i = j
+            else:
+                outcomes.append(_run_one(db, ops[i]))
+                i += 1
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    return outcomes
+
+
+def _run_one(db: sqlite3.Connection, op: Op) -> Outcome:
+    db.execute("SAVEPOINT op")
+    try:
+        if isinstance(op, Begin):
+            result: Any = begin_many(db, [op])[0]
+        elif isinstance(op, Settle):
+            result = settle_many(db, [op])[0]
+        else:
+            result = op(db)
+    except Exception as exc:
+        db.execute("ROLLBACK TO op")
+        db.execute("RELEASE op")
+        return (None, exc)
+    db.execute("RELEASE op")
+    return (result, None)
+
+
+def _run_set(db: sqlite3.Connection, run: Sequence[Op]) -> list[Outcome]:
+    # Settles first: a begin queued beside a settle cannot be waiting on it (the guard holds
+    # each customer in-process until its settle is queued), so this order is one the
+    # callers could have seen anyway.
+    settles = [(n, op) for n, op in enumerate(run) if isinstance(op, Settle)]
+    begins = [(n, op) for n, op in enumerate(run) if isinstance(op, Begin)]
+    outcomes: list[Outcome] = [(None, None)] * len(run)
+    db.execute("SAVEPOINT run")
+    try:
+        if settles:
+            for (n, _), moved in zip(settles, settle_many(db, [op for _, op in settles]), strict=True):
+                outcomes[n] = (moved, None)
+        if begins:
+            for (n, _), begun in zip(begins, begin_many(db, [op for _, op in begins]), strict=True):
+                outcomes[n] = (begun, None)
+    except Exception:
+        db.execute("ROLLBACK TO run")
+        db.execute("RELEASE run")
+        return [_run_one(db, op) for op in run]
+    db.execute("RELEASE run")
+    return outcomes
+
+
+def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def open_entries_sql(business_scope: str, customers: int) -> str:
+    """Open entries (sending or in doubt, with a snapshot) on some customers, oldest first."""
+    return (
+        f"SELECT {COLUMNS} FROM entries WHERE {business_scope} AND state IN (?, ?) AND snapshot IS NOT NULL"
+        f" AND key IN (SELECT key FROM entry_customers WHERE {business_scope} AND customer IN ({_marks(customers)}))"
+        " ORDER BY updated_at, key"
+    )
+
+
+def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
+    rows = [op.row for op in ops]
+    if db.executemany(_SETTLE_SQL, rows).rowcount == len(rows):
+        moved = [True] * len(rows)
+    else:  # some key is missing: the update is idempotent, so ask each row alone
+        moved = [db.execute(_SETTLE_SQL, row).rowcount == 1 for row in rows]
+    released = [(op.business, name, op.owner) for op in ops for name in op.release]
+    if released:
+        db.executemany("DELETE FROM leases WHERE business = ? AND customer = ? AND owner = ?", released)
+    return moved
+
+
+def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
+    """Record each intent whose key is new and whose leases are free, as if one after another."""
+    business = ops[0].business
+    now = time.time()
+    found: dict[str, LedgerEntry | tuple[Any, ...]] = {}
+    for chunk in _chunks([op.intent.key for op in ops]):
+        sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+        found.update((row[0], row) for row in db.execute(sql, (business, *chunk)))
+    held: dict[str, tuple[str, float]] = {}
+    for chunk in _chunks(sorted({name for op in ops for name in op.intent.leases})):
+        sql = (
+            "SELECT customer, owner, expires_at FROM leases"
+            f" WHERE business = ? AND customer IN ({_marks(len(chunk))}) AND expires_at > ?"
+        )
+        held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, now)))
+
+    results: list[Begun | LedgerEntry] = []
+    leases: list[tuple[str, str, str, float]] = []
+    rows: list[tuple[Any, ...]] = []
+    links: list[tuple[str, str, str]] = []
+    for op in ops:
+        intent = op.intent
+        existing = found.get(intent.key)
+        if existing is not None:
+            entry = existing if isinstance(existing, LedgerEntry) else entry_from_row(existing)
+            results.append(Begun(entry, created=False))
+            continue
+        blocking = [held[n][1] for n in intent.leases if n in held and held[n][0] != op.owner]
+        if blocking:
+            results.append(Begun(None, created=False, busy_until=max(blocking)))
+            continue
+        until = now + op.lease_ttl
+        for name in intent.leases:
+            held[name] = (op.owner, until)
+            leases.append((business, name, op.owner, until))
+        state, attempts = (EntryState.RECORDED, 0) if op.snapshot is None else (EntryState.SENDING, 1)
+        rows.append(
+            (
+                business,
+                intent.key,
+                intent.operation,
+                dumps(intent.params),
+                intent.digest,
+                dumps(list(intent.customers)),
+                intent.key_source.value,
+                state.value,
+                attempts,
+                dumps(op.snapshot),
+                now,
+                now,
+            )
+        )
+        links.extend((business, customer, intent.key) for customer in intent.customers)
+        at = timestamp(now)
+        entry = LedgerEntry(
+            key=intent.key,
+            operation=intent.operation,
+            params=intent.params,
+            params_digest=intent.digest,
+            customers=intent.customers,
+            key_source=intent.key_source,
+            state=state,
+            attempts=attempts,
+            created_at=at,
+            updated_at=at,
+            snapshot=op.snapshot,
+        )
+        found[intent.key] = entry
+        results.append(entry)
+    if leases:
+        db.executemany(
+            "INSERT INTO leases (business, customer, owner, expires_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
+            leases,
+        )
+    if rows:
+        db.executemany(
+            f"INSERT INTO entries (business, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
+            rows,
+        )
+    if links:
+        db.executemany("INSERT OR IGNORE INTO entry_customers (business, customer, key) VALUES (?, ?, ?)", links)
+    return _with_others(db, business, results)
+
+
+def _with_others(db: sqlite3.Connection, business: str, results: list[Begun | LedgerEntry]) -> list[Begun]:
+    """Attach to each new entry the earlier open entries on its customers (one query for all)."""
+    created = {r.key: r for r in results if isinstance(r, LedgerEntry)}
+    by_customer: dict[str, list[LedgerEntry]] = {}
+    customers = sorted({c for entry in created.values() for c in entry.customers})
+    for chunk in _chunks(customers):
+        for row in db.execute(open_entries_sql("business = ?", len(chunk)), (business, *OPEN, business, *chunk)):
+            if row[0] in created:
+                continue  # recorded by this very run: not earlier than anything in it
+            entry = entry_from_row(row)
+            for customer in entry.customers:
+                by_customer.setdefault(customer, []).append(entry)
+    out: list[Begun] = []
+    for r in results:
+        if isinstance(r, Begun):
+            out.append(r)
+            continue
+        others = {e.key: e for c in r.customers for e in by_customer.get(c, ())}
+        ordered = tuple(sorted(others.values(), key=lambda e: (e.updated_at, e.key)))
+        out.append(Begun(r, created=True, others=ordered))
+    return out

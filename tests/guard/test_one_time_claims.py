@@ -1,0 +1,94 @@
+"""Claims of one-time events: no pre-send read, settled by /has-claimed-event, and safe
+when the event's kind changes behind the guard's back."""
+
+from __future__ import annotations
+
+import pytest
+
+import shakesco_async as sa
+from shakesco_async import GuardSettings
+from shakesco_async.ledger import EntryState
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import ClientFactory
+
+GUARD = GuardSettings(verify_delay=0.0)
+
+
+async def _events(client: sa.ShakescoClient) -> None:
+    await client.set_event_details("signup", 50, True)
+    await client.set_event_details("purchase", 5, False)
+
+
+async def test_one_time_claim_is_sending_from_its_first_commit(make_client: ClientFactory) -> None:
+    client = make_client(guard=GUARD)
+    await _events(client)
+    await client.claim_tokens("signup", "o1", idempotency_key="one-time-1")
+    await client.claim_tokens("purchase", "o1", idempotency_key="repeat-1")
+    one_time = await client.ledger.get("one-time-1")
+    repeat = await client.ledger.get("repeat-1")
+    assert one_time is not None and repeat is not None
+    assert one_time.state == repeat.state == EntryState.COMMITTED
+    assert one_time.snapshot == {"kind": "one_time"} and one_time.attempts == 1
+    assert repeat.snapshot == {"total_earned": "50.0"}
+
+
+async def test_lost_answer_is_settled_by_has_claimed(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    client = make_client(guard=GUARD)
+    await _events(client)
+    sandbox.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+    receipt = await client.claim_tokens("signup", "o2", idempotency_key="lost-1")
+    assert receipt.verified
+    assert len(sandbox.applied_writes("/claim-tokens", idempotency_key="lost-1")) == 1
+    assert await client.total_earned("o2") == 50
+
+
+async def test_lost_request_is_sent_again(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    client = make_client(guard=GUARD)
+    await _events(client)
+    sandbox.faults.add("reset", endpoint="/claim-tokens", count=1)  # never applied
+    receipt = await client.claim_tokens("signup", "o3", idempotency_key="reset-1")
+    assert receipt.tx_hash is not None and not receipt.verified
+    assert len(sandbox.applied_writes("/claim-tokens", idempotency_key="reset-1")) == 1
+
+
+async def test_event_made_repeatable_behind_the_cache_leaves_doubt(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    client = make_client(guard=GUARD)
+    await _events(client)
+    await client.claim_tokens("signup", "o4")  # the guard now knows "signup" as one-time
+    await client.claim_tokens("signup", "o5")
+    sandbox.business().set_event_details("signup", sa._validate.amount("x", 50), False)  # not through the client
+    sandbox.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+    with pytest.raises(sa.OutcomeUnknown, match="no longer one-time"):
+        await client.claim_tokens("signup", "o5", idempotency_key="stale-1")
+    entry = await client.ledger.get("stale-1")
+    assert entry is not None and entry.state == EntryState.IN_DOUBT
+    assert len(sandbox.applied_writes("/claim-tokens", idempotency_key="stale-1")) == 1  # never sent twice
+
+
+async def test_changing_an_event_through_the_client_forgets_its_kind(make_client: ClientFactory) -> None:
+    client = make_client(guard=GUARD)
+    await _events(client)
+    await client.claim_tokens("signup", "o6", idempotency_key="before")
+    await client.set_event_details("signup", 50, False)
+    await client.claim_tokens("signup", "o6", idempotency_key="after")
+    after = await client.ledger.get("after")
+    assert after is not None and after.snapshot == {"total_earned": "50.0"}
+
+
+async def test_event_ttl_zero_always_reads_state(make_client: ClientFactory) -> None:
+    client = make_client(guard=GuardSettings(verify_delay=0.0, event_ttl=0))
+    await _events(client)
+    await client.claim_tokens("signup", "o7", idempotency_key="no-cache")
+    entry = await client.ledger.get("no-cache")
+    assert entry is not None and entry.snapshot == {"total_earned": "0.0"}
+
+
+async def test_unknown_event_falls_back_to_a_snapshot(make_client: ClientFactory) -> None:
+    client = make_client(guard=GUARD)
+    with pytest.raises(sa.EventNotFound):
+        await client.claim_tokens("nope", "o8", idempotency_key="missing")
+    entry = await client.ledger.get("missing")
+    assert entry is not None and entry.state == EntryState.FAILED
+    assert entry.snapshot == {"total_earned": "0.0"}
