@@ -89,7 +89,8 @@ async def main(smoke: bool) -> int:
                             ratio = median_ratio(rates)
                             kind = "one-time" if EVENTS[event] else "repeatable"
                             print(
-                                f"{kind:<10} synchronous={sync:<6} concurrency={concurrency:>2}: guarded/raw = {ratio:.2f}"
+                                f"{kind:<10} synchronous={sync:<6} concurrency={concurrency:>2}:"
+                                f" guarded/raw = {ratio:.2f}"
                                 f" (raw {rates[-1][1]:.0f}/s, guarded {rates[-1][0]:.0f}/s);"
                                 f" latency raw/guarded p50 = {median_ratio(p50s):.2f}, p99 = {median_ratio(p99s):.2f}"
                             )

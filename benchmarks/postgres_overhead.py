@@ -30,13 +30,13 @@ async def main(dsn: str, smoke: bool) -> int:
     rounds, count = (1, 60) if smoke else (5, 600)
     rates = []
     async with Sandbox() as sandbox:
-        sandbox.business().set_event_details("purchase", Decimal(1), False)
+        sandbox.business().set_event_details("signup", Decimal(1), True)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session, ShakescoClient(
             sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, guard=GuardSettings(verify_delay=0.0)
         ) as client:
             for r in range(rounds):
-                raw = await raw_run(sandbox, session, f"pg{r}", count, CONCURRENCY)
-                guarded = await guarded_run(client, f"pg{r}", count, CONCURRENCY)
+                raw = await raw_run(sandbox, session, "signup", f"pg{r}", count, CONCURRENCY)
+                guarded = await guarded_run(client, "signup", f"pg{r}", count, CONCURRENCY)
                 rates.append((guarded.rate, raw.rate))
                 print(f"round {r}: raw {raw.rate:.0f}/s, guarded (PostgreSQL ledger) {guarded.rate:.0f}/s")
     return verdict([("postgres c64 guarded/raw", median_ratio(rates), 0.0)], smoke)
