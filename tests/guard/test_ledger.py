@@ -1,0 +1,131 @@
+"""The ledger interface, on both backends, and the SQLite ledger's group-commit batches."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shakesco_async.ledger import EntryState, Intent, KeySource, Ledger, SQLiteLedger
+from shakesco_async.ledger import _sqlite as sqlite_module
+from tests.support.ledgers import LedgerSpec
+
+KEY = "sk_test_ledger_contract"
+
+
+def _intent(key: str, customer: str) -> Intent:
+    return Intent(key, "/claim-tokens", {"event_name": "signup", "customer_ref": customer}, (customer,), KeySource.CALLER)
+
+
+@pytest.fixture
+async def ledger(ledger_spec: LedgerSpec) -> AsyncIterator[Ledger]:
+    async with ledger_spec.make(KEY) as opened:
+        yield opened
+
+
+async def test_begin_with_a_snapshot_starts_sending(ledger: Ledger) -> None:
+    begun = await ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={"kind": "one_time"})
+    assert begun.created and begun.entry is not None
+    assert (begun.entry.state, begun.entry.attempts, begun.entry.snapshot) == (
+        EntryState.SENDING,
+        1,
+        {"kind": "one_time"},
+    )
+    stored = await ledger.get("k1")
+    assert stored is not None and stored.state == EntryState.SENDING and stored.snapshot == {"kind": "one_time"}
+    plain = await ledger.begin(_intent("k2", "c2"), owner="o2", lease_ttl=60)
+    assert plain.entry is not None and plain.entry.state == EntryState.RECORDED and plain.entry.attempts == 0
+
+
+async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None:
+    await ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
+    assert await ledger.settle("k3", EntryState.COMMITTED, result={"kind": "receipt"}, release=("c3",), owner="o3", wait=False)
+    entry = await ledger.get("k3")
+    assert entry is not None and entry.state == EntryState.COMMITTED
+    # and its lease went with it: another owner may take the customer at once
+    assert await ledger.acquire(("c3",), owner="someone-else", lease_ttl=60) is None
+
+
+async def test_lease_entry(ledger: Ledger) -> None:
+    assert await ledger.lease_entry("missing", owner="r", lease_ttl=60) == (None, False)
+    await ledger.begin(_intent("k4", "c4"), owner="writer", lease_ttl=60, snapshot={})
+    entry, leased = await ledger.lease_entry("k4", owner="r", lease_ttl=60)
+    assert entry is not None and entry.key == "k4" and not leased  # the writer still holds c4
+    await ledger.release(("c4",), owner="writer")
+    entry, leased = await ledger.lease_entry("k4", owner="r", lease_ttl=60)
+    assert entry is not None and entry.state == EntryState.SENDING and leased
+    assert await ledger.acquire(("c4",), owner="writer", lease_ttl=60) is not None
+    await ledger.settle("k4", EntryState.COMMITTED, release=("c4",), owner="r")
+    entry, leased = await ledger.lease_entry("k4", owner="r2", lease_ttl=60)
+    assert entry is not None and entry.is_final and not leased
+
+
+async def test_concurrent_begins_behave_as_if_one_after_another(ledger: Ledger) -> None:
+    """Many begins land in one batch; same key and same customer still see each other."""
+    intents = [_intent(f"m{i}", f"cm{i}") for i in range(40)]
+    intents += [_intent("m0", "cm0"), _intent("other-key-same-customer", "cm1")]
+    owners = [f"o{i}" for i in range(len(intents))]
+    results = await asyncio.gather(
+        *(ledger.begin(it, owner=o, lease_ttl=60, snapshot={}) for it, o in zip(intents, owners, strict=True))
+    )
+    assert all(r.created for r in results[2:40])
+    # Concurrent calls have no order, but of each clashing pair exactly one records
+    for first, second in ((results[0], results[40]), (results[1], results[41])):
+        assert first.created != second.created
+        loser = second if first.created else first
+        assert loser.busy_until is not None or (loser.entry is not None and loser.entry.key == "m0")
+    stored = await ledger.entries()
+    assert sorted(e.key for e in stored) == sorted({it.key for it in intents} - {"other-key-same-customer"}) or (
+        sorted(e.key for e in stored) == sorted({it.key for it in intents} - {"m1"})
+    )
+
+
+async def test_begin_returns_earlier_open_entries_on_its_customers(ledger: Ledger) -> None:
+    await ledger.begin(_intent("old", "shared"), owner="o-old", lease_ttl=60, snapshot={"total_earned": "0"})
+    await ledger.release(("shared",), owner="o-old")  # as after a crash
+    await ledger.begin(_intent("unrelated", "elsewhere"), owner="o-x", lease_ttl=60, snapshot={})
+    begun = await ledger.begin(_intent("new", "shared"), owner="o-new", lease_ttl=60, snapshot={})
+    assert begun.created and [e.key for e in begun.others] == ["old"]
+
+
+# -- SQLite only: how batches are run ---------------------------------------------------------------
+@pytest.fixture
+async def sqlite_ledger(tmp_path: Path) -> AsyncIterator[SQLiteLedger]:
+    async with SQLiteLedger(tmp_path / "batches.sqlite3", business="b") as opened:
+        yield opened
+
+
+async def test_a_failing_operation_fails_alone(sqlite_ledger: SQLiteLedger) -> None:
+    bad, good = _intent("bad", "cb"), _intent("good", "cg")
+    results = await asyncio.gather(
+        sqlite_ledger.begin(bad, owner="o1", lease_ttl=60, snapshot={"x": Decimal(1)}),  # cannot be stored
+        sqlite_ledger.begin(good, owner="o2", lease_ttl=60, snapshot={}),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], TypeError)
+    assert not isinstance(results[1], BaseException) and results[1].created
+    assert await sqlite_ledger.get("bad") is None
+    assert await sqlite_ledger.acquire(("cb",), owner="o3", lease_ttl=60) is None  # nothing half-recorded
+
+
+async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
+    sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+    real = sqlite_module.run_batch
+
+    def spy(db: Any, ops: Any, *, synchronous: str | None = None) -> Any:
+        seen.append(synchronous)
+        return real(db, ops, synchronous=synchronous)
+
+    monkeypatch.setattr(sqlite_module, "run_batch", spy)
+    await sqlite_ledger.begin(_intent("d1", "cd"), owner="o", lease_ttl=60, snapshot={})
+    await sqlite_ledger.release(("cd",), owner="o")
+    await sqlite_ledger.settle("d1", EntryState.COMMITTED, wait=False)
+    await sqlite_ledger.get("d1")  # waits for the queued outcome
+    await sqlite_ledger.settle("d1", EntryState.COMMITTED)
+    assert seen == ["FULL", "NORMAL", "NORMAL", "FULL"]
