@@ -31,9 +31,12 @@ async def main(dsn: str, smoke: bool) -> int:
     rates = []
     async with Sandbox() as sandbox:
         sandbox.business().set_event_details("signup", Decimal(1), True)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session, ShakescoClient(
-            sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, guard=GuardSettings(verify_delay=0.0)
-        ) as client:
+        async with (
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session,
+            ShakescoClient(
+                sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, guard=GuardSettings(verify_delay=0.0)
+            ) as client,
+        ):
             for r in range(rounds):
                 raw = await raw_run(sandbox, session, "signup", f"pg{r}", count, CONCURRENCY)
                 guarded = await guarded_run(client, "signup", f"pg{r}", count, CONCURRENCY)

@@ -240,11 +240,15 @@ class SQLiteLedger(Ledger):
         ops = [op for op, _, _ in batch]
         try:
             outcomes = await in_connection_thread(self._writer, lambda raw: run_batch(raw, ops, synchronous=switch))
-        except sqlite3.Error as exc:
-            error = LedgerError(f"ledger write failed: {exc}")
+        except BaseException as exc:
+            # The whole transaction failed or was interrupted: nothing in it is recorded, and
+            # every caller waiting on it must hear so (an unresolved future would hang them).
+            error = LedgerError(f"ledger write failed: {type(exc).__name__}: {exc}")
             for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(error)
+            if not isinstance(exc, Exception):
+                raise
             return
         for (_, future, _), (result, failure) in zip(batch, outcomes, strict=True):
             if future.done():

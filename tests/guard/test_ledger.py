@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shakesco_async import LedgerError
 from shakesco_async.ledger import EntryState, Intent, KeySource, Ledger, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
 from tests.support.ledgers import LedgerSpec
@@ -18,7 +19,9 @@ KEY = "sk_test_ledger_contract"
 
 
 def _intent(key: str, customer: str) -> Intent:
-    return Intent(key, "/claim-tokens", {"event_name": "signup", "customer_ref": customer}, (customer,), KeySource.CALLER)
+    return Intent(
+        key, "/claim-tokens", {"event_name": "signup", "customer_ref": customer}, (customer,), KeySource.CALLER
+    )
 
 
 @pytest.fixture
@@ -43,7 +46,9 @@ async def test_begin_with_a_snapshot_starts_sending(ledger: Ledger) -> None:
 
 async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None:
     await ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
-    assert await ledger.settle("k3", EntryState.COMMITTED, result={"kind": "receipt"}, release=("c3",), owner="o3", wait=False)
+    assert await ledger.settle(
+        "k3", EntryState.COMMITTED, result={"kind": "receipt"}, release=("c3",), owner="o3", wait=False
+    )
     entry = await ledger.get("k3")
     assert entry is not None and entry.state == EntryState.COMMITTED
     # and its lease went with it: another owner may take the customer at once
@@ -129,3 +134,16 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
     await sqlite_ledger.get("d1")  # waits for the queued outcome
     await sqlite_ledger.settle("d1", EntryState.COMMITTED)
     assert seen == ["FULL", "NORMAL", "NORMAL", "FULL"]
+
+
+async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging(
+    sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(db: Any, ops: Any, *, synchronous: str | None = None) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sqlite_module, "run_batch", broken)
+    with pytest.raises(LedgerError, match="boom"):
+        await asyncio.wait_for(sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60), 5)
+    monkeypatch.undo()
+    assert (await sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60)).created
