@@ -72,24 +72,19 @@ async def reconcile(
         entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
     else:
         entries = await guard.ledger.claim_open(owner=owner, older_than=older_than, limit=limit, ttl=_CLAIM_TTL)
-    gate = asyncio.Semaphore(concurrency)
     counts: Counter[str] = Counter()
     doubts: list[tuple[str, str]] = []
-    done = 0
 
-    async def settle(key: str, customers: tuple[str, ...]) -> None:
-        nonlocal done
-        async with gate:
-            outcome, detail = await guard.reconcile_entry(key, resend=resend, dry_run=dry_run, customers=customers)
-        counts[outcome] += 1
-        if outcome == "in_doubt":
+    def settled(key: str, outcome: tuple[str, str]) -> None:
+        name, detail = outcome
+        counts[name] += 1
+        if name == "in_doubt":
             doubts.append((key, detail))
-        done += 1
         if progress is not None:
-            progress(done, len(entries))
+            progress(sum(counts.values()), len(entries))
 
     try:
-        await asyncio.gather(*(settle(e.key, e.customers) for e in entries))
+        await guard.reconcile_many(entries, resend=resend, dry_run=dry_run, concurrency=concurrency, on_settled=settled)
     finally:
         if entries and not dry_run:
             await guard.ledger.unclaim(owner)

@@ -24,7 +24,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 from .._errors import (
@@ -319,31 +319,49 @@ class WriteGuard:
         raise OutcomeUnknown(entry.key, reason) from exc
 
     # -- reconcile ---------------------------------------------------------------------------
-    async def reconcile_entry(
-        self, key: str, *, resend: Resend = "caller", dry_run: bool = False, customers: tuple[str, ...] | None = None
-    ) -> Settled:
-        """Settle one open entry through the same verification as a write; never blocks on a lease.
+    async def reconcile_many(
+        self,
+        entries: Sequence[LedgerEntry],
+        *,
+        resend: Resend = "caller",
+        dry_run: bool = False,
+        concurrency: int = 8,
+        on_settled: Callable[[str, Settled], None] = lambda key, settled: None,
+    ) -> None:
+        """Settle open entries through the same verification as a write; never blocks on a lease.
 
-        ``customers``: the entry's customers when the caller already read it (they never change).
+        Entries go in waves whose customers are disjoint: a wave's customers are held
+        in-process and leased with one ledger commit, then its entries are judged
+        ``concurrency`` at a time, so the reads, not the ledger, set the pace.
         """
-        if customers is None:
-            entry = await self.ledger.get(key)
-            if entry is None or entry.is_final:
-                return ("final", "")
-            customers = entry.customers
-        owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
-        async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
-            fresh, leased = await self.ledger.lease_entry(key, owner=owner, lease_ttl=self._lease_ttl)
-            if fresh is None or fresh.is_final:
-                return ("final", "")
-            if not leased:
-                return ("busy", "another process holds the lease")
-            lease = _Lease(owner, fresh.leases)
-            try:
-                return await self._reconcile_held(fresh, lease, resend, dry_run)
-            finally:
-                if not lease.released:
-                    await asyncio.shield(self.ledger.release(lease.names, owner=owner))
+        gate = asyncio.Semaphore(concurrency)
+        for wave in _waves(entries, size=max(4 * concurrency, 32)):
+            names = [*(f"customer:{c}" for e in wave for c in e.customers), *(f"key:{e.key}" for e in wave)]
+            async with self._locks.hold(names):
+                owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in wave]
+                found = await self.ledger.lease_entries(
+                    [(e.key, o) for e, o in zip(wave, owners, strict=True)], lease_ttl=self._lease_ttl
+                )
+
+                async def settle(key: str, fresh: LedgerEntry | None, leased: bool, owner: str) -> None:
+                    if fresh is None or fresh.is_final:
+                        on_settled(key, ("final", ""))
+                        return
+                    if not leased:
+                        on_settled(key, ("busy", "another process holds the lease"))
+                        return
+                    lease = _Lease(owner, fresh.leases)
+                    try:
+                        async with gate:
+                            settled = await self._reconcile_held(fresh, lease, resend, dry_run)
+                    finally:
+                        if not lease.released:
+                            await asyncio.shield(self.ledger.release(lease.names, owner=owner))
+                    on_settled(key, settled)
+
+                await asyncio.gather(
+                    *(settle(e.key, f, ok, o) for e, (f, ok), o in zip(wave, found, owners, strict=True))
+                )
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:
@@ -381,6 +399,27 @@ class WriteGuard:
         except ShakescoError as exc:
             return ("not_applied", str(exc))
         return ("resent", "sent again and applied")
+
+
+def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEntry]]:
+    """Split entries, in order, into waves of at most ``size`` with no lease name shared in a wave."""
+    pending = list(entries)
+    while pending:
+        wave: list[LedgerEntry] = []
+        used: set[str] = set()
+        rest: list[LedgerEntry] = []
+        for n, entry in enumerate(pending):
+            if len(wave) >= size or n >= size * 8:  # bounded look-ahead: no quadratic pile-ups
+                rest.extend(pending[n:])
+                break
+            names = set(entry.leases)
+            if names & used:
+                rest.append(entry)
+            else:
+                wave.append(entry)
+                used |= names
+        yield wave
+        pending = rest
 
 
 _SET_EVENT = "/set-event-details"

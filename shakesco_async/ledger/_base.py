@@ -71,22 +71,32 @@ class Ledger(abc.ABC):
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
         """Lease ``customers`` for ``owner``; None on success, else when the blocking lease expires."""
 
-    async def lease_entry(self, key: str, *, owner: str, lease_ttl: float) -> tuple[LedgerEntry | None, bool]:
-        """Lease the customers of the open entry ``key``; return it as of then, and whether leased.
+    async def lease_entries(
+        self, wanted: Sequence[tuple[str, str]], *, lease_ttl: float
+    ) -> list[tuple[LedgerEntry | None, bool]]:
+        """For each (key, owner): lease the open entry's customers for that owner; return the
+        entry as of then, and whether it was leased.
 
-        Nothing is leased when the entry is missing or final, or when another owner holds
-        one of its leases (then the flag is False).
+        Nothing is leased for an entry that is missing or final, or whose leases another
+        owner holds (then the flag is False). A backend may do all of it in one commit.
         """
-        entry = await self.get(key)
-        if entry is None or entry.is_final:
-            return entry, False
-        if await self.acquire(entry.leases, owner=owner, lease_ttl=lease_ttl) is not None:
-            return entry, False
-        fresh = await self.get(key)
-        if fresh is None or fresh.is_final:
-            await self.release(entry.leases, owner=owner)
-            return fresh, False
-        return fresh, True
+        out: list[tuple[LedgerEntry | None, bool]] = []
+        for key, owner in wanted:
+            entry = await self.get(key)
+            if (
+                entry is None
+                or entry.is_final
+                or await self.acquire(entry.leases, owner=owner, lease_ttl=lease_ttl) is not None
+            ):
+                out.append((entry, False))
+            else:
+                fresh = await self.get(key)
+                if fresh is None or fresh.is_final:
+                    await self.release(entry.leases, owner=owner)
+                    out.append((fresh, False))
+                else:
+                    out.append((fresh, True))
+        return out
 
     @abc.abstractmethod
     async def release(self, customers: Sequence[str], *, owner: str) -> None:

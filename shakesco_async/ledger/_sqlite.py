@@ -16,7 +16,7 @@ import aiosqlite
 from .._errors import LedgerError
 from ._base import Begun, Ledger
 from ._entry import EntryState, Intent, LedgerEntry
-from ._sqlite_batch import Begin, Op, Settle, open_entries_sql, run_batch
+from ._sqlite_batch import Begin, Op, Settle, lease_many, open_entries_sql, run_batch
 from ._sqlite_rows import COLUMNS as _COLUMNS
 from ._sqlite_rows import OPEN as _OPEN
 from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
@@ -292,14 +292,10 @@ class SQLiteLedger(Ledger):
             lambda db: self._try_lease(db, customers, owner, lease_ttl, time.time()), durable=False
         )
 
-    async def lease_entry(self, key: str, *, owner: str, lease_ttl: float) -> tuple[LedgerEntry | None, bool]:
-        def op(db: sqlite3.Connection) -> tuple[LedgerEntry | None, bool]:
-            entry = self._get(db, key)
-            if entry is None or entry.is_final:
-                return entry, False
-            return entry, self._try_lease(db, entry.leases, owner, lease_ttl, time.time()) is None
-
-        return await self._submit(op, durable=False)
+    async def lease_entries(
+        self, wanted: Sequence[tuple[str, str]], *, lease_ttl: float
+    ) -> list[tuple[LedgerEntry | None, bool]]:
+        return await self._submit(lambda db: lease_many(db, self.business, wanted, lease_ttl), durable=False)
 
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         if customers:
@@ -358,36 +354,24 @@ class SQLiteLedger(Ledger):
         owner: str | None = None,
         wait: bool = True,
     ) -> bool:
-        if expect is None and not drop_snapshot:
-            record = Settle(
-                self.business, key, state, result=result, error=error, reason=reason, release=release, owner=owner
-            )
-            if not wait and self._writer is not None:
-                # Later operations queue behind this one, so they see it; a failure leaves the
-                # entry open for reconcile to verify, which is safe, so it is logged, not raised.
-                self._enqueue(record, durable=False).add_done_callback(_log_failure)
-                return True
-            return await self._submit(record)
-        sql = (
-            "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
-            + (", snapshot = NULL" if drop_snapshot else "")
-            + " WHERE business = ? AND key = ?"
+        record = Settle(
+            self.business,
+            key,
+            state,
+            result=result,
+            error=error,
+            reason=reason,
+            release=release,
+            owner=owner,
+            expect=expect,
+            drop_snapshot=drop_snapshot,
         )
-        args: list[Any] = [state.value, _dumps(result), _dumps(error), reason, time.time(), self.business, key]
-        if expect is not None:
-            sql += f" AND state IN ({','.join('?' * len(expect))})"
-            args.extend(s.value for s in expect)
-
-        def op(db: sqlite3.Connection) -> bool:
-            moved = db.execute(sql, args).rowcount == 1
-            if release and owner is not None:
-                self._release(db, release, owner)
-            return moved
-
         if not wait and self._writer is not None:
-            self._enqueue(op, durable=False).add_done_callback(_log_failure)
+            # Later operations queue behind this one, so they see it; a failure leaves the
+            # entry open for reconcile to verify, which is safe, so it is logged, not raised.
+            self._enqueue(record, durable=False).add_done_callback(_log_failure)
             return True
-        return await self._submit(op)
+        return await self._submit(record)
 
     async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
         def op(db: sqlite3.Connection) -> list[LedgerEntry]:

@@ -19,7 +19,7 @@ from ._base import Begun
 from ._entry import EntryState, Intent, LedgerEntry
 from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
 
-__all__ = ["Begin", "Op", "Settle", "run_batch"]
+__all__ = ["Begin", "Op", "Settle", "lease_many", "open_entries_sql", "run_batch"]
 
 _CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
 
@@ -40,9 +40,9 @@ class Begin:
 
 
 class Settle:
-    """Move an entry to a state and release leases, with no precondition on its state."""
+    """Move an entry to a state (only from ``expect`` states, if given) and release leases."""
 
-    __slots__ = ("business", "key", "owner", "release", "row")
+    __slots__ = ("business", "drop_snapshot", "expect", "key", "owner", "release", "row", "state")
 
     def __init__(
         self,
@@ -55,17 +55,26 @@ class Settle:
         reason: str | None,
         release: Sequence[str],
         owner: str | None,
+        expect: Sequence[EntryState] | None = None,
+        drop_snapshot: bool = False,
     ) -> None:
         self.business = business
         self.key = key
+        self.state = state.value
         self.row = (state.value, dumps(result), dumps(error), reason, time.time(), business, key)
         self.release = tuple(release) if owner is not None else ()
         self.owner = owner
+        self.expect = None if expect is None else frozenset(s.value for s in expect)
+        self.drop_snapshot = drop_snapshot
 
 
 Op = Callable[[sqlite3.Connection], Any] | Begin | Settle
 Outcome = tuple[Any, BaseException | None]
 
+_LEASE_SQL = (
+    "INSERT INTO leases (business, customer, owner, expires_at) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
+)
 _SETTLE_SQL = (
     "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
     " WHERE business = ? AND key = ?"
@@ -160,11 +169,27 @@ def open_entries_sql(business_scope: str, customers: int) -> str:
 
 
 def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
-    rows = [op.row for op in ops]
-    if db.executemany(_SETTLE_SQL, rows).rowcount == len(rows):
-        moved = [True] * len(rows)
-    else:  # some key is missing: the update is idempotent, so ask each row alone
-        moved = [db.execute(_SETTLE_SQL, row).rowcount == 1 for row in rows]
+    """Apply each settle, as if one after another; True for each entry that moved."""
+    if len({op.key for op in ops}) < len(ops):  # one key twice: keep their order exactly
+        return [moved for op in ops for moved in settle_many(db, [op])]
+    business = ops[0].business
+    states: dict[str, str] = {}
+    for chunk in _chunks([op.key for op in ops]):
+        sql = f"SELECT key, state FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+        states.update(db.execute(sql, (business, *chunk)))
+    moved: list[bool] = []
+    plain: list[tuple[Any, ...]] = []
+    dropping: list[tuple[Any, ...]] = []
+    for op in ops:
+        now = states.get(op.key)
+        moves = now is not None and (op.expect is None or now in op.expect)
+        moved.append(moves)
+        if moves:
+            (dropping if op.drop_snapshot else plain).append(op.row)
+    if plain:
+        db.executemany(_SETTLE_SQL, plain)
+    if dropping:
+        db.executemany(_SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE"), dropping)
     released = [(op.business, name, op.owner) for op in ops for name in op.release]
     if released:
         db.executemany("DELETE FROM leases WHERE business = ? AND customer = ? AND owner = ?", released)
@@ -241,11 +266,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
         found[intent.key] = entry
         results.append(entry)
     if leases:
-        db.executemany(
-            "INSERT INTO leases (business, customer, owner, expires_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
-            leases,
-        )
+        db.executemany(_LEASE_SQL, leases)
     if rows:
         db.executemany(
             f"INSERT INTO entries (business, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
@@ -276,4 +297,37 @@ def _with_others(db: sqlite3.Connection, business: str, results: list[Begun | Le
         others = {e.key: e for c in r.customers for e in by_customer.get(c, ())}
         ordered = tuple(sorted(others.values(), key=lambda e: (e.updated_at, e.key)))
         out.append(Begun(r, created=True, others=ordered))
+    return out
+
+
+def lease_many(
+    db: sqlite3.Connection, business: str, wanted: Sequence[tuple[str, str]], ttl: float
+) -> list[tuple[LedgerEntry | None, bool]]:
+    """``Ledger.lease_entries`` in a few statements: the entries, their leases, the new leases."""
+    now = time.time()
+    found: dict[str, LedgerEntry] = {}
+    for chunk in _chunks([key for key, _ in wanted]):
+        sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+        found.update((row[0], entry_from_row(row)) for row in db.execute(sql, (business, *chunk)))
+    names = sorted({n for key, _ in wanted if key in found for n in found[key].leases})
+    held: dict[str, tuple[str, float]] = {}
+    for chunk in _chunks(names):
+        sql = (
+            "SELECT customer, owner, expires_at FROM leases"
+            f" WHERE business = ? AND customer IN ({_marks(len(chunk))}) AND expires_at > ?"
+        )
+        held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, now)))
+    out: list[tuple[LedgerEntry | None, bool]] = []
+    leases: list[tuple[str, str, str, float]] = []
+    for key, owner in wanted:
+        entry = found.get(key)
+        if entry is None or entry.is_final or any(held.get(n, (owner, 0.0))[0] != owner for n in entry.leases):
+            out.append((entry, False))
+            continue
+        for name in entry.leases:
+            held[name] = (owner, now + ttl)
+            leases.append((business, name, owner, now + ttl))
+        out.append((entry, True))
+    if leases:
+        db.executemany(_LEASE_SQL, leases)
     return out

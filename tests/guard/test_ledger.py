@@ -55,18 +55,19 @@ async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None
     assert await ledger.acquire(("c3",), owner="someone-else", lease_ttl=60) is None
 
 
-async def test_lease_entry(ledger: Ledger) -> None:
-    assert await ledger.lease_entry("missing", owner="r", lease_ttl=60) == (None, False)
+async def test_lease_entries(ledger: Ledger) -> None:
     await ledger.begin(_intent("k4", "c4"), owner="writer", lease_ttl=60, snapshot={})
-    entry, leased = await ledger.lease_entry("k4", owner="r", lease_ttl=60)
-    assert entry is not None and entry.key == "k4" and not leased  # the writer still holds c4
-    await ledger.release(("c4",), owner="writer")
-    entry, leased = await ledger.lease_entry("k4", owner="r", lease_ttl=60)
-    assert entry is not None and entry.state == EntryState.SENDING and leased
-    assert await ledger.acquire(("c4",), owner="writer", lease_ttl=60) is not None
-    await ledger.settle("k4", EntryState.COMMITTED, release=("c4",), owner="r")
-    entry, leased = await ledger.lease_entry("k4", owner="r2", lease_ttl=60)
-    assert entry is not None and entry.is_final and not leased
+    await ledger.begin(_intent("k5", "c5"), owner="w5", lease_ttl=60, snapshot={})
+    await ledger.release(("c5",), owner="w5")
+    await ledger.begin(_intent("k6", "c6"), owner="w6", lease_ttl=60, snapshot={})
+    await ledger.settle("k6", EntryState.COMMITTED, release=("c6",), owner="w6")
+    found = await ledger.lease_entries([("missing", "r1"), ("k4", "r2"), ("k5", "r3"), ("k6", "r4")], lease_ttl=60)
+    assert found[0] == (None, False)
+    assert found[1][0] is not None and found[1][0].key == "k4" and not found[1][1]  # the writer still holds c4
+    assert found[2][0] is not None and found[2][0].state == EntryState.SENDING and found[2][1]
+    assert found[3][0] is not None and found[3][0].is_final and not found[3][1]
+    assert await ledger.acquire(("c5",), owner="someone", lease_ttl=60) is not None  # r3 holds it now
+    assert await ledger.acquire(("c6",), owner="someone", lease_ttl=60) is None  # nothing taken for a final one
 
 
 async def test_concurrent_begins_behave_as_if_one_after_another(ledger: Ledger) -> None:
