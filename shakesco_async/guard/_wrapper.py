@@ -335,33 +335,35 @@ class WriteGuard:
         ``concurrency`` at a time, so the reads, not the ledger, set the pace.
         """
         gate = asyncio.Semaphore(concurrency)
-        for wave in _waves(entries, size=max(4 * concurrency, 32)):
+        # Two waves at a time: the next one is leased while the last reads of this one finish.
+        waves_gate = asyncio.Semaphore(2)
+
+        async def settle(key: str, fresh: LedgerEntry | None, leased: bool, owner: str) -> None:
+            if fresh is None or fresh.is_final:
+                on_settled(key, ("final", ""))
+                return
+            if not leased:
+                on_settled(key, ("busy", "another process holds the lease"))
+                return
+            lease = _Lease(owner, fresh.leases)
+            try:
+                async with gate:
+                    settled = await self._reconcile_held(fresh, lease, resend, dry_run)
+            finally:
+                if not lease.released:
+                    await asyncio.shield(self.ledger.release(lease.names, owner=owner))
+            on_settled(key, settled)
+
+        async def run(wave: list[LedgerEntry]) -> None:
             names = [*(f"customer:{c}" for e in wave for c in e.customers), *(f"key:{e.key}" for e in wave)]
-            async with self._locks.hold(names):
+            async with waves_gate, self._locks.hold(names):
                 owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in wave]
-                found = await self.ledger.lease_entries(
-                    [(e.key, o) for e, o in zip(wave, owners, strict=True)], lease_ttl=self._lease_ttl
-                )
-
-                async def settle(key: str, fresh: LedgerEntry | None, leased: bool, owner: str) -> None:
-                    if fresh is None or fresh.is_final:
-                        on_settled(key, ("final", ""))
-                        return
-                    if not leased:
-                        on_settled(key, ("busy", "another process holds the lease"))
-                        return
-                    lease = _Lease(owner, fresh.leases)
-                    try:
-                        async with gate:
-                            settled = await self._reconcile_held(fresh, lease, resend, dry_run)
-                    finally:
-                        if not lease.released:
-                            await asyncio.shield(self.ledger.release(lease.names, owner=owner))
-                    on_settled(key, settled)
-
+                found = await self.ledger.lease_entries(list(zip(wave, owners, strict=True)), lease_ttl=self._lease_ttl)
                 await asyncio.gather(
                     *(settle(e.key, f, ok, o) for e, (f, ok), o in zip(wave, found, owners, strict=True))
                 )
+
+        await asyncio.gather(*(run(wave) for wave in _waves(entries, size=max(8 * concurrency, 64))))
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:

@@ -72,16 +72,17 @@ class Ledger(abc.ABC):
         """Lease ``customers`` for ``owner``; None on success, else when the blocking lease expires."""
 
     async def lease_entries(
-        self, wanted: Sequence[tuple[str, str]], *, lease_ttl: float
+        self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
     ) -> list[tuple[LedgerEntry | None, bool]]:
-        """For each (key, owner): lease the open entry's customers for that owner; return the
-        entry as of then, and whether it was leased.
+        """For each (entry as last read, owner): lease the open entry's customers for that
+        owner; return the entry as of then, and whether it was leased.
 
         Nothing is leased for an entry that is missing or final, or whose leases another
         owner holds (then the flag is False). A backend may do all of it in one commit.
         """
         out: list[tuple[LedgerEntry | None, bool]] = []
-        for key, owner in wanted:
+        for last, owner in wanted:
+            key = last.key
             entry = await self.get(key)
             if (
                 entry is None

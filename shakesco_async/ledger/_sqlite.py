@@ -293,7 +293,7 @@ class SQLiteLedger(Ledger):
         )
 
     async def lease_entries(
-        self, wanted: Sequence[tuple[str, str]], *, lease_ttl: float
+        self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
     ) -> list[tuple[LedgerEntry | None, bool]]:
         return await self._submit(lambda db: lease_many(db, self.business, wanted, lease_ttl), durable=False)
 

@@ -301,15 +301,28 @@ def _with_others(db: sqlite3.Connection, business: str, results: list[Begun | Le
 
 
 def lease_many(
-    db: sqlite3.Connection, business: str, wanted: Sequence[tuple[str, str]], ttl: float
+    db: sqlite3.Connection, business: str, wanted: Sequence[tuple[LedgerEntry, str]], ttl: float
 ) -> list[tuple[LedgerEntry | None, bool]]:
     """``Ledger.lease_entries`` in a few statements: the entries, their leases, the new leases."""
     now = time.time()
+    current: dict[str, tuple[str, float]] = {}
+    for chunk in _chunks([entry.key for entry, _ in wanted]):
+        sql = f"SELECT key, state, updated_at FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+        current.update((key, (state, updated)) for key, state, updated in db.execute(sql, (business, *chunk)))
     found: dict[str, LedgerEntry] = {}
-    for chunk in _chunks([key for key, _ in wanted]):
+    changed: list[str] = []
+    for entry, _ in wanted:
+        now_state = current.get(entry.key)
+        if now_state is None:
+            continue
+        if now_state[0] == entry.state.value and timestamp(now_state[1]) == entry.updated_at:
+            found[entry.key] = entry  # untouched since the caller read it
+        else:
+            changed.append(entry.key)
+    for chunk in _chunks(changed):
         sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
         found.update((row[0], entry_from_row(row)) for row in db.execute(sql, (business, *chunk)))
-    names = sorted({n for key, _ in wanted if key in found for n in found[key].leases})
+    names = sorted({n for entry, _ in wanted if entry.key in found for n in found[entry.key].leases})
     held: dict[str, tuple[str, float]] = {}
     for chunk in _chunks(names):
         sql = (
@@ -319,15 +332,19 @@ def lease_many(
         held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, now)))
     out: list[tuple[LedgerEntry | None, bool]] = []
     leases: list[tuple[str, str, str, float]] = []
-    for key, owner in wanted:
-        entry = found.get(key)
-        if entry is None or entry.is_final or any(held.get(n, (owner, 0.0))[0] != owner for n in entry.leases):
-            out.append((entry, False))
+    for last, owner in wanted:
+        now_entry = found.get(last.key)
+        if (
+            now_entry is None
+            or now_entry.is_final
+            or any(held.get(n, (owner, 0.0))[0] != owner for n in now_entry.leases)
+        ):
+            out.append((now_entry, False))
             continue
-        for name in entry.leases:
+        for name in now_entry.leases:
             held[name] = (owner, now + ttl)
             leases.append((business, name, owner, now + ttl))
-        out.append((entry, True))
+        out.append((now_entry, True))
     if leases:
         db.executemany(_LEASE_SQL, leases)
     return out

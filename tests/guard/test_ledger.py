@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from shakesco_async import LedgerError
@@ -56,12 +57,16 @@ async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None
 
 
 async def test_lease_entries(ledger: Ledger) -> None:
-    await ledger.begin(_intent("k4", "c4"), owner="writer", lease_ttl=60, snapshot={})
-    await ledger.begin(_intent("k5", "c5"), owner="w5", lease_ttl=60, snapshot={})
+    k4 = (await ledger.begin(_intent("k4", "c4"), owner="writer", lease_ttl=60, snapshot={})).entry
+    k5 = (await ledger.begin(_intent("k5", "c5"), owner="w5", lease_ttl=60, snapshot={})).entry
+    assert k4 is not None and k5 is not None
     await ledger.release(("c5",), owner="w5")
     await ledger.begin(_intent("k6", "c6"), owner="w6", lease_ttl=60, snapshot={})
     await ledger.settle("k6", EntryState.COMMITTED, release=("c6",), owner="w6")
-    found = await ledger.lease_entries([("missing", "r1"), ("k4", "r2"), ("k5", "r3"), ("k6", "r4")], lease_ttl=60)
+    missing = attrs.evolve(k4, key="missing")
+    k6_before = attrs.evolve(k4, key="k6")  # as read before it was settled
+    wanted = [(missing, "r1"), (k4, "r2"), (k5, "r3"), (k6_before, "r4")]
+    found = await ledger.lease_entries(wanted, lease_ttl=60)
     assert found[0] == (None, False)
     assert found[1][0] is not None and found[1][0].key == "k4" and not found[1][1]  # the writer still holds c4
     assert found[2][0] is not None and found[2][0].state == EntryState.SENDING and found[2][1]
