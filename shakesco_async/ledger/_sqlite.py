@@ -16,7 +16,18 @@ import aiosqlite
 from .._errors import LedgerError
 from ._base import Begun, Ledger
 from ._entry import EntryState, Intent, LedgerEntry
-from ._sqlite_batch import Begin, Op, Settle, lease_many, open_entries_sql, run_batch
+from ._sqlite_batch import (
+    Begin,
+    Lease,
+    Op,
+    Settle,
+    end_batch,
+    is_set_wise,
+    open_entries_sql,
+    run_batch,
+    run_ops,
+    set_synchronous,
+)
 from ._sqlite_rows import COLUMNS as _COLUMNS
 from ._sqlite_rows import OPEN as _OPEN
 from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
@@ -114,6 +125,7 @@ class SQLiteLedger(Ledger):
         self._pending: list[tuple[Op, asyncio.Future[Any], bool]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._last_queued: asyncio.Future[Any] | None = None
+        self._since_checkpoint = 0
 
     def __repr__(self) -> str:
         return f"SQLiteLedger(path={str(self.path)!r})"
@@ -147,10 +159,13 @@ class SQLiteLedger(Ledger):
             # Owner-only from the first byte: the ledger names customers and amounts.
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
-        db = await aiosqlite.connect(str(self.path), isolation_level=None)
+        # Record batches run their statements on the event loop's thread, never while the
+        # ledger thread uses the connection (see _run_set_wise).
+        db = await aiosqlite.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
-            await db.execute("PRAGMA busy_timeout = 10000")
+            await db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             await db.execute("PRAGMA journal_mode = WAL")
+            await db.execute("PRAGMA wal_autocheckpoint = 0")
             await db.execute(f"PRAGMA synchronous = {self.synchronous}")
             await self._migrate(db)
         except BaseException:
@@ -203,6 +218,8 @@ class SQLiteLedger(Ledger):
     @overload
     async def _submit(self, op: Settle) -> bool: ...
     @overload
+    async def _submit(self, op: Lease, *, durable: bool = True) -> list[tuple[LedgerEntry | None, bool]]: ...
+    @overload
     async def _submit(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T: ...
     async def _submit(self, op: Op, *, durable: bool = True) -> Any:
         """Run ``op`` inside the next transaction; return once that transaction is committed.
@@ -238,8 +255,20 @@ class SQLiteLedger(Ledger):
         if self.synchronous == "FULL":  # set every time: cheap, and never left wrong by a failed batch
             switch = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
         ops = [op for op, _, _ in batch]
+        fsync = switch == "FULL"
+        # Checkpoints are ours to schedule (autocheckpoint is off), so that a commit run on
+        # the event loop's thread never turns into one.
+        self._since_checkpoint += 1
+        checkpoint = self._since_checkpoint >= _CHECKPOINT_EVERY
+        if checkpoint:
+            self._since_checkpoint = 0
         try:
-            outcomes = await in_connection_thread(self._writer, lambda raw: run_batch(raw, ops, synchronous=switch))
+            if is_set_wise(ops):
+                outcomes = await self._run_set_wise(ops, switch, on_thread=fsync or checkpoint, checkpoint=checkpoint)
+            else:
+                outcomes = await in_connection_thread(
+                    self._writer, lambda raw: run_batch(raw, ops, synchronous=switch, checkpoint=checkpoint)
+                )
         except BaseException as exc:
             # The whole transaction failed or was interrupted: nothing in it is recorded, and
             # every caller waiting on it must hear so (an unresolved future would hang them).
@@ -259,6 +288,45 @@ class SQLiteLedger(Ledger):
                 future.set_exception(LedgerError(f"ledger write failed: {failure}"))
             else:
                 future.set_exception(failure)
+
+    async def _run_set_wise(
+        self, ops: list[Op], synchronous: str | None, *, on_thread: bool, checkpoint: bool
+    ) -> list[Any]:
+        """A batch of records: statements on the event loop's thread; the commit there too
+        unless it must reach the disk (``on_thread``).
+
+        Every hop to the ledger thread waits for a busy event loop twice, to be picked up and
+        to be answered, and those waits, not the few statements of a record batch, were
+        most of its time. A commit with ``synchronous=NORMAL`` in WAL mode does not fsync
+        (checkpoints, which do, are run only on the thread), so only a durable commit, or
+        the wait for another process's write lock, needs the thread.
+        """
+        assert self._writer is not None
+        conn = self._writer
+        raw: sqlite3.Connection = conn._conn  # the connection the thread hook also relies on
+        set_synchronous(raw, synchronous)
+        if not _begin_now(raw):
+            await in_connection_thread(conn, lambda db: db.execute("BEGIN IMMEDIATE"))
+        try:
+            outcomes = run_ops(raw, ops)
+            if not on_thread:
+                raw.execute("COMMIT")
+                return outcomes
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        commit = asyncio.ensure_future(in_connection_thread(conn, lambda db: end_batch(db, checkpoint=checkpoint)))
+        try:
+            await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            await asyncio.wait([commit])  # the thread owns the connection until it is done
+            raise
+        except BaseException:
+            if raw.in_transaction:
+                raw.execute("ROLLBACK")
+            raise
+        return outcomes
 
     # -- leases ----------------------------------------------------------------------------------
     def _try_lease(
@@ -295,7 +363,10 @@ class SQLiteLedger(Ledger):
     async def lease_entries(
         self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
     ) -> list[tuple[LedgerEntry | None, bool]]:
-        return await self._submit(lambda db: lease_many(db, self.business, wanted, lease_ttl), durable=False)
+        found: list[tuple[LedgerEntry | None, bool]] = await self._submit(
+            Lease(self.business, wanted, lease_ttl), durable=False
+        )
+        return found
 
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         if customers:
@@ -437,6 +508,24 @@ class SQLiteLedger(Ledger):
         rows = await self._read(f"SELECT state, COUNT(*) FROM entries WHERE {scope} GROUP BY state", args)
         found = {EntryState(state): n for state, n in rows}
         return {state: found.get(state, 0) for state in EntryState}
+
+
+_BUSY_MS = 10000
+_CHECKPOINT_EVERY = 256  # batches between WAL checkpoints (a few MB of WAL at most)
+
+
+def _begin_now(db: sqlite3.Connection) -> bool:
+    """Open the write transaction unless another process holds the lock; never wait here."""
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
+    return True
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

@@ -68,7 +68,18 @@ class Settle:
         self.drop_snapshot = drop_snapshot
 
 
-Op = Callable[[sqlite3.Connection], Any] | Begin | Settle
+class Lease:
+    """Lease the customers of open entries for reconcile (see ``Ledger.lease_entries``)."""
+
+    __slots__ = ("business", "ttl", "wanted")
+
+    def __init__(self, business: str, wanted: Sequence[tuple[LedgerEntry, str]], ttl: float) -> None:
+        self.business = business
+        self.wanted = wanted
+        self.ttl = ttl
+
+
+Op = Callable[[sqlite3.Connection], Any] | Begin | Settle | Lease
 Outcome = tuple[Any, BaseException | None]
 
 _LEASE_SQL = (
@@ -81,32 +92,56 @@ _SETTLE_SQL = (
 )
 
 
-def run_batch(db: sqlite3.Connection, ops: Sequence[Op], *, synchronous: str | None = None) -> list[Outcome]:
+def run_batch(
+    db: sqlite3.Connection, ops: Sequence[Op], *, synchronous: str | None = None, checkpoint: bool = False
+) -> list[Outcome]:
     """Run ``ops`` in one transaction; each gets its result or its own exception.
 
     ``synchronous`` ("FULL" or "NORMAL") switches the connection's setting first.
     """
-    outcomes: list[Outcome] = []
-    if synchronous is not None:
-        db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+    set_synchronous(db, synchronous)
     db.execute("BEGIN IMMEDIATE")
     try:
-        i = 0
-        while i < len(ops):
-            if isinstance(ops[i], Begin | Settle):
-                j = i
-                while j < len(ops) and isinstance(ops[j], Begin | Settle):
-                    j += 1
-                outcomes.extend(_run_set(db, ops[i:j]))
-                i = j
-            else:
-                outcomes.append(_run_one(db, ops[i]))
-                i += 1
-        db.execute("COMMIT")
+        outcomes = run_ops(db, ops)
+        end_batch(db, checkpoint=checkpoint)
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    return outcomes
+
+
+def end_batch(db: sqlite3.Connection, *, checkpoint: bool) -> None:
+    """Commit; then, if due, move the WAL into the database without waiting for readers."""
+    db.execute("COMMIT")
+    if checkpoint:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def set_synchronous(db: sqlite3.Connection, synchronous: str | None) -> None:
+    if synchronous is not None:
+        db.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'FULL' else 'NORMAL'}")
+
+
+def is_set_wise(ops: Sequence[Op]) -> bool:
+    """Only records: a short run of statements on pages in memory."""
+    return all(isinstance(op, Begin | Settle | Lease) for op in ops)
+
+
+def run_ops(db: sqlite3.Connection, ops: Sequence[Op]) -> list[Outcome]:
+    """The body of a batch, inside a transaction the caller opened and will end."""
+    outcomes: list[Outcome] = []
+    i = 0
+    while i < len(ops):
+        if isinstance(ops[i], Begin | Settle):
+            j = i
+            while j < len(ops) and isinstance(ops[j], Begin | Settle):
+                j += 1
+            outcomes.extend(_run_set(db, ops[i:j]))
+            i = j
+        else:
+            outcomes.append(_run_one(db, ops[i]))
+            i += 1
     return outcomes
 
 
@@ -117,6 +152,8 @@ def _run_one(db: sqlite3.Connection, op: Op) -> Outcome:
             result: Any = begin_many(db, [op])[0]
         elif isinstance(op, Settle):
             result = settle_many(db, [op])[0]
+        elif isinstance(op, Lease):
+            result = lease_many(db, op.business, op.wanted, op.ttl)
         else:
             result = op(db)
     except Exception as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from shakesco_async import LedgerError
 from shakesco_async.ledger import EntryState, Intent, KeySource, Ledger, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
+from shakesco_async.ledger import _sqlite_batch as sqlite_batch
 from tests.support.ledgers import LedgerSpec
 
 KEY = "sk_test_ledger_contract"
@@ -127,13 +129,14 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
     sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str | None] = []
-    real = sqlite_module.run_batch
+    real = sqlite_module.set_synchronous
 
-    def spy(db: Any, ops: Any, *, synchronous: str | None = None) -> Any:
+    def spy(db: Any, synchronous: str | None) -> None:
         seen.append(synchronous)
-        return real(db, ops, synchronous=synchronous)
+        real(db, synchronous)
 
-    monkeypatch.setattr(sqlite_module, "run_batch", spy)
+    monkeypatch.setattr(sqlite_module, "set_synchronous", spy)  # record batches
+    monkeypatch.setattr(sqlite_batch, "set_synchronous", spy)  # the others
     await sqlite_ledger.begin(_intent("d1", "cd"), owner="o", lease_ttl=60, snapshot={})
     await sqlite_ledger.release(("cd",), owner="o")
     await sqlite_ledger.settle("d1", EntryState.COMMITTED, wait=False)
@@ -142,13 +145,24 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
     assert seen == ["FULL", "NORMAL", "NORMAL", "FULL"]
 
 
+async def test_writes_wait_out_another_process_holding_the_lock(sqlite_ledger: SQLiteLedger) -> None:
+    other = sqlite3.connect(sqlite_ledger.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process is writing
+    begun = asyncio.ensure_future(sqlite_ledger.begin(_intent("w1", "cw"), owner="o", lease_ttl=60, snapshot={}))
+    await asyncio.sleep(0.3)
+    assert not begun.done()  # waiting on the ledger thread, not blocking the event loop
+    other.execute("COMMIT")
+    other.close()
+    assert (await asyncio.wait_for(begun, 15)).created
+
+
 async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging(
     sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(db: Any, ops: Any, *, synchronous: str | None = None) -> Any:
+    def broken(db: Any, ops: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sqlite_module, "run_batch", broken)
+    monkeypatch.setattr(sqlite_module, "run_ops", broken)
     with pytest.raises(LedgerError, match="boom"):
         await asyncio.wait_for(sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60), 5)
     monkeypatch.undo()
