@@ -48,9 +48,12 @@ def lease_names(customers: tuple[str, ...], key: str) -> tuple[str, ...]:
     return customers or (f"\x1fkey:{key}",)  # a control character: no customer ref can clash
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 def params_digest(operation: str, params: Params) -> str:
     """A stable digest of the operation and its canonical parameters."""
-    canonical = json.dumps([operation, params], sort_keys=True, separators=(",", ":"))
+    canonical = _ENCODER.encode([operation, params])
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

@@ -19,8 +19,11 @@ OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
 OPEN_ALL = (EntryState.RECORDED.value, *OPEN)
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # one encoder, not one per call
+
+
 def dumps(value: Any) -> str | None:
-    return None if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return None if value is None else _ENCODER.encode(value)
 
 
 def loads(value: str | None) -> Any:
