@@ -373,11 +373,6 @@ class SQLiteLedger(Ledger):
             await self._submit(lambda db: self._release(db, customers, owner), durable=False)
 
     # -- the write path ----------------------------------------------------------------------------
-    def _get(self, db: sqlite3.Connection, key: str) -> LedgerEntry | None:
-        scope, args = self._scope
-        row = db.execute(f"SELECT {_COLUMNS} FROM entries WHERE {scope} AND key = ?", (*args, key)).fetchone()
-        return None if row is None else _entry(row)
-
     def _open_entries_sql(self, customers: Sequence[str], exclude: str) -> tuple[str, tuple[Any, ...]]:
         scope, args = self._scope
         sql = open_entries_sql(scope, len(customers)).replace(" ORDER BY", " AND key != ? ORDER BY")

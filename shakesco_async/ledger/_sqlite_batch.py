@@ -1,13 +1,12 @@
 """One group-commit batch of the SQLite ledger: one transaction for many operations.
 
-The two operations every guarded write makes, ``Begin`` and ``Settle``, are records, so
-a run of them is done with a few set-wise statements rather than several per write.
-That keeps the ledger thread short: each statement hands the GIL back and forth with
-the event loop, and under load those hand-offs, not SQLite, were the cost. Any other
-operation is a plain function run on its own. If a set-wise step fails, its run is
-undone and replayed one operation at a time, so one bad operation fails alone.
+The operations of the hot paths are records: ``Begin`` and ``Settle``, which every
+guarded write makes, and ``Lease``, which reconcile makes per wave. A run of them is
+done with a few set-wise statements rather than several per write, short enough for the
+event loop's own thread (see ``SQLiteLedger._run_set_wise``). Any other operation is a
+plain function, run on the ledger thread. If a set-wise step fails, its run is undone
+and replayed one operation at a time, so one bad operation fails alone.
 """
-
 from __future__ import annotations
 
 import sqlite3
@@ -19,7 +18,19 @@ from ._base import Begun
 from ._entry import EntryState, Intent, LedgerEntry
 from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
 
-__all__ = ["Begin", "Op", "Settle", "lease_many", "open_entries_sql", "run_batch"]
+__all__ = [
+    "Begin",
+    "Lease",
+    "Op",
+    "Settle",
+    "end_batch",
+    "is_set_wise",
+    "lease_many",
+    "open_entries_sql",
+    "run_batch",
+    "run_ops",
+    "set_synchronous",
+]
 
 _CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
 
