@@ -7,6 +7,7 @@ event loop's own thread (see ``SQLiteLedger._run_set_wise``). Any other operatio
 plain function, run on the ledger thread. If a set-wise step fails, its run is undone
 and replayed one operation at a time, so one bad operation fails alone.
 """
+
 from __future__ import annotations
 
 import sqlite3

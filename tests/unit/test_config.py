@@ -112,7 +112,8 @@ async def test_no_session_is_created_until_needed() -> None:
 
 
 def test_aiosqlite_still_offers_the_thread_hook_the_ledger_uses() -> None:
-    # The SQLite ledger runs a whole group-commit batch as one step on aiosqlite's thread.
+    # The SQLite ledger hands commits (or whole batches) to aiosqlite's thread as one step,
+    # and runs record batches' statements on the raw connection from the event loop.
     import aiosqlite
 
     assert callable(getattr(aiosqlite.Connection, "_execute", None))
