@@ -8,7 +8,9 @@ Phases, each ending at a durable recovery point in the ledger:
 3. **snapshot + mark sending**: read the state the verifier needs, store it with state
    ``sending``. Only after that commit may the request leave. A write whose snapshot
    needs no read (a one-time claim, a repeatable write) is recorded as ``sending`` by
-   phase 1 itself: one durable commit before the request leaves.
+   phase 1 itself: one durable commit before the request leaves. So is one whose
+   snapshot was read just before phase 1, when the ledger can prove (a fence) that no
+   other process leased its customers since and none of their writes is still open.
 4. **send once**: 200 commits; a definitive refusal fails; an unknown outcome is verified
    by reading state back. Only a write proven not applied is sent again. The caller gets
    a 200's result once the commit is queued: if the process dies before it is durable,
@@ -40,7 +42,7 @@ from .._errors import (
 from .._retry import backoff_delay
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
-from ..ledger import EntryState, Intent, KeySource, Ledger, LedgerEntry
+from ..ledger import EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry
 from ._events import EventKinds
 from ._locks import KeyedLocks
 from ._outcome import canonical, error_record, is_definitive, raise_recorded, result_from_record, result_record
@@ -105,10 +107,27 @@ class WriteGuard:
             self._events.forget(str(wire["event_name"]))
         known = await known_snapshot(self._reader, self._events, endpoint.path, wire)
         async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
-            entry, others, created = await self._take(intent, owner, known)
+            fence: Fence | None = None
+            unread: Exception | None = None
+            if known is None and self.ledger.fences_snapshots:
+                # Read first, then record intent and snapshot in one commit; the fence makes
+                # the ledger drop the snapshot if another process wrote these customers meanwhile.
+                fence = Fence(time.time() - _FENCE_MARGIN, f"{self._owner_prefix}:")
+                try:
+                    known = await snapshot_of(self._reader, endpoint.path, wire)
+                except (TransportError, APIError, MalformedResponse) as exc:
+                    fence, unread = None, exc
+                else:
+                    if time.time() - fence.since > _FENCE_MAX_AGE:
+                        known, fence = None, None  # too old to trust; read again once leased
+            entry, others, created = await self._take(intent, owner, known, fence)
             lease = _Lease(owner, intent.leases)
             try:
-                return cast(R, await self._run(endpoint, entry, lease, others, marked=created and known is not None))
+                if unread is not None and created:
+                    await self._give_up_unsent(entry, lease, "could not read the pre-send state")
+                    raise unread
+                marked = created and entry.state == EntryState.SENDING
+                return cast(R, await self._run(endpoint, entry, lease, others, marked=marked))
             finally:
                 if not lease.released:
                     await asyncio.shield(self.ledger.release(lease.names, owner=owner))
@@ -116,7 +135,7 @@ class WriteGuard:
                     self._events.forget(str(wire["event_name"]))
 
     async def _take(
-        self, intent: Intent, owner: str, known: Snapshot | None
+        self, intent: Intent, owner: str, known: Snapshot | None, fence: Fence | None
     ) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None, bool]:
         """Record the intent, or find the key's entry; return holding the customers' leases.
 
@@ -124,11 +143,11 @@ class WriteGuard:
 
         Also returns the earlier open entries on these customers when ``begin`` found them
         in the same transaction (None: look them up). A ``known`` snapshot is stored by that
-        same commit, which then also marks the entry ``sending``.
+        same commit, which then also marks the entry ``sending`` (unless its ``fence`` fails).
         """
         deadline = time.monotonic() + self._lease_wait
         while True:
-            begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known)
+            begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known, fence=fence)
             if begun.created and begun.entry is not None:
                 return begun.entry, begun.others, True
             busy_until = begun.busy_until
@@ -425,6 +444,8 @@ def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEnt
 
 
 _SET_EVENT = "/set-event-details"
+_FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not to the microsecond
+_FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
 
 

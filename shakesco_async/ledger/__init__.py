@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._base import Begun, Ledger
+from ._base import Begun, Fence, Ledger
 from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry, lease_names
 from ._open import open_ledger
 from ._sqlite import SQLiteLedger
@@ -11,6 +11,7 @@ __all__ = [
     "FINAL_STATES",
     "Begun",
     "EntryState",
+    "Fence",
     "Intent",
     "KeySource",
     "Ledger",

@@ -11,7 +11,7 @@ import attrs
 
 from ._entry import EntryState, Intent, LedgerEntry
 
-__all__ = ["Begun", "Ledger"]
+__all__ = ["Begun", "Fence", "Ledger"]
 
 
 @attrs.frozen
@@ -30,6 +30,19 @@ class Begun:
     """When created: earlier open entries (sending or in doubt, with a snapshot) on these customers."""
 
 
+@attrs.frozen
+class Fence:
+    """A snapshot read before its intent is recorded: when the read began, and the prefix
+    of this process's lease owners (whose writes the caller already keeps out)."""
+
+    since: float
+    mine: str
+
+    def crossed_by(self, owner: str, until: float) -> bool:
+        """Whether a lease held by ``owner`` until ``until`` overlapped the read."""
+        return until >= self.since and not owner.startswith(self.mine)
+
+
 class Ledger(abc.ABC):
     """Durable record of every guarded write, and per-customer leases.
 
@@ -38,6 +51,8 @@ class Ledger(abc.ABC):
     """
 
     business: str
+    fences_snapshots: bool = False
+    """Whether ``begin`` can check a ``fence`` (else the guard records, then reads)."""
 
     @abc.abstractmethod
     async def open(self) -> None:
@@ -59,12 +74,22 @@ class Ledger(abc.ABC):
     # -- the write path ------------------------------------------------------------------
     @abc.abstractmethod
     async def begin(
-        self, intent: Intent, *, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None = None
+        self,
+        intent: Intent,
+        *,
+        owner: str,
+        lease_ttl: float,
+        snapshot: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> Begun:
         """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
 
-        With a ``snapshot`` (one known without reading the API), the entry starts as
-        ``sending`` with that snapshot, so the request may leave as soon as this returns.
+        With a ``snapshot``, the entry starts as ``sending`` with it, so the request may
+        leave as soon as this returns. A snapshot read from the API before this call comes
+        with a ``fence``: it is kept only if no other process leased these customers since
+        ``fence.since`` and none of them has an open entry; otherwise the entry starts
+        ``recorded`` as without one. A backend without ``fences_snapshots`` never keeps a
+        fenced snapshot.
         """
 
     @abc.abstractmethod

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 
 from .._errors import LedgerError
-from ._base import Begun, Ledger
+from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "schema_sql"]
@@ -217,8 +217,16 @@ class PostgresLedger(Ledger):
         return None if row is None else _entry(row)
 
     async def begin(
-        self, intent: Intent, *, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None = None
+        self,
+        intent: Intent,
+        *,
+        owner: str,
+        lease_ttl: float,
+        snapshot: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> Begun:
+        if fence is not None:
+            snapshot = None  # advisory locks leave no trace to check a fence against
         pool = await self._pool_conn()
         existing = await self._get(pool, intent.key)
         if existing is not None:

@@ -14,9 +14,10 @@ from typing import Any, Literal, TypeVar, overload
 import aiosqlite
 
 from .._errors import LedgerError
-from ._base import Begun, Ledger
+from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, LedgerEntry
 from ._sqlite_batch import (
+    RELEASE_SQL,
     Begin,
     Lease,
     Op,
@@ -110,6 +111,8 @@ class SQLiteLedger(Ledger):
     ``"NORMAL"`` is faster but a power cut (not a process crash) may lose the last
     commits, and with them the record that a write was about to be sent.
     """
+
+    fences_snapshots = True
 
     def __init__(
         self, path: str | os.PathLike[str], *, business: str, synchronous: Literal["FULL", "NORMAL"] = "FULL"
@@ -350,10 +353,8 @@ class SQLiteLedger(Ledger):
         return None
 
     def _release(self, db: sqlite3.Connection, customers: Sequence[str], owner: str) -> None:
-        db.executemany(
-            "DELETE FROM leases WHERE business = ? AND customer = ? AND owner = ?",
-            [(self.business, c, owner) for c in customers],
-        )
+        now = time.time()
+        db.executemany(RELEASE_SQL, [(now, self.business, c, owner) for c in customers])
 
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
         return await self._submit(
@@ -379,9 +380,15 @@ class SQLiteLedger(Ledger):
         return sql, (*args, *_OPEN, *args, *customers, exclude)
 
     async def begin(
-        self, intent: Intent, *, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None = None
+        self,
+        intent: Intent,
+        *,
+        owner: str,
+        lease_ttl: float,
+        snapshot: dict[str, Any] | None = None,
+        fence: Fence | None = None,
     ) -> Begun:
-        return await self._submit(Begin(self.business, intent, owner, lease_ttl, snapshot))
+        return await self._submit(Begin(self.business, intent, owner, lease_ttl, snapshot, fence))
 
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:

@@ -15,11 +15,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from ._base import Begun
+from ._base import Begun, Fence
 from ._entry import EntryState, Intent, LedgerEntry
 from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
 
 __all__ = [
+    "LEASE_MEMORY",
+    "RELEASE_SQL",
     "Begin",
     "Lease",
     "Op",
@@ -33,22 +35,30 @@ __all__ = [
     "set_synchronous",
 ]
 
+LEASE_MEMORY = 3600.0  # seconds an ended lease is remembered; fences are younger than this
 _CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
 
 
 class Begin:
     """Record an intent and lease its customers (see ``Ledger.begin``)."""
 
-    __slots__ = ("business", "intent", "lease_ttl", "owner", "snapshot")
+    __slots__ = ("business", "fence", "intent", "lease_ttl", "owner", "snapshot")
 
     def __init__(
-        self, business: str, intent: Intent, owner: str, lease_ttl: float, snapshot: dict[str, Any] | None
+        self,
+        business: str,
+        intent: Intent,
+        owner: str,
+        lease_ttl: float,
+        snapshot: dict[str, Any] | None,
+        fence: Fence | None = None,
     ) -> None:
         self.business = business
         self.intent = intent
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.snapshot = snapshot
+        self.fence = fence
 
 
 class Settle:
@@ -98,6 +108,10 @@ _LEASE_SQL = (
     "INSERT INTO leases (business, customer, owner, expires_at) VALUES (?, ?, ?, ?)"
     " ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
 )
+RELEASE_SQL = (
+    # A released lease keeps its row, ended now: begin's fence asks who held it lately.
+    "UPDATE leases SET expires_at = MIN(expires_at, ?) WHERE business = ? AND customer = ? AND owner = ?"
+)
 _SETTLE_SQL = (
     "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
     " WHERE business = ? AND key = ?"
@@ -124,7 +138,10 @@ def run_batch(
 
 
 def end_batch(db: sqlite3.Connection, *, checkpoint: bool) -> None:
-    """Commit; then, if due, move the WAL into the database without waiting for readers."""
+    """Commit; if due, first forget leases that ended long before any fence could ask
+    about them, and after, move the WAL into the database without waiting for readers."""
+    if checkpoint:
+        db.execute("DELETE FROM leases WHERE expires_at < ?", (time.time() - LEASE_MEMORY,))
     db.execute("COMMIT")
     if checkpoint:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -239,29 +256,35 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
         db.executemany(_SETTLE_SQL, plain)
     if dropping:
         db.executemany(_SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE"), dropping)
-    released = [(op.business, name, op.owner) for op in ops for name in op.release]
+    released = [(time.time(), op.business, name, op.owner) for op in ops for name in op.release]
     if released:
-        db.executemany("DELETE FROM leases WHERE business = ? AND customer = ? AND owner = ?", released)
+        db.executemany(RELEASE_SQL, released)
     return moved
 
 
 def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
-    """Record each intent whose key is new and whose leases are free, as if one after another."""
+    """Record each intent whose key is new and whose leases are free, as if one after another.
+
+    A fenced snapshot is kept only if no other process leased these customers since the
+    fence and none of them has an open entry; otherwise the entry starts ``recorded``.
+    """
     business = ops[0].business
     now = time.time()
     found: dict[str, LedgerEntry | tuple[Any, ...]] = {}
     for chunk in _chunks([op.intent.key for op in ops]):
         sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
         found.update((row[0], row) for row in db.execute(sql, (business, *chunk)))
+    since = min([now, *(op.fence.since for op in ops if op.fence is not None)])
     held: dict[str, tuple[str, float]] = {}
     for chunk in _chunks(sorted({name for op in ops for name in op.intent.leases})):
         sql = (
             "SELECT customer, owner, expires_at FROM leases"
-            f" WHERE business = ? AND customer IN ({_marks(len(chunk))}) AND expires_at > ?"
+            f" WHERE business = ? AND customer IN ({_marks(len(chunk))}) AND expires_at >= ?"
         )
-        held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, now)))
+        held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, since)))
+    by_customer = _open_by_customer(db, business, [op for op in ops if op.intent.key not in found])
 
-    results: list[Begun | LedgerEntry] = []
+    results: list[Begun] = []
     leases: list[tuple[str, str, str, float]] = []
     rows: list[tuple[Any, ...]] = []
     links: list[tuple[str, str, str]] = []
@@ -272,15 +295,24 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             entry = existing if isinstance(existing, LedgerEntry) else entry_from_row(existing)
             results.append(Begun(entry, created=False))
             continue
-        blocking = [held[n][1] for n in intent.leases if n in held and held[n][0] != op.owner]
+        blocking = [held[n][1] for n in intent.leases if n in held and held[n][0] != op.owner and held[n][1] > now]
         if blocking:
             results.append(Begun(None, created=False, busy_until=max(blocking)))
             continue
+        others = tuple(
+            sorted(
+                {e.key: e for c in intent.customers for e in by_customer.get(c, ())}.values(),
+                key=lambda e: (e.updated_at, e.key),
+            )
+        )
+        snapshot = op.snapshot
+        if op.fence is not None and (others or any(op.fence.crossed_by(*held[n]) for n in intent.leases if n in held)):
+            snapshot = None  # read while another process may have been writing: take it again
         until = now + op.lease_ttl
         for name in intent.leases:
             held[name] = (op.owner, until)
             leases.append((business, name, op.owner, until))
-        state, attempts = (EntryState.RECORDED, 0) if op.snapshot is None else (EntryState.SENDING, 1)
+        state, attempts = (EntryState.RECORDED, 0) if snapshot is None else (EntryState.SENDING, 1)
         rows.append(
             (
                 business,
@@ -292,7 +324,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
                 intent.key_source.value,
                 state.value,
                 attempts,
-                dumps(op.snapshot),
+                dumps(snapshot),
                 now,
                 now,
             )
@@ -310,10 +342,10 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             attempts=attempts,
             created_at=at,
             updated_at=at,
-            snapshot=op.snapshot,
+            snapshot=snapshot,
         )
         found[intent.key] = entry
-        results.append(entry)
+        results.append(Begun(entry, created=True, others=others))
     if leases:
         db.executemany(_LEASE_SQL, leases)
     if rows:
@@ -323,30 +355,18 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
         )
     if links:
         db.executemany("INSERT OR IGNORE INTO entry_customers (business, customer, key) VALUES (?, ?, ?)", links)
-    return _with_others(db, business, results)
+    return results
 
 
-def _with_others(db: sqlite3.Connection, business: str, results: list[Begun | LedgerEntry]) -> list[Begun]:
-    """Attach to each new entry the earlier open entries on its customers (one query for all)."""
-    created = {r.key: r for r in results if isinstance(r, LedgerEntry)}
+def _open_by_customer(db: sqlite3.Connection, business: str, ops: Sequence[Begin]) -> dict[str, list[LedgerEntry]]:
+    """The open entries (with a snapshot) on these intents' customers, by customer, in one query."""
     by_customer: dict[str, list[LedgerEntry]] = {}
-    customers = sorted({c for entry in created.values() for c in entry.customers})
-    for chunk in _chunks(customers):
+    for chunk in _chunks(sorted({c for op in ops for c in op.intent.customers})):
         for row in db.execute(open_entries_sql("business = ?", len(chunk)), (business, *OPEN, business, *chunk)):
-            if row[0] in created:
-                continue  # recorded by this very run: not earlier than anything in it
             entry = entry_from_row(row)
             for customer in entry.customers:
                 by_customer.setdefault(customer, []).append(entry)
-    out: list[Begun] = []
-    for r in results:
-        if isinstance(r, Begun):
-            out.append(r)
-            continue
-        others = {e.key: e for c in r.customers for e in by_customer.get(c, ())}
-        ordered = tuple(sorted(others.values(), key=lambda e: (e.updated_at, e.key)))
-        out.append(Begun(r, created=True, others=ordered))
-    return out
+    return by_customer
 
 
 def lease_many(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +14,7 @@ import attrs
 import pytest
 
 from shakesco_async import LedgerError
-from shakesco_async.ledger import EntryState, Intent, KeySource, Ledger, SQLiteLedger
+from shakesco_async.ledger import EntryState, Fence, Intent, KeySource, Ledger, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
 from shakesco_async.ledger import _sqlite_batch as sqlite_batch
 from tests.support.ledgers import LedgerSpec
@@ -167,3 +168,39 @@ async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging(
         await asyncio.wait_for(sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60), 5)
     monkeypatch.undo()
     assert (await sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60)).created
+
+
+# -- fences: a snapshot read before its intent is recorded ----------------------------------------
+async def test_a_fenced_snapshot_is_kept_only_if_nobody_else_wrote_meanwhile(ledger: Ledger) -> None:
+    fence = Fence(time.time() - 1.0, "me:")
+    snap = {"total_earned": "0"}
+    if not ledger.fences_snapshots:  # PostgreSQL: never kept; the guard reads again once leased
+        begun = await ledger.begin(_intent("f0", "cf0"), owner="me:1", lease_ttl=60, snapshot=snap, fence=fence)
+        assert begun.entry is not None and begun.entry.state == EntryState.RECORDED
+        assert begun.entry.snapshot is None
+        return
+    clean = await ledger.begin(_intent("f1", "cf1"), owner="me:1", lease_ttl=60, snapshot=snap, fence=fence)
+    assert clean.entry is not None and clean.entry.state == EntryState.SENDING and clean.entry.snapshot == snap
+    # another process leased and released the customer after the fence: the read may predate its write
+    assert await ledger.acquire(("cf2",), owner="other:1", lease_ttl=60) is None
+    await ledger.release(("cf2",), owner="other:1")
+    crossed = await ledger.begin(_intent("f2", "cf2"), owner="me:2", lease_ttl=60, snapshot=snap, fence=fence)
+    assert crossed.entry is not None and crossed.entry.state == EntryState.RECORDED
+    assert crossed.entry.snapshot is None and (await ledger.get("f2")).snapshot is None  # type: ignore[union-attr]
+    # this process's own earlier writes are kept out by its in-process locks: they do not count
+    assert await ledger.acquire(("cf3",), owner="me:9", lease_ttl=60) is None
+    await ledger.release(("cf3",), owner="me:9")
+    ours = await ledger.begin(_intent("f3", "cf3"), owner="me:3", lease_ttl=60, snapshot=snap, fence=fence)
+    assert ours.entry is not None and ours.entry.state == EntryState.SENDING
+    # a lease that ended before the fence does not count either
+    early = Fence(time.time() + 1.0, "me:")
+    assert await ledger.acquire(("cf4",), owner="other:2", lease_ttl=60) is None
+    await ledger.release(("cf4",), owner="other:2")
+    later = await ledger.begin(_intent("f4", "cf4"), owner="me:4", lease_ttl=60, snapshot=snap, fence=early)
+    assert later.entry is not None and later.entry.state == EntryState.SENDING
+    # an open entry on the customer: the snapshot may not be the state before this write
+    await ledger.begin(_intent("f5-old", "cf5"), owner="other:3", lease_ttl=60, snapshot=snap)
+    await ledger.release(("cf5",), owner="other:3")
+    behind = await ledger.begin(_intent("f5", "cf5"), owner="me:5", lease_ttl=60, snapshot=snap, fence=early)
+    assert behind.entry is not None and behind.entry.state == EntryState.RECORDED
+    assert [e.key for e in behind.others] == ["f5-old"]

@@ -3,6 +3,8 @@ when the event's kind changes behind the guard's back."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 import shakesco_async as sa
@@ -92,3 +94,51 @@ async def test_unknown_event_falls_back_to_a_snapshot(make_client: ClientFactory
     entry = await client.ledger.get("missing")
     assert entry is not None and entry.state == EntryState.FAILED
     assert entry.snapshot == {"total_earned": "0.0"}
+
+
+async def test_a_repeatable_claim_takes_one_commit_before_sending(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(guard=GUARD)
+    await _events(client)
+    calls: list[str] = []
+    real = client.ledger.mark_sending
+
+    async def spy(key: str, **kwargs: object) -> None:
+        calls.append(key)
+        await real(key, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client.ledger, "mark_sending", spy)
+    sandbox.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+    receipt = await client.claim_tokens("purchase", "r1", idempotency_key="rep-1")
+    assert receipt.verified  # the lost answer was judged against the snapshot
+    entry = await client.ledger.get("rep-1")
+    assert entry is not None and entry.snapshot == {"total_earned": "0.0"}
+    assert len(sandbox.applied_writes("/claim-tokens", idempotency_key="rep-1")) == 1
+    assert calls == ([] if client.ledger.fences_snapshots else ["rep-1"])
+
+
+async def test_a_write_by_another_process_during_the_read_forces_a_new_snapshot(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    mine, theirs = make_client(guard=GUARD), make_client(guard=GUARD)  # two processes, one ledger
+    await _events(mine)
+    await mine.event_details("purchase")
+    sandbox.faults.add("delay", endpoint="/total-earned", on="read", delay=0.4, count=1)  # mine's read
+
+    async def meanwhile() -> None:
+        await asyncio.sleep(0.1)  # while `mine` reads total_earned, `theirs` credits the customer
+        await theirs.claim_tokens("purchase", "r2", idempotency_key="theirs")
+
+    await asyncio.gather(mine.claim_tokens("purchase", "r2", idempotency_key="mine"), meanwhile())
+    order = [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")]
+    assert sorted(order) == ["mine", "theirs"]  # each applied once
+    entry = await mine.ledger.get("mine")
+    assert entry is not None and entry.state == EntryState.COMMITTED
+    # Whatever the order, mine's snapshot is the state just before mine applied: with a fence
+    # (SQLite), mine read first, theirs wrote, so mine read again; without (PostgreSQL),
+    # mine leased first and theirs waited.
+    before_mine = "5.0" if order == ["theirs", "mine"] else "0.0"
+    assert entry.snapshot == {"total_earned": before_mine}
+    assert order == (["theirs", "mine"] if mine.ledger.fences_snapshots else ["mine", "theirs"])
+    assert await mine.total_earned("r2") == 10
