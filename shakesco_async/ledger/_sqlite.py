@@ -81,6 +81,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE entries ADD COLUMN claimed_by TEXT;
     ALTER TABLE entries ADD COLUMN claimed_until REAL;
     """,
+    # 3: released leases stay (ended) for a while, so a fence can see who wrote lately; an
+    # SDK that deletes them must not share the file, and refuses a newer schema.
+    """
+    CREATE INDEX leases_by_expiry ON leases (expires_at);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 ANY_BUSINESS = "*"

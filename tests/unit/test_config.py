@@ -141,5 +141,26 @@ async def test_a_version_1_sqlite_ledger_is_migrated_in_place(tmp_path: Path) ->
     assert [e.key for e in claimed] == ["k"]
     await ledger.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'leases_by_expiry'").fetchone()
     db.close()
+
+
+async def test_an_sdk_that_deletes_leases_cannot_share_a_fenced_ledger(tmp_path: Path) -> None:
+    """Fences need every writer to keep ended leases: a newer schema turns older SDKs away."""
+    import sqlite3
+
+    from shakesco_async import LedgerError
+    from shakesco_async.ledger import SQLiteLedger
+    from shakesco_async.ledger import _sqlite as sqlite_module
+
+    path = tmp_path / "shared.sqlite3"
+    async with SQLiteLedger(path, business="b") as ledger:
+        await ledger.counts()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {sqlite_module.SCHEMA_VERSION + 1}")  # as written by a newer SDK
+    db.commit()
+    db.close()
+    with pytest.raises(LedgerError, match="newer than this SDK"):
+        async with SQLiteLedger(path, business="b") as ledger:
+            await ledger.counts()
