@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from _common import parser, verdict
+from _common import median_ratio, parser, verdict
 
 from shakesco_async import GuardSettings, ShakescoClient
 from shakesco_async.ledger import Intent, KeySource, SQLiteLedger
@@ -53,21 +53,37 @@ async def lookups(ledger: SQLiteLedger, rows: int, count: int) -> float:
     return count / (time.perf_counter() - began)
 
 
-async def ledger_scale(small: int, large: int, sample: int) -> tuple[float, float]:
+async def ledger_scale(small: int, large: int, sample: int, rounds: int = 5) -> tuple[float, float]:
+    """Two ledgers, one per size; inserts and lookups alternate between them, round by round."""
     with tempfile.TemporaryDirectory() as tmp:
-        ledger = SQLiteLedger(Path(tmp) / "scale.sqlite3", business="bench")
+        ledgers = [SQLiteLedger(Path(tmp) / f"scale-{n}.sqlite3", business="bench") for n in (small, large)]
         try:
-            await fill(ledger, 0, small - sample)
-            insert_small = await fill(ledger, small - sample, small)
-            lookup_small = await lookups(ledger, small, sample)
-            await fill(ledger, small, large - sample)
-            insert_large = await fill(ledger, large - sample, large)
-            lookup_large = await lookups(ledger, large, sample)
+            for ledger, rows in zip(ledgers, (small, large), strict=True):
+                await fill(ledger, 0, rows - sample)
+            step = sample // rounds
+            inserts = []
+            for r in range(rounds):
+                at = (small - sample + r * step, large - sample + r * step)
+                small_rate = await fill(ledgers[0], at[0], at[0] + step)
+                large_rate = await fill(ledgers[1], at[1], at[1] + step)
+                inserts.append((large_rate, small_rate))
+            pairs = []
+            for _ in range(rounds):
+                small_rate = await lookups(ledgers[0], small, sample // rounds)
+                large_rate = await lookups(ledgers[1], large, sample // rounds)
+                pairs.append((large_rate, small_rate))
         finally:
-            await ledger.close()
-    print(f"insert/s: {insert_small:.0f} at {small} rows, {insert_large:.0f} at {large} rows")
-    print(f"lookup/s: {lookup_small:.0f} at {small} rows, {lookup_large:.0f} at {large} rows")
-    return insert_large / insert_small, lookup_large / lookup_small
+            for ledger in ledgers:
+                await ledger.close()
+    print(
+        f"insert/s (last round): {inserts[-1][1]:.0f} at {small} rows, {inserts[-1][0]:.0f} at {large} rows;"
+        f" median ratio {median_ratio(inserts):.2f}"
+    )
+    print(
+        f"lookup/s (last round): {pairs[-1][1]:.0f} at {small} rows, {pairs[-1][0]:.0f} at {large} rows;"
+        f" median ratio {median_ratio(pairs):.2f}"
+    )
+    return median_ratio(inserts), median_ratio(pairs)
 
 
 async def rss_growth(writes: int) -> float:
