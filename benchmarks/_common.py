@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 
 import attrs
 
-__all__ = ["Run", "measure", "parser", "percentile", "verdict"]
+from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async.sandbox import Sandbox
+
+__all__ = ["Run", "bench_client", "measure", "parser", "percentile", "verdict"]
 
 
 @attrs.frozen
@@ -27,6 +31,12 @@ class Run:
     @property
     def p99(self) -> float:
         return percentile(self.latencies, 99)
+
+
+def bench_client(sandbox: Sandbox, ledger: str | os.PathLike[str], synchronous: str = "FULL") -> ShakescoClient:
+    """A client of the in-process sandbox; no pause before verifying (nothing is in flight)."""
+    settings = GuardSettings(synchronous=synchronous, verify_delay=0.0)  # type: ignore[arg-type]
+    return ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger=ledger, guard=settings)
 
 
 def percentile(values: tuple[float, ...], q: float) -> float:

@@ -21,9 +21,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from _common import Run, measure, median_ratio, parser, verdict
+from _common import Run, bench_client, measure, median_ratio, parser, verdict
 
-from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async import ShakescoClient
 from shakesco_async.sandbox import Sandbox
 
 # (event, synchronous, concurrency) -> target; 0 = recorded only
@@ -69,11 +69,7 @@ async def main(smoke: bool) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session:
                 for sync in ("FULL", "NORMAL"):
-                    settings = GuardSettings(synchronous=sync, verify_delay=0.0)  # type: ignore[arg-type]
-                    ledger = Path(tmp) / f"bench-{sync}.sqlite3"
-                    async with ShakescoClient(
-                        sandbox.api_key, base_url=sandbox.base_url, ledger=ledger, guard=settings
-                    ) as client:
+                    async with bench_client(sandbox, Path(tmp) / f"bench-{sync}.sqlite3", sync) as client:
                         for (event, case_sync, concurrency), target in CASES.items():
                             if case_sync != sync:
                                 continue

@@ -16,9 +16,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from _common import measure, median_ratio, parser, verdict
+from _common import bench_client, measure, median_ratio, parser, verdict
 
-from shakesco_async import GuardSettings, ShakescoClient
 from shakesco_async.sandbox import Sandbox
 
 
@@ -31,12 +30,7 @@ async def main(smoke: bool) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             async with (
                 aiohttp.ClientSession() as session,
-                ShakescoClient(
-                    sandbox.api_key,
-                    base_url=sandbox.base_url,
-                    ledger=Path(tmp) / "hot.sqlite3",
-                    guard=GuardSettings(verify_delay=0.0),
-                ) as client,
+                bench_client(sandbox, Path(tmp) / "hot.sqlite3") as client,
             ):
 
                 async def raw(i: int) -> None:

@@ -16,10 +16,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _common import median_ratio, parser, verdict
+from _common import bench_client, median_ratio, parser, verdict
 from guard_overhead import guarded_run, raw_run
 
-from shakesco_async import GuardSettings, ShakescoClient
 from shakesco_async.sandbox import Sandbox
 from tests.support.postgres import postgres_cluster
 
@@ -33,9 +32,7 @@ async def main(dsn: str, smoke: bool) -> int:
         sandbox.business().set_event_details("signup", Decimal(1), True)
         async with (
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session,
-            ShakescoClient(
-                sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, guard=GuardSettings(verify_delay=0.0)
-            ) as client,
+            bench_client(sandbox, dsn) as client,
         ):
             for r in range(rounds):
                 raw = await raw_run(sandbox, session, "signup", f"pg{r}", count, CONCURRENCY)

@@ -18,9 +18,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from _common import measure, parser, verdict
+from _common import bench_client, measure, parser, verdict
 
-from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async import ShakescoClient
 from shakesco_async.endpoints.rewards import CLAIM_TOKENS
 from shakesco_async.guard._outcome import canonical
 from shakesco_async.ledger import Intent, KeySource
@@ -53,12 +53,7 @@ async def main(smoke: bool) -> int:
         headers = {"Authorization": f"Bearer {sandbox.api_key}"}
         with tempfile.TemporaryDirectory() as tmp:
             async with (
-                ShakescoClient(
-                    sandbox.api_key,
-                    base_url=sandbox.base_url,
-                    ledger=Path(tmp) / "recovery.sqlite3",
-                    guard=GuardSettings(verify_delay=0.0),
-                ) as client,
+                bench_client(sandbox, Path(tmp) / "recovery.sqlite3") as client,
                 aiohttp.ClientSession() as session,
             ):
                 for r in range(rounds):

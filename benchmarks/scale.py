@@ -14,9 +14,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from _common import median_ratio, parser, verdict
+from _common import bench_client, median_ratio, parser, verdict
 
-from shakesco_async import GuardSettings, ShakescoClient
 from shakesco_async.ledger import Intent, KeySource, SQLiteLedger
 from shakesco_async.sandbox import Sandbox
 
@@ -90,12 +89,7 @@ async def rss_growth(writes: int) -> float:
     async with Sandbox() as sandbox:
         sandbox.business().set_event_details("purchase", Decimal(1), False)
         with tempfile.TemporaryDirectory() as tmp:
-            async with ShakescoClient(
-                sandbox.api_key,
-                base_url=sandbox.base_url,
-                ledger=Path(tmp) / "rss.sqlite3",
-                guard=GuardSettings(verify_delay=0.0),
-            ) as client:
+            async with bench_client(sandbox, Path(tmp) / "rss.sqlite3") as client:
                 warmup = min(2000, writes // 10)
                 done = 0
 
