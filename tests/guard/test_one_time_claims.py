@@ -142,3 +142,34 @@ async def test_a_write_by_another_process_during_the_read_forces_a_new_snapshot(
     assert entry.snapshot == {"total_earned": before_mine}
     assert order == (["theirs", "mine"] if mine.ledger.fences_snapshots else ["mine", "theirs"])
     assert await mine.total_earned("r2") == 10
+
+
+@pytest.mark.parametrize("event", ["signup", "purchase"])
+async def test_an_outcome_lost_before_it_is_durable_is_verified_not_resent(
+    make_client: ClientFactory, sandbox: Sandbox, event: str
+) -> None:
+    """The 200's record is queued, not awaited: a crash before it lands leaves `sending`."""
+    client = make_client(guard=GUARD)
+    await _events(client)
+    real_settle = client.ledger.settle
+
+    async def crash_before_queued_outcome(key: str, state: EntryState, **kwargs: object) -> bool:
+        if kwargs.get("wait") is False and state == EntryState.COMMITTED:
+            release = kwargs.get("release", ())
+            owner = kwargs.get("owner")
+            assert isinstance(owner, str)
+            await client.ledger.release(release, owner=owner)  # type: ignore[arg-type]
+            return True  # what dying does: the leases go, the outcome never lands
+        return await real_settle(key, state, **kwargs)  # type: ignore[arg-type]
+
+    client.ledger.settle = crash_before_queued_outcome  # type: ignore[method-assign]
+    receipt = await client.claim_tokens(event, "lost-outcome", idempotency_key="lost-outcome")
+    assert receipt.tx_hash is not None
+    client.ledger.settle = real_settle  # type: ignore[method-assign]
+    entry = await client.ledger.get("lost-outcome")
+    assert entry is not None and entry.state == EntryState.SENDING
+    summary = await client.reconcile(older_than=0)
+    assert summary.counts["committed"] == 1
+    replay = await client.claim_tokens(event, "lost-outcome", idempotency_key="lost-outcome")
+    assert replay.replayed and replay.verified
+    assert len(sandbox.applied_writes("/claim-tokens", idempotency_key="lost-outcome")) == 1
