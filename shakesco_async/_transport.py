@@ -57,6 +57,7 @@ class Transport:
         self._owns_session = session is None
         self._user_agent = user_agent(version)
         self._closed = False
+        self._urls: dict[str, yarl.URL] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -82,7 +83,9 @@ class Transport:
         }
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        url = self._base_url.with_path(self._base_url.path.rstrip("/") + path)
+        url = self._urls.get(path)
+        if url is None:  # building a URL is costly next to a loopback request; paths are few
+            url = self._urls[path] = self._base_url.with_path(self._base_url.path.rstrip("/") + path)
         data: bytes | None = None
         params: dict[str, str] | None = None
         if method == "POST":
@@ -95,7 +98,8 @@ class Transport:
             async with session.request(
                 method, url, params=params, data=data, headers=headers, timeout=self._timeout, allow_redirects=False
             ) as resp:
-                text = await resp.text(errors="replace")
+                # JSON is UTF-8 (RFC 8259): no charset sniffing
+                text = (await resp.read()).decode("utf-8", errors="replace")
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except aiohttp.ConnectionTimeoutError as exc:

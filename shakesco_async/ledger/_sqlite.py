@@ -134,6 +134,8 @@ class SQLiteLedger(Ledger):
         self._flusher: asyncio.Task[None] | None = None
         self._last_queued: asyncio.Future[Any] | None = None
         self._since_checkpoint = 0
+        self._durable_cost = 0.0  # seconds a durable COMMIT took lately (moving average)
+        self._synchronous_now: str | None = None  # what the writer connection is set to, if known
 
     def __repr__(self) -> str:
         return f"SQLiteLedger(path={str(self.path)!r})"
@@ -154,6 +156,7 @@ class SQLiteLedger(Ledger):
                 return
             try:
                 self._writer = await self._connect()
+                self._synchronous_now = None
                 self._reader = await aiosqlite.connect(str(self.path), isolation_level=None)
                 await self._reader.execute("PRAGMA busy_timeout = 10000")
                 await self._reader.execute("PRAGMA query_only = 1")
@@ -260,10 +263,12 @@ class SQLiteLedger(Ledger):
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         assert self._writer is not None
         switch: str | None = None
-        if self.synchronous == "FULL":  # set every time: cheap, and never left wrong by a failed batch
+        if self.synchronous == "FULL":
             switch = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
         ops = [op for op, _, _ in batch]
         fsync = switch == "FULL"
+        # The pragma is a statement of its own: issue it only when the setting changes.
+        pragma, self._synchronous_now = (None if switch == self._synchronous_now else switch), switch
         # Checkpoints are ours to schedule (autocheckpoint is off), so that a commit run on
         # the event loop's thread never turns into one.
         # Weighted so that both many small batches and a few large ones keep the WAL to a
@@ -272,14 +277,26 @@ class SQLiteLedger(Ledger):
         checkpoint = self._since_checkpoint >= _CHECKPOINT_EVERY
         if checkpoint:
             self._since_checkpoint = 0
+        # A lone durable record whose fsync is cheap here commits on the loop's thread: with
+        # nothing else queued, the loop would only wait for it, and the two hops to the
+        # ledger thread cost about half an fsync. A slow disk (or a busy loop) keeps it off.
+        inline = (
+            fsync
+            and not checkpoint
+            and self._durable_cost < _INLINE_COMMIT_MAX
+            and sum(durable for _, _, durable in batch) == 1
+        )
         try:
             if is_set_wise(ops):
-                outcomes = await self._run_set_wise(ops, switch, on_thread=fsync or checkpoint, checkpoint=checkpoint)
+                outcomes = await self._run_set_wise(
+                    ops, pragma, fsync=fsync, on_thread=(fsync or checkpoint) and not inline, checkpoint=checkpoint
+                )
             else:
                 outcomes = await in_connection_thread(
-                    self._writer, lambda raw: run_batch(raw, ops, synchronous=switch, checkpoint=checkpoint)
+                    self._writer, lambda raw: run_batch(raw, ops, synchronous=pragma, checkpoint=checkpoint)
                 )
         except BaseException as exc:
+            self._synchronous_now = None  # unknown after a failure: set it again next time
             # The whole transaction failed or was interrupted: nothing in it is recorded, and
             # every caller waiting on it must hear so (an unresolved future would hang them).
             error = LedgerError(f"ledger write failed: {type(exc).__name__}: {exc}")
@@ -300,7 +317,7 @@ class SQLiteLedger(Ledger):
                 future.set_exception(failure)
 
     async def _run_set_wise(
-        self, ops: list[Op], synchronous: str | None, *, on_thread: bool, checkpoint: bool
+        self, ops: list[Op], synchronous: str | None, *, fsync: bool, on_thread: bool, checkpoint: bool
     ) -> list[Any]:
         """A batch of records: statements on the event loop's thread; the commit there too
         unless it must reach the disk (``on_thread``).
@@ -309,7 +326,8 @@ class SQLiteLedger(Ledger):
         to be answered, and those waits, not the few statements of a record batch, were
         most of its time. A commit with ``synchronous=NORMAL`` in WAL mode does not fsync
         (checkpoints, which do, are run only on the thread), so only a durable commit, or
-        the wait for another process's write lock, needs the thread.
+        the wait for another process's write lock, needs the thread; and a lone durable
+        commit on a fast disk does not (``on_thread=False`` with ``fsync``).
         """
         assert self._writer is not None
         conn = self._writer
@@ -320,13 +338,23 @@ class SQLiteLedger(Ledger):
         try:
             outcomes = run_ops(raw, ops)
             if not on_thread:
+                started = time.perf_counter()
                 raw.execute("COMMIT")
+                if fsync:
+                    self._note_durable(time.perf_counter() - started)
                 return outcomes
         except BaseException:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             raise
-        commit = asyncio.ensure_future(in_connection_thread(conn, lambda db: end_batch(db, checkpoint=checkpoint)))
+
+        def end(db: sqlite3.Connection) -> None:
+            started = time.perf_counter()
+            end_batch(db, checkpoint=checkpoint)
+            if fsync and not checkpoint:
+                self._note_durable(time.perf_counter() - started)
+
+        commit = asyncio.ensure_future(in_connection_thread(conn, end))
         try:
             await asyncio.shield(commit)
         except asyncio.CancelledError:
@@ -337,6 +365,11 @@ class SQLiteLedger(Ledger):
                 raw.execute("ROLLBACK")
             raise
         return outcomes
+
+    def _note_durable(self, seconds: float) -> None:
+        # A moving average of the disk's own cost (the commit alone, no hops): an estimate a
+        # busy loop cannot inflate, so a fast disk keeps lone commits inline under load too.
+        self._durable_cost += (seconds - self._durable_cost) / 8
 
     # -- leases ----------------------------------------------------------------------------------
     def _try_lease(
@@ -520,6 +553,7 @@ class SQLiteLedger(Ledger):
 
 
 _BUSY_MS = 10000
+_INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
 
 
