@@ -99,7 +99,7 @@ class WriteGuard:
     async def execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""
         source = KeySource.CALLER if idempotency_key is not None else KeySource.GENERATED
-        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"sdk_{uuid.uuid4().hex}"
+        key = check_idempotency_key(idempotency_key) if idempotency_key is not None else f"sdk_{os.urandom(16).hex()}"
         customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
         intent = Intent(key, endpoint.path, canonical(wire), customers, source)
         owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
@@ -127,7 +127,8 @@ class WriteGuard:
                     await self._give_up_unsent(entry, lease, "could not read the pre-send state")
                     raise unread
                 marked = created and entry.state == EntryState.SENDING
-                return cast(R, await self._run(endpoint, entry, lease, others, marked=marked))
+                made = wire if created else None
+                return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made))
             finally:
                 if not lease.released:
                     await asyncio.shield(self.ledger.release(lease.names, owner=owner))
@@ -180,6 +181,7 @@ class WriteGuard:
         others: tuple[LedgerEntry, ...] | None,
         *,
         marked: bool,
+        wire: dict[str, WireValue] | None = None,
     ) -> object:
         if entry.state == EntryState.COMMITTED:
             assert entry.result is not None
@@ -199,7 +201,7 @@ class WriteGuard:
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
         await self._resolve_others(entry, lease, others)
-        return await self._send(endpoint, entry, lease, marked=marked)
+        return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
 
     async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> None:
         """The call's last word on its entry, committed together with giving up its leases."""
@@ -266,11 +268,19 @@ class WriteGuard:
         await self._finish(entry, lease, state, reason=reason)
 
     async def _send(
-        self, endpoint: Endpoint[Any], entry: LedgerEntry, lease: _Lease, *, marked: bool = False
+        self,
+        endpoint: Endpoint[Any],
+        entry: LedgerEntry,
+        lease: _Lease,
+        *,
+        marked: bool = False,
+        wire: dict[str, WireValue] | None = None,
     ) -> object:
         """Send until applied, refused, or in doubt. ``marked``: the intent's commit already
-        recorded the entry as sending, with its snapshot."""
-        wire = endpoint.prepare(entry.params)
+        recorded the entry as sending, with its snapshot. ``wire``: the request, when this
+        call made the entry from it (else it is rebuilt from the entry's parameters)."""
+        if wire is None:
+            wire = endpoint.prepare(entry.params)
         attempt = 0
         while True:
             attempt += 1

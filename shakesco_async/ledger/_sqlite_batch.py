@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._base import Begun, Fence
-from ._entry import EntryState, Intent, LedgerEntry
+from ._entry import EntryState, Intent, KeySource, LedgerEntry
 from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
 
 __all__ = [
@@ -239,27 +239,53 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
     if len({op.key for op in ops}) < len(ops):  # one key twice: keep their order exactly
         return [moved for op in ops for moved in settle_many(db, [op])]
     business = ops[0].business
-    states: dict[str, str] = {}
-    for chunk in _chunks([op.key for op in ops]):
-        sql = f"SELECT key, state FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
-        states.update(db.execute(sql, (business, *chunk)))
     moved: list[bool] = []
     plain: list[tuple[Any, ...]] = []
     dropping: list[tuple[Any, ...]] = []
-    for op in ops:
-        now = states.get(op.key)
-        moves = now is not None and (op.expect is None or now in op.expect)
-        moved.append(moves)
-        if moves:
+    if all(op.expect is None for op in ops):
+        # Unconditional: every entry that exists moves, and the update counts them.
+        for op in ops:
             (dropping if op.drop_snapshot else plain).append(op.row)
-    if plain:
-        db.executemany(_SETTLE_SQL, plain)
-    if dropping:
-        db.executemany(_SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE"), dropping)
+        changed = _update(db, plain, dropping)
+        if changed == len(ops):
+            moved = [True] * len(ops)
+        else:
+            present = _existing(db, business, [op.key for op in ops])
+            moved = [op.key in present for op in ops]
+    else:
+        states: dict[str, str] = {}
+        for chunk in _chunks([op.key for op in ops]):
+            sql = f"SELECT key, state FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+            states.update(db.execute(sql, (business, *chunk)))
+        for op in ops:
+            now = states.get(op.key)
+            moves = now is not None and (op.expect is None or now in op.expect)
+            moved.append(moves)
+            if moves:
+                (dropping if op.drop_snapshot else plain).append(op.row)
+        _update(db, plain, dropping)
     released = [(time.time(), op.business, name, op.owner) for op in ops for name in op.release]
     if released:
         db.executemany(RELEASE_SQL, released)
     return moved
+
+
+def _update(db: sqlite3.Connection, plain: list[tuple[Any, ...]], dropping: list[tuple[Any, ...]]) -> int:
+    """Apply settle rows; the number of entries changed."""
+    changed = 0
+    if plain:
+        changed += db.executemany(_SETTLE_SQL, plain).rowcount
+    if dropping:
+        changed += db.executemany(_SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE"), dropping).rowcount
+    return changed
+
+
+def _existing(db: sqlite3.Connection, business: str, keys: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for chunk in _chunks(keys):
+        sql = f"SELECT key FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+        found.update(key for (key,) in db.execute(sql, (business, *chunk)))
+    return found
 
 
 def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
@@ -271,7 +297,10 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
     business = ops[0].business
     now = time.time()
     found: dict[str, LedgerEntry | tuple[Any, ...]] = {}
-    for chunk in _chunks([op.intent.key for op in ops]):
+    # A key the SDK made a moment ago (random, 128 bits) is new: no need to look it up. Were
+    # it not, its insert would fail the run, and the one-at-a-time replay would fail it alone.
+    chosen = [op.intent.key for op in ops if op.intent.key_source != KeySource.GENERATED]
+    for chunk in _chunks(chosen):
         sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
         found.update((row[0], row) for row in db.execute(sql, (business, *chunk)))
     since = min([now, *(op.fence.since for op in ops if op.fence is not None)])

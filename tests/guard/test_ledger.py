@@ -126,6 +126,37 @@ async def test_a_failing_operation_fails_alone(sqlite_ledger: SQLiteLedger) -> N
     assert await sqlite_ledger.acquire(("cb",), owner="o3", lease_ttl=60) is None  # nothing half-recorded
 
 
+async def test_settles_in_one_batch_say_which_entries_moved(sqlite_ledger: SQLiteLedger) -> None:
+    for key in ("m1", "m3"):
+        await sqlite_ledger.begin(_intent(key, f"c{key}"), owner="o", lease_ttl=60, snapshot={})
+    plain = await asyncio.gather(  # unconditional: counted by the update itself
+        *(sqlite_ledger.settle(k, EntryState.IN_DOUBT, reason="r") for k in ("m1", "missing", "m3"))
+    )
+    assert plain == [True, False, True]
+    expecting = await asyncio.gather(  # conditional: looked up first
+        sqlite_ledger.settle("m1", EntryState.COMMITTED, expect=(EntryState.IN_DOUBT,)),
+        sqlite_ledger.settle("m3", EntryState.COMMITTED, expect=(EntryState.SENDING,)),
+        sqlite_ledger.settle("gone", EntryState.COMMITTED),
+    )
+    assert expecting == [True, False, False]
+    states = [e.state if (e := await sqlite_ledger.get(k)) else None for k in ("m1", "m3", "missing")]
+    assert states == [EntryState.COMMITTED, EntryState.IN_DOUBT, None]
+
+
+async def test_an_sdk_made_key_is_not_looked_up_but_never_recorded_twice(sqlite_ledger: SQLiteLedger) -> None:
+    made = attrs.evolve(_intent("sdk_abc", "cg"), key_source=KeySource.GENERATED)
+    assert (await sqlite_ledger.begin(made, owner="o", lease_ttl=60, snapshot={})).created
+    await sqlite_ledger.release(made.leases, owner="o")
+    again, other = await asyncio.gather(
+        sqlite_ledger.begin(made, owner="o", lease_ttl=60, snapshot={}),
+        sqlite_ledger.begin(_intent("fine", "cf"), owner="o", lease_ttl=60, snapshot={}),
+        return_exceptions=True,
+    )
+    assert isinstance(again, LedgerError)  # a clash is an error, never a second entry
+    assert not isinstance(other, BaseException) and other.created  # and fails alone
+    assert [e.key for e in await sqlite_ledger.entries()] == ["sdk_abc", "fine"]
+
+
 async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
     sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
