@@ -363,36 +363,54 @@ class WriteGuard:
         in-process and leased with one ledger commit, then its entries are judged
         ``concurrency`` at a time, so the reads, not the ledger, set the pace.
         """
-        gate = asyncio.Semaphore(concurrency)
         # Two waves at a time: the next one is leased while the last reads of this one finish.
         waves_gate = asyncio.Semaphore(2)
+        # ``concurrency`` workers take the leased entries of every wave in turn: no task per entry.
+        queue: asyncio.Queue[tuple[_Wave, LedgerEntry, str]] = asyncio.Queue()
 
-        async def settle(key: str, fresh: LedgerEntry | None, leased: bool, owner: str) -> None:
-            if fresh is None or fresh.is_final:
-                on_settled(key, ("final", ""))
-                return
-            if not leased:
-                on_settled(key, ("busy", "another process holds the lease"))
-                return
-            lease = _Lease(owner, fresh.leases)
-            try:
-                async with gate:
-                    settled = await self._reconcile_held(fresh, lease, resend, dry_run)
-            finally:
-                if not lease.released:
-                    await asyncio.shield(self.ledger.release(lease.names, owner=owner))
-            on_settled(key, settled)
+        async def worker() -> None:
+            while True:
+                wave, entry, owner = await queue.get()
+                try:
+                    settled = await self._reconcile_leased(entry, owner, resend, dry_run)
+                except Exception as exc:  # the wave raises it, once all of it is settled
+                    wave.done_one(exc)
+                else:
+                    on_settled(entry.key, settled)
+                    wave.done_one()
 
-        async def run(wave: list[LedgerEntry]) -> None:
-            names = [*(f"customer:{c}" for e in wave for c in e.customers), *(f"key:{e.key}" for e in wave)]
+        async def run(entries: list[LedgerEntry]) -> None:
+            names = [*(f"customer:{c}" for e in entries for c in e.customers), *(f"key:{e.key}" for e in entries)]
             async with waves_gate, self._locks.hold(names):
-                owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in wave]
-                found = await self.ledger.lease_entries(list(zip(wave, owners, strict=True)), lease_ttl=self._lease_ttl)
-                await asyncio.gather(
-                    *(settle(e.key, f, ok, o) for e, (f, ok), o in zip(wave, found, owners, strict=True))
-                )
+                owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in entries]
+                wanted = list(zip(entries, owners, strict=True))
+                found = await self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl)
+                wave = _Wave()
+                for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
+                    if fresh is None or fresh.is_final:
+                        on_settled(entry.key, ("final", ""))
+                    elif not leased:
+                        on_settled(entry.key, ("busy", "another process holds the lease"))
+                    else:
+                        wave.pending += 1
+                        queue.put_nowait((wave, fresh, owner))
+                await wave.wait()  # the in-process locks are held until every entry is settled
 
-        await asyncio.gather(*(run(wave) for wave in _waves(entries, size=max(8 * concurrency, 64))))
+        workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        try:
+            await asyncio.gather(*(run(wave) for wave in _waves(entries, size=max(8 * concurrency, 64))))
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    async def _reconcile_leased(self, entry: LedgerEntry, owner: str, resend: Resend, dry_run: bool) -> Settled:
+        lease = _Lease(owner, entry.leases)
+        try:
+            return await self._reconcile_held(entry, lease, resend, dry_run)
+        finally:
+            if not lease.released:
+                await asyncio.shield(self.ledger.release(lease.names, owner=owner))
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:
@@ -468,6 +486,30 @@ class _Lease:
         self.owner = owner
         self.names = names
         self.released = False
+
+
+class _Wave:
+    """The entries of one reconcile wave still being settled, and the first error among them."""
+
+    __slots__ = ("_done", "error", "pending")
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.error: Exception | None = None
+        self._done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def done_one(self, error: Exception | None = None) -> None:
+        if error is not None and self.error is None:
+            self.error = error
+        self.pending -= 1
+        if self.pending == 0 and not self._done.done():
+            self._done.set_result(None)
+
+    async def wait(self) -> None:
+        if self.pending:
+            await self._done
+        if self.error is not None:
+            raise self.error
 
 
 class _Applied(Exception):

@@ -175,3 +175,34 @@ async def test_bad_reconcile_options_are_refused_up_front(
     if "interval" not in options:
         with pytest.raises(sa.ValidationError):
             await client.reconcile(**options)  # type: ignore[arg-type]
+
+
+async def test_a_failure_mid_pass_is_raised_once_its_wave_is_settled(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    for i in range(6):
+        await die_at(client, "sending_applied", f"w{i}", f"wc{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    guard = client._guard
+    real = guard._judge
+    judged: list[str] = []
+
+    async def judge(entry: sa.ledger.LedgerEntry) -> object:
+        judged.append(entry.key)
+        if entry.key == "w2":
+            raise sa.LedgerError("disk on fire")
+        await asyncio.sleep(0.01)  # the others are still being judged when w2 fails
+        return await real(entry)
+
+    monkeypatch.setattr(guard, "_judge", judge)
+    with pytest.raises(sa.LedgerError, match="disk on fire"):
+        await client.reconcile(older_than=0, concurrency=2)
+    assert sorted(judged) == [f"w{i}" for i in range(6)]  # the wave was finished, not abandoned
+    assert len(guard._locks) == 0  # nothing held in-process
+    states = {e.key: e.state for e in await client.ledger.entries()}
+    assert states.pop("w2") == EntryState.SENDING  # left for the next pass
+    assert set(states.values()) == {EntryState.COMMITTED}
+    monkeypatch.setattr(guard, "_judge", real)
+    again = await client.reconcile(older_than=0)  # its claim and lease were given back
+    assert again.examined == 1 and again.counts["committed"] == 1
