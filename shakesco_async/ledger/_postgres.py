@@ -323,13 +323,15 @@ class PostgresLedger(Ledger):
 
     async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
         pool = await self._pool_conn()
+        # The pick is MATERIALIZED: as a subquery joined to the UPDATE it may be scanned again
+        # for each row, and with SKIP LOCKED each scan can pick others, past the LIMIT.
         rows = await pool.fetch(
-            f"UPDATE {self._t} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
-            f" FROM (SELECT key FROM {self._t} WHERE business = $3 AND state = ANY($4)"
+            f"WITH pick AS MATERIALIZED (SELECT key FROM {self._t} WHERE business = $3 AND state = ANY($4)"
             " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
             " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1)"
-            " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED) AS pick"
-            f" WHERE e.business = $3 AND e.key = pick.key RETURNING "
+            " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED)"
+            f" UPDATE {self._t} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
+            f" FROM pick WHERE e.business = $3 AND e.key = pick.key RETURNING "
             + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")),
             owner,
             float(ttl),

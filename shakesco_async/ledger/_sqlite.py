@@ -489,17 +489,17 @@ class SQLiteLedger(Ledger):
     async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
         def op(db: sqlite3.Connection) -> list[LedgerEntry]:
             now = time.time()
-            # SQLite has one writer at a time, so select-then-update inside it is already exclusive.
+            wanted = -1 if limit is None else limit
+            # One statement picks and marks them (SQLite has one writer at a time, so this is
+            # exclusive); RETURNING gives no order, so they are put back in age order here.
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM entries WHERE business = ? AND state IN (?, ?, ?) AND updated_at <= ?"
+                f"UPDATE entries SET claimed_by = ?, claimed_until = ? WHERE business = ? AND key IN"
+                f" (SELECT key FROM entries WHERE business = ? AND state IN (?, ?, ?) AND updated_at <= ?"
                 " AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)"
-                " ORDER BY created_at, key LIMIT ?",
-                (self.business, *_OPEN_ALL, now - older_than, now, owner, -1 if limit is None else limit),
+                f" ORDER BY created_at, key LIMIT ?) RETURNING {_COLUMNS}",
+                (owner, now + ttl, self.business, self.business, *_OPEN_ALL, now - older_than, now, owner, wanted),
             ).fetchall()
-            db.executemany(
-                "UPDATE entries SET claimed_by = ?, claimed_until = ? WHERE business = ? AND key = ?",
-                [(owner, now + ttl, self.business, row[0]) for row in rows],
-            )
+            rows.sort(key=_age_order)
             return [_entry(row) for row in rows]
 
         return await self._submit(op, durable=False)
@@ -553,6 +553,13 @@ class SQLiteLedger(Ledger):
 
 
 _BUSY_MS = 10000
+
+
+def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:
+    return (row[_CREATED_AT], row[0])
+
+
+_CREATED_AT = [c.strip() for c in _COLUMNS.split(",")].index("created_at")
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
 

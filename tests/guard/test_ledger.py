@@ -48,6 +48,18 @@ async def test_begin_with_a_snapshot_starts_sending(ledger: Ledger) -> None:
     assert plain.entry is not None and plain.entry.state == EntryState.RECORDED and plain.entry.attempts == 0
 
 
+async def test_claims_are_oldest_first_disjoint_and_given_back(ledger: Ledger) -> None:
+    for i in range(5):
+        await ledger.begin(_intent(f"old{i}", f"co{i}"), owner="o", lease_ttl=0)
+    first = await ledger.claim_open(owner="A", older_than=0, limit=2, ttl=60)
+    assert [e.key for e in first] == ["old0", "old1"]
+    rest = await ledger.claim_open(owner="B", older_than=0, limit=None, ttl=60)
+    assert [e.key for e in rest] == ["old2", "old3", "old4"]
+    assert await ledger.claim_open(owner="C", older_than=0, limit=None, ttl=60) == []
+    await ledger.unclaim("A")
+    assert [e.key for e in await ledger.claim_open(owner="C", older_than=0, limit=None, ttl=60)] == ["old0", "old1"]
+
+
 async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None:
     await ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
     assert await ledger.settle(
