@@ -87,7 +87,7 @@ async def reconcile(
         await guard.reconcile_many(entries, resend=resend, dry_run=dry_run, concurrency=concurrency, on_settled=settled)
     finally:
         if entries and not dry_run:
-            await guard.ledger.unclaim(owner)
+            await guard.ledger.unclaim(owner, [e.key for e in entries])
     summary = ReconcileSummary(
         examined=len(entries),
         counts={name: counts.get(name, 0) for name in OUTCOMES},

@@ -171,8 +171,8 @@ class Ledger(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def unclaim(self, owner: str) -> None:
-        """Give back whatever ``owner`` still has claimed."""
+    async def unclaim(self, owner: str, keys: Sequence[str]) -> None:
+        """Give back ``owner``'s claims on these entries (found by key: no scan of the ledger)."""
 
     # -- inspection ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -342,12 +342,16 @@ class PostgresLedger(Ledger):
         )
         return sorted((_entry(r) for r in rows), key=lambda e: (e.created_at, e.key))
 
-    async def unclaim(self, owner: str) -> None:
+    async def unclaim(self, owner: str, keys: Sequence[str]) -> None:
+        if not keys:
+            return
         pool = await self._pool_conn()
         await pool.execute(
-            f"UPDATE {self._t} SET claimed_by = NULL, claimed_until = NULL WHERE business = $1 AND claimed_by = $2",
+            f"UPDATE {self._t} SET claimed_by = NULL, claimed_until = NULL"
+            " WHERE business = $1 AND claimed_by = $2 AND key = ANY($3::text[])",
             self.business,
             owner,
+            list(keys),
         )
 
     async def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:

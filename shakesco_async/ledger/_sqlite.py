@@ -504,14 +504,18 @@ class SQLiteLedger(Ledger):
 
         return await self._submit(op, durable=False)
 
-    async def unclaim(self, owner: str) -> None:
-        await self._submit(
-            lambda db: db.execute(
-                "UPDATE entries SET claimed_by = NULL, claimed_until = NULL WHERE business = ? AND claimed_by = ?",
-                (self.business, owner),
-            ),
-            durable=False,
-        )
+    async def unclaim(self, owner: str, keys: Sequence[str]) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            for start in range(0, len(keys), _KEYS_PER_STATEMENT):
+                chunk = keys[start : start + _KEYS_PER_STATEMENT]
+                db.execute(
+                    "UPDATE entries SET claimed_by = NULL, claimed_until = NULL"
+                    f" WHERE business = ? AND claimed_by = ? AND key IN ({','.join('?' * len(chunk))})",
+                    (self.business, owner, *chunk),
+                )
+
+        if keys:
+            await self._submit(op, durable=False)
 
     # -- inspection ------------------------------------------------------------------------------
     async def get(self, key: str) -> LedgerEntry | None:
@@ -560,6 +564,7 @@ def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:
 
 
 _CREATED_AT = [c.strip() for c in _COLUMNS.split(",")].index("created_at")
+_KEYS_PER_STATEMENT = 400  # bound parameters, well under SQLite's oldest limit (999)
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
 

@@ -56,8 +56,10 @@ async def test_claims_are_oldest_first_disjoint_and_given_back(ledger: Ledger) -
     rest = await ledger.claim_open(owner="B", older_than=0, limit=None, ttl=60)
     assert [e.key for e in rest] == ["old2", "old3", "old4"]
     assert await ledger.claim_open(owner="C", older_than=0, limit=None, ttl=60) == []
-    await ledger.unclaim("A")
-    assert [e.key for e in await ledger.claim_open(owner="C", older_than=0, limit=None, ttl=60)] == ["old0", "old1"]
+    await ledger.unclaim("A", ["old0", "old2"])  # only its own claims, only these keys
+    assert [e.key for e in await ledger.claim_open(owner="C", older_than=0, limit=None, ttl=60)] == ["old0"]
+    await ledger.unclaim("A", ["old1"])
+    assert [e.key for e in await ledger.claim_open(owner="D", older_than=0, limit=None, ttl=60)] == ["old1"]
 
 
 async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None:
