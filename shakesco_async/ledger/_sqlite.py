@@ -22,12 +22,14 @@ from ._sqlite_batch import (
     Lease,
     Op,
     Settle,
+    begin_write,
     end_batch,
     is_set_wise,
     open_entries_sql,
     run_batch,
     run_ops,
     set_synchronous,
+    try_begin,
 )
 from ._sqlite_rows import COLUMNS as _COLUMNS
 from ._sqlite_rows import OPEN as _OPEN
@@ -179,6 +181,8 @@ class SQLiteLedger(Ledger):
             await db.execute("PRAGMA wal_autocheckpoint = 0")
             await db.execute(f"PRAGMA synchronous = {self.synchronous}")
             await self._migrate(db)
+            # From here on, waits for another process's write lock are begin_write's.
+            await db.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             await db.close()
             raise
@@ -333,8 +337,8 @@ class SQLiteLedger(Ledger):
         conn = self._writer
         raw: sqlite3.Connection = conn._conn  # the connection the thread hook also relies on
         set_synchronous(raw, synchronous)
-        if not _begin_now(raw):
-            await in_connection_thread(conn, lambda db: db.execute("BEGIN IMMEDIATE"))
+        if not try_begin(raw):
+            await in_connection_thread(conn, begin_write)
         try:
             outcomes = run_ops(raw, ops)
             if not on_thread:
@@ -567,20 +571,6 @@ _CREATED_AT = [c.strip() for c in _COLUMNS.split(",")].index("created_at")
 _KEYS_PER_STATEMENT = 400  # bound parameters, well under SQLite's oldest limit (999)
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
-
-
-def _begin_now(db: sqlite3.Connection) -> bool:
-    """Open the write transaction unless another process holds the lock; never wait here."""
-    db.execute("PRAGMA busy_timeout = 0")
-    try:
-        db.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
-            return False
-        raise
-    finally:
-        db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
-    return True
 
 
 def _log_failure(future: asyncio.Future[Any]) -> None:

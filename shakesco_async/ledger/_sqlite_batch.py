@@ -22,10 +22,12 @@ from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
 __all__ = [
     "LEASE_MEMORY",
     "RELEASE_SQL",
+    "WRITE_LOCK_WAIT",
     "Begin",
     "Lease",
     "Op",
     "Settle",
+    "begin_write",
     "end_batch",
     "is_set_wise",
     "lease_many",
@@ -33,9 +35,11 @@ __all__ = [
     "run_batch",
     "run_ops",
     "set_synchronous",
+    "try_begin",
 ]
 
 LEASE_MEMORY = 3600.0  # seconds an ended lease is remembered; fences are younger than this
+WRITE_LOCK_WAIT = 10.0  # seconds a batch waits for another process's write transaction
 _CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
 
 
@@ -126,7 +130,7 @@ def run_batch(
     ``synchronous`` ("FULL" or "NORMAL") switches the connection's setting first.
     """
     set_synchronous(db, synchronous)
-    db.execute("BEGIN IMMEDIATE")
+    begin_write(db)
     try:
         outcomes = run_ops(db, ops)
         end_batch(db, checkpoint=checkpoint)
@@ -135,6 +139,33 @@ def run_batch(
             db.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def try_begin(db: sqlite3.Connection) -> bool:
+    """Open the write transaction unless another process holds the write lock."""
+    try:
+        db.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return False
+        raise
+    return True
+
+
+def begin_write(db: sqlite3.Connection, wait: float = WRITE_LOCK_WAIT) -> None:
+    """Open the write transaction, waiting up to ``wait`` seconds for another process.
+
+    The writer connection has no busy timeout (so that ``try_begin`` never blocks the
+    event loop without two pragmas around it); this is its busy handler, for the ledger
+    thread only, backing off as SQLite's own does.
+    """
+    deadline = time.monotonic() + wait
+    pause = 0.001
+    while not try_begin(db):
+        if time.monotonic() >= deadline:
+            raise sqlite3.OperationalError(f"database is locked (waited {wait:.0f}s for another process)")
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
 
 
 def end_batch(db: sqlite3.Connection, *, checkpoint: bool) -> None:

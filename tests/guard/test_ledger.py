@@ -235,6 +235,22 @@ async def test_writes_wait_out_another_process_holding_the_lock(sqlite_ledger: S
     assert (await asyncio.wait_for(begun, 15)).created
 
 
+async def test_every_kind_of_batch_waits_for_the_lock_but_not_forever(sqlite_ledger: SQLiteLedger) -> None:
+    await sqlite_ledger.open()
+    other = sqlite3.connect(sqlite_ledger.path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    leasing = asyncio.ensure_future(sqlite_ledger.acquire(("cl",), owner="o", lease_ttl=60))  # a thread batch
+    await asyncio.sleep(0.2)
+    assert not leasing.done()
+    probe = sqlite3.connect(sqlite_ledger.path, isolation_level=None, timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):  # the ledger's own busy handler gives up
+        sqlite_batch.begin_write(probe, wait=0.1)
+    probe.close()
+    other.execute("COMMIT")
+    other.close()
+    assert await asyncio.wait_for(leasing, 15) is None
+
+
 async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging(
     sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
