@@ -382,11 +382,10 @@ class WriteGuard:
             while True:
                 wave, entry, owner = await queue.get()
                 try:
-                    settled = await self._reconcile_leased(entry, owner, resend, dry_run)
+                    on_settled(entry.key, await self._reconcile_leased(entry, owner, resend, dry_run))
                 except Exception as exc:  # the wave raises it, once all of it is settled
                     wave.done_one(exc)
                 else:
-                    on_settled(entry.key, settled)
                     wave.done_one()
 
         async def run(entries: list[LedgerEntry]) -> None:

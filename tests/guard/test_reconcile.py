@@ -206,3 +206,18 @@ async def test_a_failure_mid_pass_is_raised_once_its_wave_is_settled(
     monkeypatch.setattr(guard, "_judge", real)
     again = await client.reconcile(older_than=0)  # its claim and lease were given back
     assert again.examined == 1 and again.counts["committed"] == 1
+
+
+async def test_a_progress_callback_that_raises_ends_the_pass_with_its_error(make_client: ClientFactory) -> None:
+    client = make_client()
+    for i in range(3):
+        await die_at(client, "sending_applied", f"p{i}", f"pc{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+
+    def progress(done: int, total: int) -> None:
+        raise ValueError("progress bar broke")
+
+    with pytest.raises(ValueError, match="progress bar broke"):
+        await asyncio.wait_for(client.reconcile(older_than=0, progress=progress), 10)
+    assert len(client._guard._locks) == 0
+    assert (await client.reconcile(older_than=0)).examined == 0  # the verdicts were recorded all the same
