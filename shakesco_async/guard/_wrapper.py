@@ -406,12 +406,18 @@ class WriteGuard:
                 await wave.wait()  # the in-process locks are held until every entry is settled
 
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        runs = [asyncio.create_task(run(wave)) for wave in _waves(entries, size=max(8 * concurrency, 64))]
         try:
-            await asyncio.gather(*(run(wave) for wave in _waves(entries, size=max(8 * concurrency, 64))))
+            # Every wave runs to its end even when one fails, so that none is cut off
+            # between leasing its customers and settling them: then the first error.
+            ended = await asyncio.gather(*runs, return_exceptions=True)
         finally:
-            for task in workers:
+            for task in (*runs, *workers):
                 task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            await asyncio.gather(*runs, *workers, return_exceptions=True)
+        for outcome in ended:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _reconcile_leased(self, entry: LedgerEntry, owner: str, resend: Resend, dry_run: bool) -> Settled:
         lease = _Lease(owner, entry.leases)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
 import shakesco_async as sa
+from shakesco_async.guard import _wrapper as wrapper_module
 from shakesco_async.ledger import EntryState, KeySource
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
@@ -221,3 +223,32 @@ async def test_a_progress_callback_that_raises_ends_the_pass_with_its_error(make
         await asyncio.wait_for(client.reconcile(older_than=0, progress=progress), 10)
     assert len(client._guard._locks) == 0
     assert (await client.reconcile(older_than=0)).examined == 0  # the verdicts were recorded all the same
+
+
+async def test_a_wave_that_cannot_be_leased_ends_the_pass_and_frees_every_wave(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    for i in range(4):
+        await die_at(client, "sending_applied", f"l{i}", f"lc{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    monkeypatch.setattr(wrapper_module, "_waves", lambda entries, size: ([e] for e in entries))  # a wave each
+    real = client.ledger.lease_entries
+    calls = 0
+
+    async def flaky(wanted: Any, *, lease_ttl: float) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise sa.LedgerError("disk on fire")
+        return await real(wanted, lease_ttl=lease_ttl)
+
+    monkeypatch.setattr(client.ledger, "lease_entries", flaky)
+    with pytest.raises(sa.LedgerError, match="disk on fire"):
+        await asyncio.wait_for(client.reconcile(older_than=0, concurrency=1), 10)
+    assert len(client._guard._locks) == 0  # no wave is left holding its customers in-process
+    monkeypatch.undo()
+    assert calls == 4  # the other waves ran to their end
+    second = await asyncio.wait_for(client.reconcile(older_than=0), 10)  # and nothing of theirs is held
+    assert second.examined == 1 and second.counts["committed"] == 1
+    assert {e.state for e in await client.ledger.entries()} == {EntryState.COMMITTED}
