@@ -395,15 +395,19 @@ class WriteGuard:
                 wanted = list(zip(entries, owners, strict=True))
                 found = await self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl)
                 wave = _Wave()
-                for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
-                    if fresh is None or fresh.is_final:
-                        on_settled(entry.key, ("final", ""))
-                    elif not leased:
-                        on_settled(entry.key, ("busy", "another process holds the lease"))
-                    else:
-                        wave.pending += 1
-                        queue.put_nowait((wave, fresh, owner))
-                await wave.wait()  # the in-process locks are held until every entry is settled
+                try:
+                    for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
+                        if fresh is None or fresh.is_final:
+                            on_settled(entry.key, ("final", ""))
+                        elif not leased:
+                            on_settled(entry.key, ("busy", "another process holds the lease"))
+                        else:
+                            wave.pending += 1
+                            queue.put_nowait((wave, fresh, owner))
+                finally:
+                    await wave.settled()  # the in-process locks are held until every entry is settled
+                if wave.error is not None:
+                    raise wave.error
 
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
         runs = [asyncio.create_task(run(wave)) for wave in _waves(entries, size=max(8 * concurrency, 64))]
@@ -520,11 +524,9 @@ class _Wave:
         if self.pending == 0 and not self._done.done():
             self._done.set_result(None)
 
-    async def wait(self) -> None:
+    async def settled(self) -> None:
         if self.pending:
             await self._done
-        if self.error is not None:
-            raise self.error
 
 
 class _Applied(Exception):

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import attrs
 import pytest
 
 import shakesco_async as sa
@@ -252,3 +253,35 @@ async def test_a_wave_that_cannot_be_leased_ends_the_pass_and_frees_every_wave(
     second = await asyncio.wait_for(client.reconcile(older_than=0), 10)  # and nothing of theirs is held
     assert second.examined == 1 and second.counts["committed"] == 1
     assert {e.state for e in await client.ledger.entries()} == {EntryState.COMMITTED}
+
+
+async def test_a_callback_failing_mid_wave_waits_for_the_entries_already_handed_out(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    for i in range(3):
+        await die_at(client, "sending_applied", f"m{i}", f"mc{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    guard = client._guard
+    real_lease, real_judge = client.ledger.lease_entries, guard._judge
+
+    async def lease(wanted: Any, *, lease_ttl: float) -> Any:
+        found = await real_lease(wanted, lease_ttl=lease_ttl)
+        last, _ = found[-1]
+        assert last is not None
+        return [*found[:-1], (attrs.evolve(last, state=EntryState.COMMITTED), False)]  # settled meanwhile
+
+    async def judge(entry: Any) -> Any:
+        await asyncio.sleep(0.05)  # still being judged when the callback fails
+        return await real_judge(entry)
+
+    def progress(done: int, total: int) -> None:
+        raise ValueError("progress bar broke")
+
+    monkeypatch.setattr(client.ledger, "lease_entries", lease)
+    monkeypatch.setattr(guard, "_judge", judge)
+    with pytest.raises(ValueError, match="progress bar broke"):
+        await asyncio.wait_for(client.reconcile(older_than=0, progress=progress), 10)
+    assert len(guard._locks) == 0
+    states = {e.key: e.state for e in await client.ledger.entries()}
+    assert states["m0"] == states["m1"] == EntryState.COMMITTED  # judged to the end, verdicts recorded
