@@ -395,17 +395,17 @@ class WriteGuard:
                 wanted = list(zip(entries, owners, strict=True))
                 found = await self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl)
                 wave = _Wave()
-                try:
-                    for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
-                        if fresh is None or fresh.is_final:
-                            on_settled(entry.key, ("final", ""))
-                        elif not leased:
-                            on_settled(entry.key, ("busy", "another process holds the lease"))
-                        else:
-                            wave.pending += 1
-                            queue.put_nowait((wave, fresh, owner))
-                finally:
-                    await wave.settled()  # the in-process locks are held until every entry is settled
+                for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
+                    # Every leased entry is handed out, even after a callback fails: a lease
+                    # taken must be settled and given back.
+                    if fresh is None or fresh.is_final:
+                        wave.report(on_settled, entry.key, ("final", ""))
+                    elif not leased:
+                        wave.report(on_settled, entry.key, ("busy", "another process holds the lease"))
+                    else:
+                        wave.pending += 1
+                        queue.put_nowait((wave, fresh, owner))
+                await wave.settled()  # the in-process locks are held until every entry is settled
                 if wave.error is not None:
                     raise wave.error
 
@@ -523,6 +523,13 @@ class _Wave:
         self.pending -= 1
         if self.pending == 0 and not self._done.done():
             self._done.set_result(None)
+
+    def report(self, on_settled: Callable[[str, Settled], None], key: str, settled: Settled) -> None:
+        try:
+            on_settled(key, settled)
+        except Exception as exc:
+            if self.error is None:
+                self.error = exc
 
     async def settled(self) -> None:
         if self.pending:

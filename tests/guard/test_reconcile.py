@@ -255,8 +255,9 @@ async def test_a_wave_that_cannot_be_leased_ends_the_pass_and_frees_every_wave(
     assert {e.state for e in await client.ledger.entries()} == {EntryState.COMMITTED}
 
 
-async def test_a_callback_failing_mid_wave_waits_for_the_entries_already_handed_out(
-    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("final", [0, 2])  # the callback fails before / after the others are handed out
+async def test_a_callback_failing_mid_wave_still_settles_every_leased_entry(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, final: int
 ) -> None:
     client = make_client()
     for i in range(3):
@@ -266,10 +267,12 @@ async def test_a_callback_failing_mid_wave_waits_for_the_entries_already_handed_
     real_lease, real_judge = client.ledger.lease_entries, guard._judge
 
     async def lease(wanted: Any, *, lease_ttl: float) -> Any:
-        found = await real_lease(wanted, lease_ttl=lease_ttl)
-        last, _ = found[-1]
-        assert last is not None
-        return [*found[:-1], (attrs.evolve(last, state=EntryState.COMMITTED), False)]  # settled meanwhile
+        found = list(await real_lease(wanted, lease_ttl=lease_ttl))
+        settled, _ = found[final]
+        assert settled is not None
+        found[final] = (attrs.evolve(settled, state=EntryState.COMMITTED), False)  # settled meanwhile
+        await client.ledger.release(settled.leases, owner=wanted[final][1])
+        return found
 
     async def judge(entry: Any) -> Any:
         await asyncio.sleep(0.05)  # still being judged when the callback fails
@@ -284,4 +287,8 @@ async def test_a_callback_failing_mid_wave_waits_for_the_entries_already_handed_
         await asyncio.wait_for(client.reconcile(older_than=0, progress=progress), 10)
     assert len(guard._locks) == 0
     states = {e.key: e.state for e in await client.ledger.entries()}
-    assert states["m0"] == states["m1"] == EntryState.COMMITTED  # judged to the end, verdicts recorded
+    others = [f"m{i}" for i in range(3) if i != final]
+    assert {states[k] for k in others} == {EntryState.COMMITTED}  # judged to the end, verdicts recorded
+    for key in others:  # and their leases given back
+        entry = await client.ledger.get(key)
+        assert entry is not None and await client.ledger.acquire(entry.leases, owner="next", lease_ttl=1) is None
