@@ -183,10 +183,7 @@ async def test_bad_reconcile_options_are_refused_up_front(
 async def test_a_failure_mid_pass_is_raised_once_its_wave_is_settled(
     make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = make_client()
-    for i in range(6):
-        await die_at(client, "sending_applied", f"w{i}", f"wc{i}", KeySource.CALLER)
-    await asyncio.sleep(0.06)
+    client = await _applied_but_unanswered(make_client, "w", 6)
     guard = client._guard
     real = guard._judge
     judged: list[str] = []
@@ -212,10 +209,7 @@ async def test_a_failure_mid_pass_is_raised_once_its_wave_is_settled(
 
 
 async def test_a_progress_callback_that_raises_ends_the_pass_with_its_error(make_client: ClientFactory) -> None:
-    client = make_client()
-    for i in range(3):
-        await die_at(client, "sending_applied", f"p{i}", f"pc{i}", KeySource.CALLER)
-    await asyncio.sleep(0.06)
+    client = await _applied_but_unanswered(make_client, "p", 3)
 
     def progress(done: int, total: int) -> None:
         raise ValueError("progress bar broke")
@@ -229,10 +223,7 @@ async def test_a_progress_callback_that_raises_ends_the_pass_with_its_error(make
 async def test_a_wave_that_cannot_be_leased_ends_the_pass_and_frees_every_wave(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    client = make_client()
-    for i in range(4):
-        await die_at(client, "sending_applied", f"l{i}", f"lc{i}", KeySource.CALLER)
-    await asyncio.sleep(0.06)
+    client = await _applied_but_unanswered(make_client, "l", 4)
     monkeypatch.setattr(wrapper_module, "_waves", lambda entries, size: ([e] for e in entries))  # a wave each
     real = client.ledger.lease_entries
     calls = 0
@@ -259,10 +250,7 @@ async def test_a_wave_that_cannot_be_leased_ends_the_pass_and_frees_every_wave(
 async def test_a_callback_failing_mid_wave_still_settles_every_leased_entry(
     make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, final: int
 ) -> None:
-    client = make_client()
-    for i in range(3):
-        await die_at(client, "sending_applied", f"m{i}", f"mc{i}", KeySource.CALLER)
-    await asyncio.sleep(0.06)
+    client = await _applied_but_unanswered(make_client, "m", 3)
     guard = client._guard
     real_lease, real_judge = client.ledger.lease_entries, guard._judge
 
@@ -292,3 +280,13 @@ async def test_a_callback_failing_mid_wave_still_settles_every_leased_entry(
     for key in others:  # and their leases given back
         entry = await client.ledger.get(key)
         assert entry is not None and await client.ledger.acquire(entry.leases, owner="next", lease_ttl=1) is None
+
+
+async def _applied_but_unanswered(make_client: ClientFactory, prefix: str, count: int) -> sa.ShakescoClient:
+    """A client whose ledger holds ``count`` writes applied by the API whose answers were lost
+    (keys ``{prefix}0``…, customers ``{prefix}c0``…), their dead process's leases run out."""
+    client = make_client()
+    for i in range(count):
+        await die_at(client, "sending_applied", f"{prefix}{i}", f"{prefix}c{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    return client
