@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import json
 from datetime import datetime
 from typing import Any
 
 import attrs
+
+from ._json import canonical_json
 
 __all__ = ["FINAL_STATES", "EntryState", "Intent", "KeySource", "LedgerEntry", "lease_names", "params_digest"]
 
@@ -48,13 +49,9 @@ def lease_names(customers: tuple[str, ...], key: str) -> tuple[str, ...]:
     return customers or (f"\x1fkey:{key}",)  # a control character: no customer ref can clash
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
-
-
 def params_digest(operation: str, params: Params) -> str:
     """A stable digest of the operation and its canonical parameters."""
-    canonical = _ENCODER.encode([operation, params])
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hashlib.sha256(canonical_json([operation, params]).encode()).hexdigest()
 
 
 @attrs.frozen

@@ -90,7 +90,7 @@ class Settle:
         self.row = (state.value, dumps(result), dumps(error), reason, time.time(), business, key)
         self.release = tuple(release) if owner is not None else ()
         self.owner = owner
-        self.expect = None if expect is None else frozenset(s.value for s in expect)
+        self.expect = None if expect is None else tuple(sorted({s.value for s in expect}))
         self.drop_snapshot = drop_snapshot
 
 
@@ -283,6 +283,8 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
         else:
             present = _existing(db, business, [op.key for op in ops])
             moved = [op.key in present for op in ops]
+    elif _update_if_all_move(db, ops):
+        moved = [True] * len(ops)
     else:
         states: dict[str, str] = {}
         for chunk in _chunks([op.key for op in ops]):
@@ -299,6 +301,31 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
     if released:
         db.executemany(RELEASE_SQL, released)
     return moved
+
+
+def _update_if_all_move(db: sqlite3.Connection, ops: Sequence[Settle]) -> bool:
+    """Apply the settles with their state conditions in the UPDATEs themselves, and keep
+    them only if every entry moved (the usual case); else undo them and return False.
+
+    Saves looking up every entry's state first; which entry did not move is only worth
+    finding out when one did not.
+    """
+    groups: dict[tuple[tuple[str, ...] | None, bool], list[tuple[Any, ...]]] = {}
+    for op in ops:
+        groups.setdefault((op.expect, op.drop_snapshot), []).append(
+            op.row if op.expect is None else (*op.row, *op.expect)
+        )
+    db.execute("SAVEPOINT settle")
+    changed = 0
+    for (expect, drop), rows in groups.items():
+        sql = _SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE") if drop else _SETTLE_SQL
+        if expect is not None:
+            sql += f" AND state IN ({_marks(len(expect))})"
+        changed += db.executemany(sql, rows).rowcount
+    if changed != len(ops):
+        db.execute("ROLLBACK TO settle")
+    db.execute("RELEASE settle")
+    return changed == len(ops)
 
 
 def _update(db: sqlite3.Connection, plain: list[tuple[Any, ...]], dropping: list[tuple[Any, ...]]) -> int:

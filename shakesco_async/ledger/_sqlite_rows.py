@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ._entry import EntryState, KeySource, LedgerEntry
+from ._json import canonical_json
 
 __all__ = ["COLUMNS", "OPEN", "OPEN_ALL", "dumps", "entry_from_row", "loads", "timestamp"]
 
@@ -19,11 +20,8 @@ OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
 OPEN_ALL = (EntryState.RECORDED.value, *OPEN)
 
 
-_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # one encoder, not one per call
-
-
 def dumps(value: Any) -> str | None:
-    return None if value is None else _ENCODER.encode(value)
+    return None if value is None else canonical_json(value)
 
 
 def loads(value: str | None) -> Any:
@@ -36,19 +34,25 @@ def timestamp(value: float) -> datetime:
 
 def entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> LedgerEntry:
     (key, op, params, digest, customers, source, state, attempts, snap, result, error, reason, created, updated) = row
+    # Positional, in LedgerEntry's field order; enums by dict: reconcile converts every
+    # entry it claims, thousands in one step.
     return LedgerEntry(
-        key=key,
-        operation=op,
-        params=json.loads(params),
-        params_digest=digest,
-        customers=tuple(json.loads(customers)),
-        key_source=KeySource(source),
-        state=EntryState(state),
-        attempts=attempts,
-        created_at=timestamp(created),
-        updated_at=timestamp(updated),
-        snapshot=loads(snap),
-        result=loads(result),
-        error=loads(error),
-        reason=reason,
+        key,
+        op,
+        json.loads(params),
+        digest,
+        tuple(json.loads(customers)),
+        _KEY_SOURCES[source],
+        _STATES[state],
+        attempts,
+        datetime.fromtimestamp(created, UTC),
+        datetime.fromtimestamp(updated, UTC),
+        None if snap is None else json.loads(snap),
+        None if result is None else json.loads(result),
+        None if error is None else json.loads(error),
+        reason,
     )
+
+
+_STATES = {state.value: state for state in EntryState}
+_KEY_SOURCES = {source.value: source for source in KeySource}
