@@ -34,23 +34,22 @@ def timestamp(value: float) -> datetime:
 
 def entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> LedgerEntry:
     (key, op, params, digest, customers, source, state, attempts, snap, result, error, reason, created, updated) = row
-    # Positional, in LedgerEntry's field order; enums by dict: reconcile converts every
-    # entry it claims, thousands in one step.
+    # Enums by dict, no helper calls: reconcile converts every entry it claims, thousands in one step.
     return LedgerEntry(
-        key,
-        op,
-        json.loads(params),
-        digest,
-        tuple(json.loads(customers)),
-        _KEY_SOURCES[source],
-        _STATES[state],
-        attempts,
-        datetime.fromtimestamp(created, UTC),
-        datetime.fromtimestamp(updated, UTC),
-        None if snap is None else json.loads(snap),
-        None if result is None else json.loads(result),
-        None if error is None else json.loads(error),
-        reason,
+        key=key,
+        operation=op,
+        params=json.loads(params),
+        params_digest=digest,
+        customers=tuple(json.loads(customers)),
+        key_source=_KEY_SOURCES[source],
+        state=_STATES[state],
+        attempts=attempts,
+        created_at=datetime.fromtimestamp(created, UTC),
+        updated_at=datetime.fromtimestamp(updated, UTC),
+        snapshot=None if snap is None else json.loads(snap),
+        result=None if result is None else json.loads(result),
+        error=None if error is None else json.loads(error),
+        reason=reason,
     )
 
 
