@@ -23,7 +23,9 @@ import asyncio
 import json
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -115,11 +117,21 @@ async def main(smoke: bool) -> int:
                             bounded: dict[str, list[tuple[float, float, float]]] = {name: [] for name in floors}
                             for r in range(rounds):
                                 tag = f"{event}{sync}{concurrency}{r}"
-                                raw = await raw_run(sandbox, session, event, tag, n, concurrency)
-                                guarded = await guarded_run(client, event, tag, n, concurrency)
+                                contenders: dict[str, Callable[[], Awaitable[Run]]] = {
+                                    "raw": partial(raw_run, sandbox, session, event, tag, n, concurrency),
+                                    "guarded": partial(guarded_run, client, event, tag, n, concurrency),
+                                }
                                 for name, log in floors.items() if target else ():
-                                    floor = await floor_run(sandbox, session, log, event, name + tag, n, concurrency)
-                                    bounded[name].append((floor.rate, raw.rate, guarded.rate))
+                                    contenders[name] = partial(
+                                        floor_run, sandbox, session, log, event, name + tag, n, concurrency
+                                    )
+                                # Each round starts with the next contender, so a drifting machine favours none.
+                                order = list(contenders)
+                                order = order[r % len(order) :] + order[: r % len(order)]
+                                runs = {name: await contenders[name]() for name in order}
+                                raw, guarded = runs["raw"], runs["guarded"]
+                                for name in floors if target else ():
+                                    bounded[name].append((runs[name].rate, raw.rate, guarded.rate))
                                 rates.append((guarded.rate, raw.rate))
                                 p50s.append((raw.p50, guarded.p50))
                                 p99s.append((raw.p99, guarded.p99))
