@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 
 import attrs
 
 from ._errors import ValidationError
 from .guard import WriteGuard
-from .guard._wrapper import Resend
-from .ledger import EntryState
+from .guard._wrapper import Resend, wave_size
+from .ledger import EntryState, LedgerEntry
 
 __all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "run_periodically"]
 
@@ -21,8 +23,11 @@ log = logging.getLogger("shakesco_async.reconcile")
 OUTCOMES = ("committed", "resent", "failed", "not_applied", "abandoned", "in_doubt", "busy", "final")
 _OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
 _CLAIM_TTL = 300.0  # a crashed reconciler's claims lapse after this
+_PAGES_MAX = 16  # waves in the largest page claimed at once
 
 Progress = Callable[[int, int], None]
+"""``progress(done, total)`` after each entry; total counts what the pass has claimed so
+far, and grows while it claims page after page."""
 
 
 @attrs.frozen
@@ -64,16 +69,48 @@ async def reconcile(
     default), since a caller that got an error for an SDK-made key may have retried
     under a new one. Safe to run from several processes at once: each pass claims its
     entries (concurrent passes get disjoint sets), settles each under its customers'
-    lease, and leaves one that a live write is busy with for the next pass.
+    lease, and leaves one that a live write is busy with for the next pass. Entries are
+    claimed a page at a time, the next while the last is worked on.
     """
     check_options(older_than=older_than, concurrency=concurrency, resend=resend)
-    owner = f"reconcile:{uuid.uuid4().hex}"
-    if dry_run:  # look, do not claim
-        entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
-    else:
-        entries = await guard.ledger.claim_open(owner=owner, older_than=older_than, limit=limit, ttl=_CLAIM_TTL)
+    pass_id = uuid.uuid4().hex
+    claims: list[tuple[str, list[str]]] = []  # (owner, keys) per page, given back at the end
     counts: Counter[str] = Counter()
     doubts: list[tuple[str, str]] = []
+    examined = 0
+
+    async def pages() -> AsyncGenerator[list[LedgerEntry], None]:
+        nonlocal examined
+        if dry_run:  # look, do not claim
+            entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
+            examined = len(entries)
+            if entries:
+                yield entries
+            return
+        # Claimed a page at a time, the next while this one is worked on: the reads start
+        # at once, and a large backlog is never all in memory (nor all claimed, its claims
+        # lapsing before their turn). The cutoff stays where the pass began: entries this
+        # pass left open, or that turn old meanwhile, are the next pass's.
+        started = time.time()
+        size, after, previous = 2 * wave_size(concurrency), None, frozenset[str]()
+        while limit is None or examined < limit:
+            want = size if limit is None else min(size, limit - examined)
+            owner = f"reconcile:{pass_id}:{len(claims)}"
+            page = await guard.ledger.claim_open(
+                owner=owner, older_than=older_than + (time.time() - started), limit=want, ttl=_CLAIM_TTL, after=after
+            )
+            claims.append((owner, [e.key for e in page]))
+            full = len(page) == want
+            # The page before ended at ``after``: an entry of it can come again only if its
+            # claim lapsed, and it is not judged twice in one pass.
+            page = [e for e in page if e.key not in previous]
+            if page:
+                examined += len(page)
+                yield page
+                after, previous = page[-1].created_at, frozenset(e.key for e in page)
+            if not full:
+                return
+            size = min(4 * size, _PAGES_MAX * wave_size(concurrency))
 
     def settled(key: str, outcome: tuple[str, str]) -> None:
         name, detail = outcome
@@ -81,21 +118,28 @@ async def reconcile(
         if name == "in_doubt":
             doubts.append((key, detail))
         if progress is not None:
-            progress(sum(counts.values()), len(entries))
+            progress(sum(counts.values()), examined)
 
     try:
-        await guard.reconcile_many(entries, resend=resend, dry_run=dry_run, concurrency=concurrency, on_settled=settled)
+        async with contextlib.aclosing(pages()) as feed:
+            await guard.reconcile_many(
+                feed, resend=resend, dry_run=dry_run, concurrency=concurrency, on_settled=settled
+            )
     finally:
-        if entries and not dry_run:
-            await guard.ledger.unclaim(owner, [e.key for e in entries])
+        given = await asyncio.gather(
+            *(guard.ledger.unclaim(owner, keys) for owner, keys in claims if keys), return_exceptions=True
+        )
+        for failure in given:
+            if isinstance(failure, BaseException):
+                raise failure
     summary = ReconcileSummary(
-        examined=len(entries),
+        examined=examined,
         counts={name: counts.get(name, 0) for name in OUTCOMES},
         in_doubt=tuple(sorted(doubts)),
         dry_run=dry_run,
     )
-    if entries:
-        log.info("reconciled %d entries: %s", len(entries), {k: v for k, v in summary.counts.items() if v})
+    if examined:
+        log.info("reconciled %d entries: %s", examined, {k: v for k, v in summary.counts.items() if v})
     return summary
 
 

@@ -17,7 +17,7 @@ from .._config import DEFAULT_LEDGER, resolve_api_key
 from .._errors import ConfigurationError
 from ..ledger import EntryState, Ledger, open_ledger
 from ..ledger._sqlite import ANY_BUSINESS
-from ._output import entry_dict, print_json, print_table, progress_bar
+from ._output import ProgressBar, entry_dict, print_json, print_table
 
 __all__ = ["add_ledger_parsers"]
 
@@ -190,15 +190,19 @@ async def _move(args: argparse.Namespace) -> int:
 
 
 async def _reconcile(args: argparse.Namespace) -> int:
+    bar = ProgressBar()
     async with ShakescoClient(ledger=args.ledger) as client:
-        summary = await client.reconcile(
-            older_than=args.older_than,
-            concurrency=args.concurrency,
-            resend=args.resend,
-            dry_run=args.dry_run,
-            limit=args.limit,
-            progress=None if args.json else progress_bar,
-        )
+        try:
+            summary = await client.reconcile(
+                older_than=args.older_than,
+                concurrency=args.concurrency,
+                resend=args.resend,
+                dry_run=args.dry_run,
+                limit=args.limit,
+                progress=None if args.json else bar,
+            )
+        finally:
+            bar.close()
     if args.json:
         print_json(
             {

@@ -10,7 +10,7 @@ from typing import Any
 from .._convert import converter
 from ..ledger import LedgerEntry
 
-__all__ = ["entry_dict", "print_json", "print_table", "progress_bar"]
+__all__ = ["ProgressBar", "entry_dict", "print_json", "print_table"]
 
 
 def entry_dict(entry: LedgerEntry) -> dict[str, Any]:
@@ -33,13 +33,27 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> Non
             print("  ".join("-" * w for w in widths))
 
 
-def progress_bar(done: int, total: int) -> None:
-    """One redrawn line on stderr; only when a person is watching."""
-    if not sys.stderr.isatty() or total < 20:
-        return
-    width = 30
-    filled = width * done // total
-    sys.stderr.write(f"\rreconciling [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-    if done == total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+class ProgressBar:
+    """One redrawn line on stderr, only when a person is watching; ``close`` ends it.
+
+    The total grows while reconcile claims page after page, so the end of the line is
+    the caller's to say, not the moment done catches up with total.
+    """
+
+    def __init__(self) -> None:
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty() or total < 20:
+            return
+        width = 30
+        filled = width * min(done, total) // total
+        sys.stderr.write(f"\rreconciling [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        if self._drawn:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+            self._drawn = False

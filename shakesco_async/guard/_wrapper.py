@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 from .._errors import (
@@ -49,7 +49,7 @@ from ._outcome import canonical, error_record, is_definitive, raise_recorded, re
 from ._settings import GuardSettings
 from ._verify import VERIFIERS, Judgement, Snapshot, Verdict, known_snapshot, snapshot_of, verify
 
-__all__ = ["Resend", "Settled", "WriteGuard"]
+__all__ = ["Resend", "Settled", "WriteGuard", "wave_size"]
 
 log = logging.getLogger("shakesco_async.guard")
 R = TypeVar("R")
@@ -360,7 +360,7 @@ class WriteGuard:
     # -- reconcile ---------------------------------------------------------------------------
     async def reconcile_many(
         self,
-        entries: Sequence[LedgerEntry],
+        pages: AsyncIterable[Sequence[LedgerEntry]],
         *,
         resend: Resend = "caller",
         dry_run: bool = False,
@@ -371,7 +371,9 @@ class WriteGuard:
 
         Entries go in waves whose customers are disjoint: a wave's customers are held
         in-process and leased with one ledger commit, then its entries are judged
-        ``concurrency`` at a time, so the reads, not the ledger, set the pace.
+        ``concurrency`` at a time, so the reads, not the ledger, set the pace. The next
+        page is taken only once the page before the current one has ended: at most two
+        are held at a time.
         """
         # Two waves at a time: the next one is leased while the last reads of this one finish.
         waves_gate = asyncio.Semaphore(2)
@@ -409,9 +411,26 @@ class WriteGuard:
                 if wave.error is not None:
                     raise wave.error
 
+        runs: list[asyncio.Task[None]] = []
+
+        async def feed() -> None:
+            before: list[asyncio.Task[None]] = []
+            async for page in pages:
+                current = [asyncio.create_task(run(w)) for w in _waves(page, size=wave_size(concurrency))]
+                runs.extend(current)
+                if before:
+                    await asyncio.wait(before)
+                if any(not t.cancelled() and t.exception() is not None for t in runs if t.done()):
+                    return  # the pass ends with that error: take nothing more
+                before = current
+
         workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-        runs = [asyncio.create_task(run(wave)) for wave in _waves(entries, size=max(8 * concurrency, 64))]
+        fed: BaseException | None = None
         try:
+            try:
+                await feed()
+            except Exception as exc:  # e.g. a claim failed: what was taken is settled first
+                fed = exc
             # Every wave runs to its end even when one fails, so that none is cut off
             # between leasing its customers and settling them: then the first error.
             ended = await asyncio.gather(*runs, return_exceptions=True)
@@ -419,7 +438,7 @@ class WriteGuard:
             for task in (*runs, *workers):
                 task.cancel()
             await asyncio.gather(*runs, *workers, return_exceptions=True)
-        for outcome in ended:
+        for outcome in (*ended, fed):
             if isinstance(outcome, BaseException):
                 raise outcome
 
@@ -467,6 +486,11 @@ class WriteGuard:
         except ShakescoError as exc:
             return ("not_applied", str(exc))
         return ("resent", "sent again and applied")
+
+
+def wave_size(concurrency: int) -> int:
+    """How many entries reconcile leases in one commit, for ``concurrency`` readers."""
+    return max(8 * concurrency, 64)
 
 
 def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEntry]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -163,11 +164,16 @@ class Ledger(abc.ABC):
         """Entries on these customers still sending or in doubt, with a snapshot, oldest first."""
 
     @abc.abstractmethod
-    async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
-        """Claim open entries (recorded, sending, in doubt) untouched for ``older_than`` seconds.
+    async def claim_open(
+        self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
+    ) -> list[LedgerEntry]:
+        """Claim open entries (recorded, sending, in doubt) untouched for ``older_than`` seconds,
+        oldest first.
 
         Concurrent reconcilers get disjoint sets: an entry stays claimed by ``owner`` for
         ``ttl`` seconds (or until its owner claims again), so a crashed reconciler's claims lapse.
+        ``after`` pages on: only entries created at or after it, to the microsecond (the last one of the page
+        before, whose own claim keeps it out), so no page scans what earlier pages took.
         """
 
     @abc.abstractmethod

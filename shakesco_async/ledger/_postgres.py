@@ -15,6 +15,7 @@ import json
 import re
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from importlib import resources
 from typing import Any
 
@@ -321,13 +322,16 @@ class PostgresLedger(Ledger):
             await self.release(release, owner=owner)
         return bool(status.endswith(" 1"))
 
-    async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
+    async def claim_open(
+        self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
+    ) -> list[LedgerEntry]:
         pool = await self._pool_conn()
         # The pick is MATERIALIZED: as a subquery joined to the UPDATE it may be scanned again
         # for each row, and with SKIP LOCKED each scan can pick others, past the LIMIT.
         rows = await pool.fetch(
             f"WITH pick AS MATERIALIZED (SELECT key FROM {self._t} WHERE business = $3 AND state = ANY($4)"
             " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
+            " AND ($7::timestamptz IS NULL OR created_at >= $7)"
             " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1)"
             " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED)"
             f" UPDATE {self._t} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
@@ -339,6 +343,7 @@ class PostgresLedger(Ledger):
             [EntryState.RECORDED.value, *_OPEN],
             float(older_than),
             limit,
+            after,
         )
         return sorted((_entry(r) for r in rows), key=lambda e: (e.created_at, e.key))
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -490,18 +492,20 @@ class SQLiteLedger(Ledger):
             return True
         return await self._submit(record)
 
-    async def claim_open(self, *, owner: str, older_than: float, limit: int | None, ttl: float) -> list[LedgerEntry]:
+    async def claim_open(
+        self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
+    ) -> list[LedgerEntry]:
+        # Stored times are floats, entries' are rounded to the microsecond: a microsecond's
+        # slack keeps the entry ``after`` came from, which its own claim then keeps out.
+        since = -math.inf if after is None else after.timestamp() - 1e-6
+
         def op(db: sqlite3.Connection) -> list[LedgerEntry]:
             now = time.time()
             wanted = -1 if limit is None else limit
             # One statement picks and marks them (SQLite has one writer at a time, so this is
             # exclusive); RETURNING gives no order, so they are put back in age order here.
             rows = db.execute(
-                f"UPDATE entries SET claimed_by = ?, claimed_until = ? WHERE business = ? AND key IN"
-                f" (SELECT key FROM entries WHERE business = ? AND state IN (?, ?, ?) AND updated_at <= ?"
-                " AND (claimed_until IS NULL OR claimed_until < ? OR claimed_by = ?)"
-                f" ORDER BY created_at, key LIMIT ?) RETURNING {_COLUMNS}",
-                (owner, now + ttl, self.business, self.business, *_OPEN_ALL, now - older_than, now, owner, wanted),
+                _CLAIM_SQL, (self.business, since, now - older_than, now, owner, wanted, now + ttl, *_OPEN_ALL)
             ).fetchall()
             rows.sort(key=_age_order)
             return [_entry(row) for row in rows]
@@ -568,6 +572,18 @@ def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:
 
 
 _CREATED_AT = [c.strip() for c in _COLUMNS.split(",")].index("created_at")
+# Each open state is read in its index's order, so a page stops after its own entries
+# instead of sorting every open one; the three are merged for the oldest.
+_CLAIM_PICK = (
+    "SELECT key, created_at FROM (SELECT key, created_at FROM entries WHERE business = ?1 AND state = ?{state}"
+    " AND created_at >= ?2 AND updated_at <= ?3 AND (claimed_until IS NULL OR claimed_until < ?4 OR claimed_by = ?5)"
+    " ORDER BY created_at, key LIMIT ?6)"
+)
+_CLAIM_SQL = (
+    "UPDATE entries SET claimed_by = ?5, claimed_until = ?7 WHERE business = ?1 AND key IN (SELECT key FROM ("
+    + " UNION ALL ".join(_CLAIM_PICK.format(state=8 + n) for n in range(len(_OPEN_ALL)))
+    + f") ORDER BY created_at, key LIMIT ?6) RETURNING {_COLUMNS}"
+)
 _KEYS_PER_STATEMENT = 400  # bound parameters, well under SQLite's oldest limit (999)
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints

@@ -62,6 +62,33 @@ async def test_claims_are_oldest_first_disjoint_and_given_back(ledger: Ledger) -
     assert [e.key for e in await ledger.claim_open(owner="D", older_than=0, limit=None, ttl=60)] == ["old1"]
 
 
+async def test_claims_page_on_in_age_order_across_every_open_state(ledger: Ledger) -> None:
+    states = ["recorded", "sending", "in_doubt", "sending", "recorded", "in_doubt", "in_doubt"]
+    for i, state in enumerate(states):
+        await ledger.begin(_intent(f"p{i}", f"cp{i}"), owner="o", lease_ttl=0)
+        if state == "sending":
+            await ledger.mark_sending(f"p{i}", snapshot={}, owner="o", customers=(), lease_ttl=0)
+        elif state == "in_doubt":
+            await ledger.settle(f"p{i}", EntryState.IN_DOUBT, reason="lost")
+    await ledger.begin(_intent("done", "cd"), owner="o", lease_ttl=0)
+    await ledger.settle("done", EntryState.COMMITTED)  # final: never claimed
+    pages: list[list[str]] = []
+    after = None
+    while not pages or len(pages[-1]) == 3:
+        page = await ledger.claim_open(owner=f"page{len(pages)}", older_than=0, limit=3, ttl=60, after=after)
+        pages.append([e.key for e in page])
+        after = page[-1].created_at if page else after
+    # The oldest of all three states first; each page's last entry, where the next one
+    # starts, is kept out by its own claim.
+    assert pages == [["p0", "p1", "p2"], ["p3", "p4", "p5"], ["p6"]]
+    for n, keys in enumerate(pages):
+        await ledger.unclaim(f"page{n}", keys)
+    start = await ledger.get("p3")
+    assert start is not None  # nothing older than ``after`` is taken, claimed or not
+    late = await ledger.claim_open(owner="late", older_than=0, limit=None, ttl=60, after=start.created_at)
+    assert [e.key for e in late] == ["p3", "p4", "p5", "p6"]
+
+
 async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None:
     await ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
     assert await ledger.settle(

@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 import shakesco_async as sa
+from shakesco_async import _reconcile as reconcile_module
 from shakesco_async.guard import _wrapper as wrapper_module
 from shakesco_async.ledger import EntryState, KeySource
 from shakesco_async.sandbox import Sandbox
@@ -280,6 +281,95 @@ async def test_a_callback_failing_mid_wave_still_settles_every_leased_entry(
     for key in others:  # and their leases given back
         entry = await client.ledger.get(key)
         assert entry is not None and await client.ledger.acquire(entry.leases, owner="next", lease_ttl=1) is None
+
+
+class _ClaimLog:
+    """Records each page reconcile claims: its limit, and how many entries were settled by then."""
+
+    def __init__(self, client: sa.ShakescoClient, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[int | None, int]] = []
+        self.given_back: dict[str, list[str]] = {}
+        self.settled = 0
+        claim, unclaim = client.ledger.claim_open, client.ledger.unclaim
+
+        async def claim_open(**options: Any) -> Any:
+            self.calls.append((options["limit"], self.settled))
+            return await claim(**options)
+
+        async def give_back(owner: str, keys: Any) -> None:
+            self.given_back[owner] = list(keys)
+            await unclaim(owner, keys)
+
+        monkeypatch.setattr(client.ledger, "claim_open", claim_open)
+        monkeypatch.setattr(client.ledger, "unclaim", give_back)
+
+    def progress(self, done: int, total: int) -> None:
+        self.settled = done
+
+
+async def test_a_pass_claims_page_by_page_and_holds_at_most_two(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await _applied_but_unanswered(make_client, "pg", 11)
+    monkeypatch.setattr(reconcile_module, "wave_size", lambda concurrency: 2)  # pages of 4, then 16...
+    monkeypatch.setattr(reconcile_module, "_PAGES_MAX", 2)  # ...at most 4
+    log = _ClaimLog(client, monkeypatch)
+    summary = await client.reconcile(older_than=0, concurrency=1, progress=log.progress)
+    assert summary.examined == 11 and summary.counts["committed"] == 11 and summary.clean
+    assert [limit for limit, _ in log.calls] == [4, 4, 4]
+    _, settled_at_second = log.calls[1]
+    _, settled_at_third = log.calls[2]
+    assert settled_at_second < 4  # the next page is claimed while the first is worked on
+    assert settled_at_third >= 4  # but the third only once the first has ended
+    assert sorted(k for keys in log.given_back.values() for k in keys) == sorted(f"pg{i}" for i in range(11))
+    assert len(log.given_back) == 3  # each page under its own owner, each given back
+
+
+async def test_a_page_limit_counts_across_pages(make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = await _applied_but_unanswered(make_client, "pl", 7)
+    monkeypatch.setattr(reconcile_module, "wave_size", lambda concurrency: 2)
+    log = _ClaimLog(client, monkeypatch)
+    summary = await client.reconcile(older_than=0, concurrency=1, limit=6)
+    assert summary.examined == 6 and [limit for limit, _ in log.calls] == [4, 2]
+    states = {e.key: e.state for e in await client.ledger.entries()}
+    assert states.pop("pl6") == EntryState.SENDING  # the youngest is left for the next pass
+    assert set(states.values()) == {EntryState.COMMITTED}
+
+
+async def test_a_page_that_cannot_be_claimed_ends_the_pass_once_the_last_is_settled(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await _applied_but_unanswered(make_client, "pf", 6)
+    monkeypatch.setattr(reconcile_module, "wave_size", lambda concurrency: 2)
+    log = _ClaimLog(client, monkeypatch)
+    claim = client.ledger.claim_open
+
+    async def second_fails(**options: Any) -> Any:
+        if len(log.calls) == 1:
+            raise sa.LedgerError("disk on fire")
+        return await claim(**options)
+
+    monkeypatch.setattr(client.ledger, "claim_open", second_fails)
+    with pytest.raises(sa.LedgerError, match="disk on fire"):
+        await asyncio.wait_for(client.reconcile(older_than=0, concurrency=1), 10)
+    assert len(client._guard._locks) == 0
+    states = {e.key: e.state for e in await client.ledger.entries()}
+    assert [k for k, state in sorted(states.items()) if state == EntryState.COMMITTED] == ["pf0", "pf1", "pf2", "pf3"]
+    assert list(log.given_back.values()) == [["pf0", "pf1", "pf2", "pf3"]]  # the page it took, given back
+    monkeypatch.undo()
+    again = await client.reconcile(older_than=0)
+    assert again.examined == 2 and again.counts["committed"] == 2
+
+
+async def test_an_entry_whose_claim_lapsed_mid_pass_is_not_judged_twice(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = await _applied_but_unanswered(make_client, "pd", 6)
+    monkeypatch.setattr(reconcile_module, "wave_size", lambda concurrency: 2)
+    monkeypatch.setattr(reconcile_module, "_CLAIM_TTL", 0.0)  # every claim lapses at once
+    summary = await client.reconcile(older_than=0, concurrency=1)
+    # The next page starts where the last one ended: its last entry comes again, unclaimed.
+    assert summary.examined == 6 and summary.counts["committed"] == 6 and summary.counts["final"] == 0
 
 
 async def _applied_but_unanswered(make_client: ClientFactory, prefix: str, count: int) -> sa.ShakescoClient:
