@@ -11,6 +11,7 @@ customer, whatever the lease TTL.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import time
@@ -25,9 +26,9 @@ from .._errors import LedgerError
 from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
-__all__ = ["SCHEMA_VERSION", "PostgresLedger", "schema_sql"]
+__all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "schema_sql"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ANY_BUSINESS = "*"
 _MIGRATION_LOCK = 0x5348414B  # "SHAK": one migrator at a time
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -36,6 +37,27 @@ _COLUMNS = (
     " snapshot, result, error, reason, created_at, updated_at"
 )
 _OPEN = [EntryState.SENDING.value, EntryState.IN_DOUBT.value]
+# Spelled out, not a parameter: the planner must see it matches entries_open_by_age's predicate.
+_OPEN_ALL_SQL = "state IN ({})".format(
+    ", ".join(f"'{s.value}'" for s in (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT))
+)
+
+
+@functools.cache
+def claim_sql(table: str) -> str:
+    """``claim_open``'s statement; $1 owner, $2 ttl, $3 business, $4 after, $5 older_than, $6 limit."""
+    # The pick is MATERIALIZED: as a subquery joined to the UPDATE it may be scanned again
+    # for each row, and with SKIP LOCKED each scan can pick others, past the LIMIT.
+    return (
+        f"WITH pick AS MATERIALIZED (SELECT key FROM {table} WHERE business = $3 AND {_OPEN_ALL_SQL}"
+        " AND created_at >= COALESCE($4::timestamptz, '-infinity')"
+        " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
+        " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1)"
+        " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED)"
+        f" UPDATE {table} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
+        " FROM pick WHERE e.business = $3 AND e.key = pick.key RETURNING "
+        + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))
+    )
 
 
 def schema_sql(schema: str = "shakesco") -> str:
@@ -326,24 +348,14 @@ class PostgresLedger(Ledger):
         self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
     ) -> list[LedgerEntry]:
         pool = await self._pool_conn()
-        # The pick is MATERIALIZED: as a subquery joined to the UPDATE it may be scanned again
-        # for each row, and with SKIP LOCKED each scan can pick others, past the LIMIT.
         rows = await pool.fetch(
-            f"WITH pick AS MATERIALIZED (SELECT key FROM {self._t} WHERE business = $3 AND state = ANY($4)"
-            " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
-            " AND ($7::timestamptz IS NULL OR created_at >= $7)"
-            " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1)"
-            " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED)"
-            f" UPDATE {self._t} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
-            f" FROM pick WHERE e.business = $3 AND e.key = pick.key RETURNING "
-            + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(",")),
+            claim_sql(self._t),
             owner,
             float(ttl),
             self.business,
-            [EntryState.RECORDED.value, *_OPEN],
+            after,
             float(older_than),
             limit,
-            after,
         )
         return sorted((_entry(r) for r in rows), key=lambda e: (e.created_at, e.key))
 

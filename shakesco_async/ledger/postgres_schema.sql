@@ -1,5 +1,5 @@
--- shakesco-async ledger schema for PostgreSQL, version 2 (every statement is idempotent,
--- so the file also upgrades a version 1 schema).
+-- shakesco-async ledger schema for PostgreSQL, version 3 (every statement is idempotent,
+-- so the file also upgrades a version 1 or 2 schema).
 -- The SDK creates and migrates this itself (PostgresLedger.open). Teams whose DBAs apply
 -- migrations by hand can run this file instead, replacing "shakesco" with their schema
 -- name, and open the ledger with migrate=False.
@@ -36,5 +36,10 @@ CREATE INDEX IF NOT EXISTS entries_by_customer ON shakesco.entries USING gin (cu
 ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_by text;
 ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
 
+-- version 3: reconcile claims open entries a page at a time, oldest first; this index
+-- (open entries only, so small) lets each page start where the last one ended.
+CREATE INDEX IF NOT EXISTS entries_open_by_age ON shakesco.entries (business, created_at, key)
+    WHERE state IN ('recorded', 'sending', 'in_doubt');
+
 DELETE FROM shakesco.schema_version;
-INSERT INTO shakesco.schema_version (version) VALUES (2);
+INSERT INTO shakesco.schema_version (version) VALUES (3);
