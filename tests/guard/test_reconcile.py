@@ -125,6 +125,25 @@ async def test_two_reconcilers_never_both_resend(make_client: ClientFactory, san
     assert (await first.ledger.counts())[EntryState.COMMITTED] == 20
 
 
+async def test_two_reconcilers_split_the_work_page_by_page(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconcile_module, "wave_size", lambda concurrency: 2)  # pages of 4, 16
+    first, second = make_client(), make_client()
+    for i in range(30):
+        await die_at(first, "recorded" if i % 2 else "sending_applied", f"s{i}", f"c{i}", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    a, b = await asyncio.gather(
+        first.reconcile(older_than=0, concurrency=1), second.reconcile(older_than=0, concurrency=1)
+    )
+    assert a.examined + b.examined == 30 and a.examined and b.examined  # interleaved pages, none twice
+    assert a.counts["resent"] + b.counts["resent"] == 15
+    assert a.counts["committed"] + b.counts["committed"] == 15
+    for i in range(30):
+        assert len(sandbox.applied_writes(idempotency_key=f"s{i}")) == 1
+    assert (await first.ledger.counts())[EntryState.COMMITTED] == 30
+
+
 async def test_background_reconciler(
     make_client: ClientFactory, sandbox: Sandbox, caplog: pytest.LogCaptureFixture
 ) -> None:
