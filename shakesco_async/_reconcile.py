@@ -73,6 +73,8 @@ async def reconcile(
     claimed a page at a time, the next while the last is worked on.
     """
     check_options(older_than=older_than, concurrency=concurrency, resend=resend)
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValidationError(f"limit must be None or an int of at least 1, got {limit!r}")
     pass_id = uuid.uuid4().hex
     claims: list[tuple[str, list[str]]] = []  # (owner, keys) per page, given back at the end
     counts: Counter[str] = Counter()

@@ -184,6 +184,14 @@ async def test_background_reconciler_logs_failures(
     assert "disk on fire" in caplog.text
 
 
+@pytest.mark.parametrize("limit", [0, -1, 2.5, True])
+async def test_a_bad_limit_is_refused_before_anything_is_claimed(make_client: ClientFactory, limit: object) -> None:
+    client = await _applied_but_unanswered(make_client, "bl", 1)
+    with pytest.raises(sa.ValidationError, match="limit"):
+        await client.reconcile(older_than=0, limit=limit)  # type: ignore[arg-type]
+    assert (await client.reconcile(older_than=0, limit=1)).examined == 1  # nothing was claimed
+
+
 @pytest.mark.parametrize(
     "options",
     [{"interval": 0}, {"interval": -1}, {"concurrency": 0}, {"resend": "sometimes"}, {"older_than": -5}],
