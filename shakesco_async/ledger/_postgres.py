@@ -26,9 +26,9 @@ from .._errors import LedgerError
 from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
-__all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "schema_sql"]
+__all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "open_entries_sql", "schema_sql"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ANY_BUSINESS = "*"
 _MIGRATION_LOCK = 0x5348414B  # "SHAK": one migrator at a time
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -36,11 +36,25 @@ _COLUMNS = (
     "key, operation, params, params_digest, customers, key_source, state, attempts,"
     " snapshot, result, error, reason, created_at, updated_at"
 )
-_OPEN = [EntryState.SENDING.value, EntryState.IN_DOUBT.value]
-# Spelled out, not a parameter: the planner must see it matches entries_open_by_age's predicate.
-_OPEN_ALL_SQL = "state IN ({})".format(
-    ", ".join(f"'{s.value}'" for s in (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT))
-)
+
+
+def _states_sql(*states: EntryState) -> str:
+    # Spelled out, not a parameter: the planner must see that a query's condition matches
+    # a partial index's (entries_open_by_age, entries_open_by_customer).
+    return "state IN ({})".format(", ".join(f"'{state.value}'" for state in states))
+
+
+_OPEN_ALL_SQL = _states_sql(EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
+_OPEN_SQL = _states_sql(EntryState.SENDING, EntryState.IN_DOUBT)
+
+
+@functools.cache
+def open_entries_sql(table: str, scope: str) -> str:
+    """``open_entries``' statement; $1 the key to leave out, $2 the customers, then ``scope``."""
+    return (
+        f"SELECT {_COLUMNS} FROM {table} WHERE {_OPEN_SQL} AND snapshot IS NOT NULL AND key != $1"
+        f" AND customers && $2 AND {scope} ORDER BY updated_at, key"
+    )
 
 
 @functools.cache
@@ -287,11 +301,9 @@ class PostgresLedger(Ledger):
         if not customers:
             return []
         pool = await self._pool_conn()
-        scope, args = self._scope(4)
+        scope, args = self._scope(3)
         rows = await pool.fetch(
-            f"SELECT {_COLUMNS} FROM {self._t} WHERE state = ANY($1) AND snapshot IS NOT NULL AND key != $2"
-            f" AND customers && $3 AND {scope} ORDER BY updated_at, key",
-            _OPEN,
+            open_entries_sql(self._t, scope),
             exclude,
             list(customers),
             *args,

@@ -90,6 +90,15 @@ _MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX leases_by_expiry ON leases (expires_at);
     """,
+    # 4: a customer's links to its entries not yet final are marked, so the open-entry
+    # check before each write reads those, not every write the customer ever made.
+    """
+    ALTER TABLE entry_customers ADD COLUMN open INTEGER NOT NULL DEFAULT 1;
+    UPDATE entry_customers SET open = 0 WHERE EXISTS (
+        SELECT 1 FROM entries e WHERE e.business = entry_customers.business AND e.key = entry_customers.key
+        AND e.state IN ('committed', 'failed', 'abandoned'));
+    CREATE INDEX entry_customers_open ON entry_customers (business, customer, key) WHERE open = 1;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 ANY_BUSINESS = "*"

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ._base import Begun, Fence
-from ._entry import EntryState, Intent, KeySource, LedgerEntry
+from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry
 from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
 
 __all__ = [
@@ -116,6 +116,8 @@ RELEASE_SQL = (
     # A released lease keeps its row, ended now: begin's fence asks who held it lately.
     "UPDATE leases SET expires_at = MIN(expires_at, ?) WHERE business = ? AND customer = ? AND owner = ?"
 )
+_CLOSE_LINKS_SQL = "UPDATE entry_customers SET open = 0 WHERE business = ? AND key = ? AND open = 1"
+_FINAL = frozenset(state.value for state in FINAL_STATES)
 _SETTLE_SQL = (
     "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
     " WHERE business = ? AND key = ?"
@@ -260,7 +262,8 @@ def open_entries_sql(business_scope: str, customers: int) -> str:
     """Open entries (sending or in doubt, with a snapshot) on some customers, oldest first."""
     return (
         f"SELECT {COLUMNS} FROM entries WHERE {business_scope} AND state IN (?, ?) AND snapshot IS NOT NULL"
-        f" AND key IN (SELECT key FROM entry_customers WHERE {business_scope} AND customer IN ({_marks(customers)}))"
+        " AND key IN (SELECT key FROM entry_customers"
+        f" WHERE {business_scope} AND customer IN ({_marks(customers)}) AND open = 1)"
         " ORDER BY updated_at, key"
     )
 
@@ -297,6 +300,10 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
             if moves:
                 (dropping if op.drop_snapshot else plain).append(op.row)
         _update(db, plain, dropping)
+    # A final entry's links are closed with it: the open-entry check reads open links only.
+    closed = [(op.business, op.key) for op, moves in zip(ops, moved, strict=True) if moves and op.state in _FINAL]
+    if closed:
+        db.executemany(_CLOSE_LINKS_SQL, closed)
     released = [(time.time(), op.business, name, op.owner) for op in ops for name in op.release]
     if released:
         db.executemany(RELEASE_SQL, released)

@@ -1,5 +1,5 @@
--- shakesco-async ledger schema for PostgreSQL, version 3 (every statement is idempotent,
--- so the file also upgrades a version 1 or 2 schema).
+-- shakesco-async ledger schema for PostgreSQL, version 4 (every statement is idempotent,
+-- so the file also upgrades any older version).
 -- The SDK creates and migrates this itself (PostgresLedger.open). Teams whose DBAs apply
 -- migrations by hand can run this file instead, replacing "shakesco" with their schema
 -- name, and open the ledger with migrate=False.
@@ -41,5 +41,10 @@ ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_until timestamptz;
 CREATE INDEX IF NOT EXISTS entries_open_by_age ON shakesco.entries (business, created_at, key)
     WHERE state IN ('recorded', 'sending', 'in_doubt');
 
+-- version 4: the open-entry check before each write reads the customer's open entries,
+-- not every write the customer ever made nor every open entry of the business.
+CREATE INDEX IF NOT EXISTS entries_open_by_customer ON shakesco.entries USING gin (customers) WITH (fastupdate = off)
+    WHERE state IN ('sending', 'in_doubt') AND snapshot IS NOT NULL;
+
 DELETE FROM shakesco.schema_version;
-INSERT INTO shakesco.schema_version (version) VALUES (3);
+INSERT INTO shakesco.schema_version (version) VALUES (4);

@@ -147,6 +147,19 @@ async def test_begin_returns_earlier_open_entries_on_its_customers(ledger: Ledge
     assert begun.created and [e.key for e in begun.others] == ["old"]
 
 
+async def test_a_long_history_of_final_writes_is_not_an_open_entry(ledger: Ledger) -> None:
+    for i in range(4):  # a loyal customer's earlier writes, all settled
+        await ledger.begin(_intent(f"h{i}", "loyal"), owner=f"o{i}", lease_ttl=60, snapshot={})
+        final = EntryState.COMMITTED if i % 2 else EntryState.FAILED
+        await ledger.settle(f"h{i}", final, release=("loyal",), owner=f"o{i}")
+    await ledger.begin(_intent("open", "loyal"), owner="o-open", lease_ttl=60, snapshot={})
+    await ledger.release(("loyal",), owner="o-open")  # as after a crash
+    begun = await ledger.begin(_intent("next", "loyal"), owner="o-next", lease_ttl=60, snapshot={})
+    assert [e.key for e in begun.others] == ["open"]
+    assert [e.key for e in await ledger.open_entries(["loyal"], exclude="next")] == ["open"]
+    assert len(await ledger.entries(customer="loyal")) == 6  # the history is still listed
+
+
 # -- SQLite only: how batches are run ---------------------------------------------------------------
 @pytest.fixture
 async def sqlite_ledger(tmp_path: Path) -> AsyncIterator[SQLiteLedger]:
@@ -325,3 +338,20 @@ async def test_a_fenced_snapshot_is_kept_only_if_nobody_else_wrote_meanwhile(led
     behind = await ledger.begin(_intent("f5", "cf5"), owner="me:5", lease_ttl=60, snapshot=snap, fence=early)
     assert behind.entry is not None and behind.entry.state == EntryState.RECORDED
     assert [e.key for e in behind.others] == ["f5-old"]
+
+
+async def test_the_open_entry_check_reads_open_links_only(sqlite_ledger: SQLiteLedger) -> None:
+    for i in range(3):
+        await sqlite_ledger.begin(_intent(f"h{i}", "loyal"), owner="o", lease_ttl=0, snapshot={})
+        await sqlite_ledger.settle(f"h{i}", EntryState.COMMITTED if i else EntryState.ABANDONED)
+    await sqlite_ledger.begin(_intent("open", "loyal"), owner="o", lease_ttl=0, snapshot={})
+    await sqlite_ledger.settle("open", EntryState.IN_DOUBT, reason="lost")  # open, not final
+    db = sqlite3.connect(sqlite_ledger.path)
+    try:
+        links = dict(db.execute("SELECT key, open FROM entry_customers WHERE customer = 'loyal'").fetchall())
+        assert links == {"h0": 0, "h1": 0, "h2": 0, "open": 1}  # closed with their entries
+        check = sqlite_batch.open_entries_sql("business = ?", 1)
+        plan = " ".join(r[3] for r in db.execute(f"EXPLAIN QUERY PLAN {check}", ("b", "sending", "in_doubt", "b", "x")))
+        assert "entry_customers_open" in plan  # so a write's check does not grow with the history
+    finally:
+        db.close()

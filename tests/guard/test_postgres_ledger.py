@@ -10,7 +10,7 @@ import pytest
 
 import shakesco_async as sa
 from shakesco_async.ledger import EntryState, KeySource, open_ledger
-from shakesco_async.ledger._postgres import SCHEMA_VERSION, PostgresLedger, claim_sql, schema_sql
+from shakesco_async.ledger._postgres import SCHEMA_VERSION, PostgresLedger, claim_sql, open_entries_sql, schema_sql
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD, postgres_spec
 from tests.guard._crash import die_at
@@ -51,22 +51,38 @@ async def test_schema_is_versioned_and_the_sql_file_matches(postgres_dsn: str) -
     assert "shakesco.entries" in (ROOT / "shakesco_async/ledger/postgres_schema.sql").read_text()
 
 
-async def test_a_version_2_schema_gains_the_index_claims_page_through(postgres_dsn: str) -> None:
+async def test_a_version_2_schema_gains_the_indexes_of_open_entries(postgres_dsn: str) -> None:
     schema = postgres_spec(postgres_dsn).schema
+    table = f"{schema}.entries"
     conn = await asyncpg.connect(postgres_dsn)
     try:
         await conn.execute(schema_sql(schema))
         # As an SDK of schema version 2 left it.
-        await conn.execute(f"DROP INDEX {schema}.entries_open_by_age; UPDATE {schema}.schema_version SET version = 2")
+        await conn.execute(
+            f"DROP INDEX {schema}.entries_open_by_age; DROP INDEX {schema}.entries_open_by_customer;"
+            f" UPDATE {schema}.schema_version SET version = 2"
+        )
         ledger = PostgresLedger(postgres_dsn, business="b", schema=schema)
         await ledger.open()
         await ledger.close()
-        assert await conn.fetchval(f"SELECT version FROM {schema}.schema_version") == SCHEMA_VERSION == 3
+        assert await conn.fetchval(f"SELECT version FROM {schema}.schema_version") == SCHEMA_VERSION == 4
         # The table is tiny, so the planner is told to avoid a scan: whether it then can use
-        # the index depends on the claim spelling out the index's condition.
+        # an index depends on the query spelling out that partial index's condition.
         await conn.execute("SET enable_seqscan = off")
-        plan = await conn.fetch("EXPLAIN " + claim_sql(f"{schema}.entries"), "o", 60.0, "b", None, 0.0, 10)
-        assert "entries_open_by_age" in "\n".join(row[0] for row in plan)
+        claim = await conn.fetch("EXPLAIN " + claim_sql(table), "o", 60.0, "b", None, 0.0, 10)
+        assert "entries_open_by_age" in "\n".join(row[0] for row in claim)
+        await conn.execute("SET enable_seqscan = on")
+        # A loyal customer's long history of final writes, and many open writes of others:
+        # the check before a write finds the customer's open entries without reading either.
+        columns = "business, key, operation, params, params_digest, customers, key_source, state, snapshot"
+        await conn.execute(
+            f"INSERT INTO {table} ({columns}) SELECT 'b', 'h' || g, '/claim-tokens', '{{}}', 'd', ARRAY['loyal'],"
+            " 'caller', 'committed', '{}' FROM generate_series(1, 3000) g;"
+            f" INSERT INTO {table} ({columns}) SELECT 'b', 'o' || g, '/claim-tokens', '{{}}', 'd', ARRAY['c' || g],"
+            f" 'caller', 'in_doubt', '{{}}' FROM generate_series(1, 3000) g; ANALYZE {table}"
+        )
+        check = await conn.fetch("EXPLAIN " + open_entries_sql(table, "business = $3"), "k", ["loyal"], "b")
+        assert "entries_open_by_customer" in "\n".join(row[0] for row in check)
     finally:
         await conn.close()
 

@@ -141,8 +141,36 @@ async def test_a_version_1_sqlite_ledger_is_migrated_in_place(tmp_path: Path) ->
     assert [e.key for e in claimed] == ["k"]
     await ledger.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'leases_by_expiry'").fetchone()
+    db.close()
+
+
+async def test_a_version_3_sqlite_ledger_marks_the_links_of_open_entries(tmp_path: Path) -> None:
+    import sqlite3
+
+    from shakesco_async.ledger import SQLiteLedger
+    from shakesco_async.ledger._sqlite import _MIGRATIONS
+
+    path = tmp_path / "v3.sqlite3"
+    db = sqlite3.connect(path)
+    for step in _MIGRATIONS[:3]:
+        db.executescript(step)
+    db.execute("PRAGMA user_version = 3")
+    for key, state in (("done", "committed"), ("lost", "in_doubt"), ("new", "recorded")):
+        db.execute(
+            "INSERT INTO entries (business, key, operation, params, params_digest, customers, key_source, state,"
+            " snapshot, created_at, updated_at) VALUES ('b', ?, '/claim-tokens', '{}', 'd', '[\"c\"]', 'caller', ?,"
+            " '{}', 1.0, 1.0)",
+            (key, state),
+        )
+        db.execute("INSERT INTO entry_customers VALUES ('b', 'c', ?)", (key,))
+    db.commit()
+    db.close()
+    async with SQLiteLedger(path, business="b") as ledger:
+        assert [e.key for e in await ledger.open_entries(["c"], exclude="new")] == ["lost"]
+    db = sqlite3.connect(path)
+    assert dict(db.execute("SELECT key, open FROM entry_customers").fetchall()) == {"done": 0, "lost": 1, "new": 1}
     db.close()
 
 
