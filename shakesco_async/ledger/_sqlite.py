@@ -27,6 +27,7 @@ from ._sqlite_batch import (
     begin_write,
     end_batch,
     is_set_wise,
+    mark_links,
     open_entries_sql,
     run_batch,
     run_ops,
@@ -461,6 +462,7 @@ class SQLiteLedger(Ledger):
                 " WHERE business = ? AND key = ?",
                 (EntryState.SENDING.value, _dumps(snapshot), now, self.business, key),
             )
+            mark_links(db, [(self.business, key, EntryState.SENDING.value)])
             db.executemany(
                 "UPDATE leases SET expires_at = ? WHERE business = ? AND customer = ? AND owner = ?",
                 [(now + lease_ttl, self.business, c, owner) for c in customers],

@@ -31,6 +31,7 @@ __all__ = [
     "end_batch",
     "is_set_wise",
     "lease_many",
+    "mark_links",
     "open_entries_sql",
     "run_batch",
     "run_ops",
@@ -116,8 +117,8 @@ RELEASE_SQL = (
     # A released lease keeps its row, ended now: begin's fence asks who held it lately.
     "UPDATE leases SET expires_at = MIN(expires_at, ?) WHERE business = ? AND customer = ? AND owner = ?"
 )
-_CLOSE_LINKS_SQL = "UPDATE entry_customers SET open = 0 WHERE business = ? AND key = ? AND open = 1"
 _FINAL = frozenset(state.value for state in FINAL_STATES)
+_LINKS_SQL = "UPDATE entry_customers SET open = ?1 WHERE business = ?2 AND key = ?3 AND open != ?1"
 _SETTLE_SQL = (
     "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
     " WHERE business = ? AND key = ?"
@@ -300,14 +301,22 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
             if moves:
                 (dropping if op.drop_snapshot else plain).append(op.row)
         _update(db, plain, dropping)
-    # A final entry's links are closed with it: the open-entry check reads open links only.
-    closed = [(op.business, op.key) for op, moves in zip(ops, moved, strict=True) if moves and op.state in _FINAL]
-    if closed:
-        db.executemany(_CLOSE_LINKS_SQL, closed)
+    mark_links(db, [(op.business, op.key, op.state) for op, moves in zip(ops, moved, strict=True) if moves])
     released = [(time.time(), op.business, name, op.owner) for op in ops for name in op.release]
     if released:
         db.executemany(RELEASE_SQL, released)
     return moved
+
+
+def mark_links(db: sqlite3.Connection, moved: Sequence[tuple[str, str, str]]) -> None:
+    """Keep each moved entry's customer links open exactly while it is not final.
+
+    The open-entry check before a write reads open links only; an entry can also leave a
+    final state (a write whose lease lapsed records its timeout after a reconcile settled
+    it), and must then be seen again.
+    """
+    if moved:
+        db.executemany(_LINKS_SQL, [(state not in _FINAL, business, key) for business, key, state in moved])
 
 
 def _update_if_all_move(db: sqlite3.Connection, ops: Sequence[Settle]) -> bool:

@@ -160,6 +160,22 @@ async def test_a_long_history_of_final_writes_is_not_an_open_entry(ledger: Ledge
     assert len(await ledger.entries(customer="loyal")) == 6  # the history is still listed
 
 
+async def test_an_entry_back_from_a_final_state_is_open_again(ledger: Ledger) -> None:
+    # A write whose lease lapsed mid-send can record its timeout after another process's
+    # reconcile settled the entry: the entry is open again and the next write must see it.
+    await ledger.begin(_intent("late", "c-late"), owner="o", lease_ttl=0, snapshot={})
+    await ledger.settle("late", EntryState.COMMITTED)
+    await ledger.settle("late", EntryState.IN_DOUBT, reason="timed out")  # unconditional
+    assert [e.key for e in await ledger.open_entries(["c-late"], exclude="next")] == ["late"]
+    await ledger.begin(_intent("again", "c-again"), owner="o", lease_ttl=0)
+    await ledger.settle("again", EntryState.ABANDONED)
+    await ledger.mark_sending("again", snapshot={}, owner="o", customers=(), lease_ttl=0)
+    assert [e.key for e in await ledger.open_entries(["c-again"], exclude="next")] == ["again"]
+    await ledger.release(("c-late", "c-again"), owner="o")
+    begun = await ledger.begin(_intent("next", "c-late"), owner="o2", lease_ttl=60, snapshot={})
+    assert begun.created and [e.key for e in begun.others] == ["late"]
+
+
 # -- SQLite only: how batches are run ---------------------------------------------------------------
 @pytest.fixture
 async def sqlite_ledger(tmp_path: Path) -> AsyncIterator[SQLiteLedger]:
