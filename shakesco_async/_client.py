@@ -67,6 +67,7 @@ class ShakescoClient(EndpointMethods):
         self.timeout = float(timeout)
         self.max_retries = max_retries
         self._settings = guard or GuardSettings()
+        self._settings.check(self.timeout)
         self._transport = Transport(
             self.base_url, self._api_key, timeout=self.timeout, version=VERSION, session=session
         )

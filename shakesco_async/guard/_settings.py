@@ -6,6 +6,8 @@ from typing import Literal
 
 import attrs
 
+from .._errors import ConfigurationError
+
 __all__ = ["GuardSettings"]
 
 
@@ -19,7 +21,9 @@ class GuardSettings:
     - ``verify_delay``: seconds to wait after an unknown outcome before reading state
       back, so that a request still being processed by the API lands first.
     - ``lease_ttl``: seconds a customer lease outlives a crashed process; by default
-      long enough for a write with all its retries and verification reads.
+      long enough for a write with all its retries and verification reads. It must be
+      longer than the client's ``timeout`` plus ``verify_delay``: a lease that lapses
+      while a write is in flight lets another process judge it, or send it again.
     - ``lease_wait``: how long a write waits for another process's lease on its
       customer before giving up (default: ``lease_ttl`` plus a margin).
     - ``event_ttl``: seconds an event's one-time flag, read once, is trusted. A claim of a
@@ -31,9 +35,18 @@ class GuardSettings:
         default="FULL", validator=attrs.validators.in_(("FULL", "NORMAL"))
     )
     verify_delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-    lease_ttl: float | None = None
-    lease_wait: float | None = None
+    lease_ttl: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
+    lease_wait: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
     event_ttl: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+
+    def check(self, timeout: float) -> None:
+        """Refuse settings under which a lease could lapse while its write is in flight."""
+        if self.lease_ttl is not None and not self.lease_ttl > timeout + self.verify_delay:
+            raise ConfigurationError(
+                f"lease_ttl ({self.lease_ttl:g} s) must be longer than the client's timeout plus"
+                f" verify_delay ({timeout:g} + {self.verify_delay:g} s), or another process may judge"
+                " a write while it is still in flight"
+            )
 
     def resolved_lease_ttl(self, timeout: float, max_retries: int) -> float:
         if self.lease_ttl is not None:

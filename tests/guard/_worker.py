@@ -23,8 +23,10 @@ async def work(base_url: str, api_key: str, spec: LedgerSpec, jobs: int, lease_t
     settings = GuardSettings(verify_delay=0.0, lease_ttl=lease_ttl, lease_wait=30.0)
     ledger = spec.make(api_key)
     # Enough retries that 10% refusals cannot exhaust them (three in a row happen in ~1 run of 10).
+    # A short lease (so a killed worker's customers free up soon) needs a shorter timeout.
+    timeout = min(2.0, lease_ttl / 2)
     async with ShakescoClient(
-        api_key, base_url=base_url, ledger=ledger, timeout=2.0, guard=settings, max_retries=8
+        api_key, base_url=base_url, ledger=ledger, timeout=timeout, guard=settings, max_retries=8
     ) as client:
         results = await asyncio.gather(
             *(

@@ -94,6 +94,7 @@ async def test_keys_are_unique_per_business(postgres_dsn: str, sandbox: Sandbox)
         sa.ShakescoClient(
             key,
             base_url=sandbox.base_url,
+            timeout=2.0,
             guard=FAST_GUARD,
             ledger=PostgresLedger(postgres_dsn, business=sa._config.ApiKey(key).fingerprint, schema=schema),
         )
@@ -120,7 +121,9 @@ async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(
     postgres_dsn: str, sandbox: Sandbox, tmp_path: Path
 ) -> None:
     path = tmp_path / "old.sqlite3"
-    async with sa.ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger=path, guard=FAST_GUARD) as old:
+    async with sa.ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as old:
         await old.upgrade_to_shakesco("m1", 5, idempotency_key="done-before")
         await die_at(old, "sending_applied", "left-open", "m2", KeySource.CALLER)
     schema = "shakesco"
@@ -134,7 +137,7 @@ async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(
     assert code == 0 and json.loads(out)["counts"]["committed"] == 1
     # The same keys on the shared ledger replay instead of sending again.
     async with sa.ShakescoClient(
-        sandbox.api_key, base_url=sandbox.base_url, ledger=postgres_dsn, guard=FAST_GUARD
+        sandbox.api_key, base_url=sandbox.base_url, ledger=postgres_dsn, timeout=2.0, guard=FAST_GUARD
     ) as new:
         replay = await new.upgrade_to_shakesco("m1", 5, idempotency_key="done-before")
         assert replay.replayed
@@ -149,7 +152,9 @@ async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(
 
 @pytest.mark.parametrize("dsn", ["postgresql://nobody@127.0.0.1:1/none"])
 async def test_unreachable_postgres_is_a_ledger_error_and_sends_nothing(dsn: str, sandbox: Sandbox) -> None:
-    async with sa.ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, guard=FAST_GUARD) as client:
+    async with sa.ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, timeout=2.0, guard=FAST_GUARD
+    ) as client:
         with pytest.raises(sa.LedgerError):
             await client.upgrade_to_shakesco("x", 1)
     assert sandbox.applied == []

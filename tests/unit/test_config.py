@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from shakesco_async import ConfigurationError, ShakescoClient, Unauthorized
+from shakesco_async import ConfigurationError, GuardSettings, ShakescoClient, Unauthorized
 from tests.conftest import UNIT_KEY, UNIT_URL
 
 
@@ -52,6 +52,23 @@ def test_loopback_http_and_https_are_accepted(url: str) -> None:
 def test_bad_options(option: str, value: object) -> None:
     with pytest.raises(ConfigurationError):
         ShakescoClient("k", **{option: value})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("settings", [{"lease_ttl": 0}, {"lease_ttl": -5.0}, {"lease_wait": -1.0}])
+def test_guard_settings_refuse_leases_that_cannot_hold(settings: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="lease_"):
+        GuardSettings(**settings)
+
+
+def test_a_lease_must_outlive_the_write_it_guards() -> None:
+    # A lease that lapses while the request is in flight lets another process's reconcile
+    # judge the write not applied, and send it again, before the first one lands.
+    with pytest.raises(ConfigurationError, match=r"lease_ttl .*timeout"):
+        ShakescoClient("k", timeout=30, guard=GuardSettings(lease_ttl=20, verify_delay=1.0))
+    with pytest.raises(ConfigurationError, match="lease_ttl"):
+        ShakescoClient("k", timeout=10, guard=GuardSettings(lease_ttl=10.5, verify_delay=1.0))
+    ShakescoClient("k", timeout=10, guard=GuardSettings(lease_ttl=11.5, verify_delay=1.0))
+    ShakescoClient("k", timeout=300, guard=GuardSettings())  # the default follows the timeout
 
 
 async def test_key_never_appears_in_repr_errors_or_logs(
