@@ -210,7 +210,11 @@ class WriteGuard:
                 raise OutcomeUnknown(entry.key, judgement.reason)
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
-        await self._resolve_others(entry, lease, others)
+        if others:
+            await self._resolve_others(entry, lease, others)
+            # That took reads and lease time: the send starts on a renewed lease (and, for a
+            # write that needs one, a snapshot taken after them), never on what is left.
+            marked = False
         return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
 
     async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> None:
