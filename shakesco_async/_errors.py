@@ -20,6 +20,7 @@ __all__ = [
     "IdempotencyConflict",
     "InsufficientBalance",
     "InvalidParameters",
+    "LeaseLost",
     "LedgerError",
     "MalformedResponse",
     "NotFound",
@@ -52,6 +53,12 @@ class ValidationError(ShakescoError, ValueError):
 
 class LedgerError(ShakescoError):
     """The local ledger could not be read or written; nothing was sent."""
+
+
+class LeaseLost(LedgerError):
+    """A customer's lease lapsed and another process took it before this write was sent;
+    nothing was sent. The entry stays open: a retry with the same key, or reconcile,
+    settles it under a lease of its own."""
 
 
 class IdempotencyConflict(ShakescoError, ValueError):

@@ -32,6 +32,7 @@ from typing import Any, Literal, TypeVar, cast
 from .._errors import (
     APIError,
     IdempotencyConflict,
+    LeaseLost,
     LedgerError,
     MalformedResponse,
     OutcomeUnknown,
@@ -485,6 +486,8 @@ class WriteGuard:
             await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease)
         except OutcomeUnknown as exc:
             return ("in_doubt", exc.reason)
+        except LeaseLost as exc:  # nothing sent; the entry is the new lease holder's to settle
+            return ("busy", str(exc))
         except APIError as exc:
             return ("failed" if is_definitive(exc) else "not_applied", str(exc))
         except ShakescoError as exc:

@@ -133,7 +133,10 @@ class Ledger(abc.ABC):
     async def mark_sending(
         self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
     ) -> None:
-        """Durably record that the request may now be sent (and the pre-send snapshot); renews the lease."""
+        """Durably record that the request may now be sent (and the pre-send snapshot); renews the lease.
+
+        Raises ``LeaseLost``, changing nothing, when ``owner`` no longer holds ``customers``.
+        """
 
     @abc.abstractmethod
     async def settle(

@@ -22,7 +22,7 @@ from typing import Any
 
 import asyncpg
 
-from .._errors import LedgerError
+from .._errors import LeaseLost, LedgerError
 from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
@@ -315,7 +315,7 @@ class PostgresLedger(Ledger):
     ) -> None:
         # The request may leave right after this: make sure our locks still exist.
         if customers and (self._lease_conn is None or self._lease_conn.is_closed()):
-            raise LedgerError("the lease connection to PostgreSQL was lost; nothing was sent")
+            raise LeaseLost("the lease connection to PostgreSQL was lost; nothing was sent")
         pool = await self._pool_conn()
         await pool.execute(
             f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + 1, updated_at = clock_timestamp()"

@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar, overload
 
 import aiosqlite
 
-from .._errors import LedgerError
+from .._errors import LeaseLost, LedgerError
 from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, LedgerEntry
 from ._sqlite_batch import (
@@ -455,18 +455,26 @@ class SQLiteLedger(Ledger):
     async def mark_sending(
         self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
     ) -> None:
+        names = sorted(set(customers))
+
         def op(db: sqlite3.Connection) -> None:
             now = time.time()
+            # A lease row still naming this owner, even lapsed, means nobody else held the
+            # customer since; one naming another owner means the request must not leave.
+            renewed = db.executemany(
+                "UPDATE leases SET expires_at = ? WHERE business = ? AND customer = ? AND owner = ?",
+                [(now + lease_ttl, self.business, c, owner) for c in names],
+            ).rowcount
+            if renewed != len(names):
+                raise LeaseLost(
+                    f"the lease on customers {', '.join(names)} lapsed and another process took one; nothing was sent"
+                )
             db.execute(
                 "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + 1, updated_at = ?"
                 " WHERE business = ? AND key = ?",
                 (EntryState.SENDING.value, _dumps(snapshot), now, self.business, key),
             )
             mark_links(db, [(self.business, key, EntryState.SENDING.value)])
-            db.executemany(
-                "UPDATE leases SET expires_at = ? WHERE business = ? AND customer = ? AND owner = ?",
-                [(now + lease_ttl, self.business, c, owner) for c in customers],
-            )
 
         await self._submit(op)
 

@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pytest
 
-from shakesco_async import LedgerError
+from shakesco_async import LeaseLost, LedgerError
 from shakesco_async.ledger import EntryState, Fence, Intent, KeySource, Ledger, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
 from shakesco_async.ledger import _sqlite_batch as sqlite_batch
@@ -371,3 +371,18 @@ async def test_the_open_entry_check_reads_open_links_only(sqlite_ledger: SQLiteL
         assert "entry_customers_open" in plan  # so a write's check does not grow with the history
     finally:
         db.close()
+
+
+async def test_marking_sending_refuses_a_lease_another_owner_took(sqlite_ledger: SQLiteLedger) -> None:
+    # Owner "slow" let its lease lapse, and "other" took the customer: "slow" must not send.
+    await sqlite_ledger.begin(_intent("slow", "c-lapse"), owner="slow", lease_ttl=0)
+    assert await sqlite_ledger.acquire(("c-lapse",), owner="other", lease_ttl=60) is None
+    with pytest.raises(LeaseLost, match="c-lapse"):
+        await sqlite_ledger.mark_sending("slow", snapshot={}, owner="slow", customers=("c-lapse",), lease_ttl=60)
+    entry = await sqlite_ledger.get("slow")
+    assert entry is not None and entry.state == EntryState.RECORDED and entry.attempts == 0
+    assert await sqlite_ledger.acquire(("c-lapse",), owner="third", lease_ttl=60) is not None  # still "other"'s
+    # A lapsed lease nobody took is still the owner's: marking renews it.
+    await sqlite_ledger.begin(_intent("kept", "c-kept"), owner="kept", lease_ttl=0)
+    await sqlite_ledger.mark_sending("kept", snapshot={}, owner="kept", customers=("c-kept",), lease_ttl=60)
+    assert await sqlite_ledger.acquire(("c-kept",), owner="third", lease_ttl=60) is not None
