@@ -57,6 +57,8 @@ R = TypeVar("R")
 SendOnce = Callable[[Endpoint[Any], dict[str, WireValue], str], Awaitable[Any]]
 MAX_KEY_LENGTH = 255
 _OPEN = (EntryState.SENDING, EntryState.IN_DOUBT)
+_NOT_FINAL = (EntryState.RECORDED, *_OPEN)
+_FROM_THE_API = (EntryState.COMMITTED, EntryState.FAILED)
 Resend = Literal["caller", "all", "none"]
 Settled = tuple[str, str]
 """(outcome, detail): outcome is one of committed, resent, failed, not_applied, abandoned,
@@ -218,10 +220,19 @@ class WriteGuard:
             marked = False
         return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
 
-    async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> None:
-        """The call's last word on its entry, committed together with giving up its leases."""
-        await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
+    async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> bool:
+        """The call's last word on its entry, committed together with giving up its leases;
+        False when the entry did not move.
+
+        Only what the API said (applied, refused) may replace a final state. A verdict of
+        not applied, or of doubt, never undoes what another writer settled meanwhile: an
+        entry put back to ``recorded`` after it was sent would be sent again.
+        """
+        if state not in _FROM_THE_API:
+            details.setdefault("expect", _NOT_FINAL)
+        moved = await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
         lease.released = True
+        return moved
 
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
@@ -476,7 +487,8 @@ class WriteGuard:
         if not (resend == "all" or (resend == "caller" and not generated)):
             if not dry_run:
                 state = EntryState.ABANDONED if generated else EntryState.RECORDED
-                await self._finish(entry, lease, state, reason="not applied; reconcile did not send it")
+                if not await self._finish(entry, lease, state, reason="not applied; reconcile did not send it"):
+                    return ("final", "settled meanwhile by another writer")
             return ("abandoned" if generated else "not_applied", "provably not applied")
         if dry_run:
             return ("resent", "provably not applied; would be sent again")

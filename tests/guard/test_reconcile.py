@@ -407,3 +407,26 @@ async def _applied_but_unanswered(make_client: ClientFactory, prefix: str, count
         await die_at(client, "sending_applied", f"{prefix}{i}", f"{prefix}c{i}", KeySource.CALLER)
     await asyncio.sleep(0.06)
     return client
+
+
+@pytest.mark.parametrize("source", [KeySource.CALLER, KeySource.GENERATED])
+async def test_a_verdict_does_not_undo_what_another_writer_settled_meanwhile(
+    make_client: ClientFactory, monkeypatch: pytest.MonkeyPatch, source: KeySource
+) -> None:
+    client = make_client()
+    await die_at(client, "sending_unsent", "raced", "c-raced", source)  # not applied: the verdict proves it
+    await asyncio.sleep(0.06)
+    judge = client.guard._judge
+
+    async def judged_while_the_caller_sent_it(entry: Any) -> Any:
+        judgement = await judge(entry)
+        assert judgement.verdict.name == "NOT_APPLIED"
+        # Meanwhile its caller (with the key again) sent it, and it applied.
+        await client.ledger.settle("raced", EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x1"})
+        return judgement
+
+    monkeypatch.setattr(client.guard, "_judge", judged_while_the_caller_sent_it)
+    summary = await client.reconcile(older_than=0, resend="none")
+    assert summary.counts["final"] == 1  # settled meanwhile: not counted as this pass's verdict
+    entry = await client.ledger.get("raced")
+    assert entry is not None and entry.state == EntryState.COMMITTED  # not recorded: no replay sends it again
