@@ -316,6 +316,8 @@ class PostgresLedger(Ledger):
         # The request may leave right after this: make sure our locks still exist.
         if customers and (self._lease_conn is None or self._lease_conn.is_closed()):
             raise LeaseLost("the lease connection to PostgreSQL was lost; nothing was sent")
+        if any(self._holders.get(name) != owner for name in customers):
+            raise LeaseLost(f"the lease on customers {', '.join(customers)} is no longer held; nothing was sent")
         pool = await self._pool_conn()
         await pool.execute(
             f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + 1, updated_at = clock_timestamp()"

@@ -176,6 +176,18 @@ async def test_an_entry_back_from_a_final_state_is_open_again(ledger: Ledger) ->
     assert begun.created and [e.key for e in begun.others] == ["late"]
 
 
+async def test_marking_sending_refuses_a_lease_another_owner_took(ledger: Ledger) -> None:
+    # Owner "slow" lost its lease (lapsed, or given up) and "other" took the customer.
+    await ledger.begin(_intent("slow", "c-lapse"), owner="slow", lease_ttl=60)
+    await ledger.release(("c-lapse",), owner="slow")
+    assert await ledger.acquire(("c-lapse",), owner="other", lease_ttl=60) is None
+    with pytest.raises(LeaseLost, match="nothing was sent"):
+        await ledger.mark_sending("slow", snapshot={}, owner="slow", customers=("c-lapse",), lease_ttl=60)
+    entry = await ledger.get("slow")
+    assert entry is not None and entry.state == EntryState.RECORDED and entry.attempts == 0
+    assert await ledger.acquire(("c-lapse",), owner="third", lease_ttl=60) is not None  # still "other"'s
+
+
 # -- SQLite only: how batches are run ---------------------------------------------------------------
 @pytest.fixture
 async def sqlite_ledger(tmp_path: Path) -> AsyncIterator[SQLiteLedger]:
@@ -373,16 +385,7 @@ async def test_the_open_entry_check_reads_open_links_only(sqlite_ledger: SQLiteL
         db.close()
 
 
-async def test_marking_sending_refuses_a_lease_another_owner_took(sqlite_ledger: SQLiteLedger) -> None:
-    # Owner "slow" let its lease lapse, and "other" took the customer: "slow" must not send.
-    await sqlite_ledger.begin(_intent("slow", "c-lapse"), owner="slow", lease_ttl=0)
-    assert await sqlite_ledger.acquire(("c-lapse",), owner="other", lease_ttl=60) is None
-    with pytest.raises(LeaseLost, match="c-lapse"):
-        await sqlite_ledger.mark_sending("slow", snapshot={}, owner="slow", customers=("c-lapse",), lease_ttl=60)
-    entry = await sqlite_ledger.get("slow")
-    assert entry is not None and entry.state == EntryState.RECORDED and entry.attempts == 0
-    assert await sqlite_ledger.acquire(("c-lapse",), owner="third", lease_ttl=60) is not None  # still "other"'s
-    # A lapsed lease nobody took is still the owner's: marking renews it.
+async def test_marking_sending_renews_a_lapsed_lease_nobody_took(sqlite_ledger: SQLiteLedger) -> None:
     await sqlite_ledger.begin(_intent("kept", "c-kept"), owner="kept", lease_ttl=0)
     await sqlite_ledger.mark_sending("kept", snapshot={}, owner="kept", customers=("c-kept",), lease_ttl=60)
     assert await sqlite_ledger.acquire(("c-kept",), owner="third", lease_ttl=60) is not None

@@ -132,6 +132,8 @@ async def test_two_reconcilers_split_the_work_page_by_page(
     first, second = make_client(), make_client()
     for i in range(30):
         await die_at(first, "recorded" if i % 2 else "sending_applied", f"s{i}", f"c{i}", KeySource.CALLER)
+    await second.ledger.counts()  # opened now: neither pass may take every page while the other starts up
+    sandbox.faults.add("delay", endpoint="/upgrade-to-shakesco", delay=0.02)  # each entry takes a moment
     await asyncio.sleep(0.06)
     a, b = await asyncio.gather(
         first.reconcile(older_than=0, concurrency=1), second.reconcile(older_than=0, concurrency=1)
