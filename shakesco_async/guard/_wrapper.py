@@ -103,6 +103,9 @@ class WriteGuard:
         self._max_retries = max_retries
         self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
         self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
+        # How long a lease may have run before its request leaves and still cover it, the
+        # wait before verifying included (positive: GuardSettings.check).
+        self._lease_slack = self._lease_ttl - timeout - settings.verify_delay
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -133,8 +136,8 @@ class WriteGuard:
                 else:
                     if time.time() - fence.since > _FENCE_MAX_AGE:
                         known, fence = None, None  # too old to trust; read again once leased
-            entry, others, created = await self._take(intent, owner, known, fence)
-            lease = _Lease(owner, intent.leases)
+            entry, others, created, leased = await self._take(intent, owner, known, fence)
+            lease = _Lease(owner, intent.leases, leased)
             try:
                 if unread is not None and created:
                     await self._give_up_unsent(entry, lease, "could not read the pre-send state")
@@ -150,10 +153,11 @@ class WriteGuard:
 
     async def _take(
         self, intent: Intent, owner: str, known: Snapshot | None, fence: Fence | None
-    ) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None, bool]:
+    ) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None, bool, float]:
         """Record the intent, or find the key's entry; return holding the customers' leases.
 
-        The flag says whether this call recorded the entry.
+        The flag says whether this call recorded the entry; the float is when (monotonic)
+        the call that took the leases was made, which they run from at the latest.
 
         Also returns the earlier open entries on these customers when ``begin`` found them
         in the same transaction (None: look them up). A ``known`` snapshot is stored by that
@@ -161,9 +165,10 @@ class WriteGuard:
         """
         deadline = time.monotonic() + self._lease_wait
         while True:
+            asked = time.monotonic()
             begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known, fence=fence)
             if begun.created and begun.entry is not None:
-                return begun.entry, begun.others, True
+                return begun.entry, begun.others, True, asked
             busy_until = begun.busy_until
             if begun.entry is not None:
                 if begun.entry.params_digest != intent.digest or begun.entry.operation != intent.operation:
@@ -172,12 +177,13 @@ class WriteGuard:
                         f"idempotency key {intent.key!r} was used for {begun.entry.operation} with other parameters",
                     )
                 if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
-                    return begun.entry, (), False
+                    return begun.entry, (), False, asked
+                asked = time.monotonic()
                 busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
                 if busy_until is None:
                     fresh = await self.ledger.get(intent.key)
                     assert fresh is not None
-                    return fresh, None, False
+                    return fresh, None, False, asked
             if time.monotonic() > deadline:
                 raise LedgerError(
                     f"customers {', '.join(intent.customers)} are leased by another process; nothing was sent"
@@ -213,10 +219,10 @@ class WriteGuard:
                 raise OutcomeUnknown(entry.key, judgement.reason)
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
-        if others:
-            await self._resolve_others(entry, lease, others)
-            # That took reads and lease time: the send starts on a renewed lease (and, for a
-            # write that needs one, a snapshot taken after them), never on what is left.
+        await self._resolve_others(entry, lease, others)
+        if marked and time.monotonic() - lease.since > self._lease_slack:
+            # Settling earlier writes (reads), or a stalled loop, used up the lease's slack:
+            # it is renewed, and checked to be still ours, before the request leaves.
             marked = False
         return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
 
@@ -394,13 +400,13 @@ class WriteGuard:
         # Two waves at a time: the next one is leased while the last reads of this one finish.
         waves_gate = asyncio.Semaphore(2)
         # ``concurrency`` workers take the leased entries of every wave in turn: no task per entry.
-        queue: asyncio.Queue[tuple[_Wave, LedgerEntry, str]] = asyncio.Queue()
+        queue: asyncio.Queue[tuple[_Wave, LedgerEntry, _Lease]] = asyncio.Queue()
 
         async def worker() -> None:
             while True:
-                wave, entry, owner = await queue.get()
+                wave, entry, lease = await queue.get()
                 try:
-                    on_settled(entry.key, await self._reconcile_leased(entry, owner, resend, dry_run))
+                    on_settled(entry.key, await self._reconcile_leased(entry, lease, resend, dry_run))
                 except Exception as exc:  # the wave raises it, once all of it is settled
                     wave.done_one(exc)
                 else:
@@ -411,6 +417,7 @@ class WriteGuard:
             async with waves_gate, self._locks.hold(names):
                 owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in entries]
                 wanted = list(zip(entries, owners, strict=True))
+                asked = time.monotonic()
                 found = await self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl)
                 wave = _Wave()
                 for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
@@ -422,7 +429,7 @@ class WriteGuard:
                         wave.report(on_settled, entry.key, ("busy", "another process holds the lease"))
                     else:
                         wave.pending += 1
-                        queue.put_nowait((wave, fresh, owner))
+                        queue.put_nowait((wave, fresh, _Lease(owner, fresh.leases, asked)))
                 await wave.settled()  # the in-process locks are held until every entry is settled
                 if wave.error is not None:
                     raise wave.error
@@ -458,13 +465,12 @@ class WriteGuard:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def _reconcile_leased(self, entry: LedgerEntry, owner: str, resend: Resend, dry_run: bool) -> Settled:
-        lease = _Lease(owner, entry.leases)
+    async def _reconcile_leased(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         try:
             return await self._reconcile_held(entry, lease, resend, dry_run)
         finally:
             if not lease.released:
-                await asyncio.shield(self.ledger.release(lease.names, owner=owner))
+                await asyncio.shield(self.ledger.release(lease.names, owner=lease.owner))
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:
@@ -540,13 +546,15 @@ _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": Tru
 
 
 class _Lease:
-    """The leases one call holds, and whether its final commit already gave them up."""
+    """The leases one call holds, since when (monotonic, at the latest), and whether its
+    final commit already gave them up."""
 
-    __slots__ = ("names", "owner", "released")
+    __slots__ = ("names", "owner", "released", "since")
 
-    def __init__(self, owner: str, names: tuple[str, ...]) -> None:
+    def __init__(self, owner: str, names: tuple[str, ...], since: float) -> None:
         self.owner = owner
         self.names = names
+        self.since = since
         self.released = False
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-import time
-from typing import Any
 
 import pytest
 
@@ -13,7 +10,6 @@ import shakesco_async as sa
 from shakesco_async.ledger import EntryState
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
-from tests.support.ledgers import LedgerSpec
 
 
 async def _fund(client: sa.ShakescoClient, ref: str) -> None:
@@ -117,37 +113,3 @@ async def test_fee_limit_is_retried_after_retry_after(make_client: ClientFactory
     receipt = await client.upgrade_to_shakesco("d7", 3, idempotency_key="fee")
     assert receipt.tx_hash is not None
     assert len(sandbox.applied) == 1
-
-
-async def test_a_write_sends_on_a_fresh_lease_after_settling_an_earlier_doubt(
-    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
-) -> None:
-    # Settling the earlier write takes reads, and lease time; were the send to start on
-    # what is left, the lease could lapse while it is in flight (SQLite leases expire;
-    # PostgreSQL's are held by a connection until released).
-    if ledger_spec.backend != "sqlite":
-        pytest.skip("only SQLite leases expire")
-    client = make_client(timeout=3.0, guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0))
-    await client.set_event_details("signup", 50, True)
-    await _fund(client, "d6")
-    sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
-    sandbox.faults.add("error", endpoint="/total-spent", after=1, count=3, status=503)
-    with pytest.raises(sa.OutcomeUnknown):
-        await client.redeem_tokens("d6", 10, idempotency_key="earlier")
-    sandbox.faults.clear()
-    sandbox.faults.add("delay", endpoint="/total-spent", delay=2.0, count=1)  # settling it is slow
-    left: list[float] = []
-    send_once = client.guard._send_once
-
-    async def send_and_look(*args: Any) -> Any:
-        with sqlite3.connect(ledger_spec.location) as db:
-            (until,) = db.execute("SELECT expires_at FROM leases WHERE customer = 'd6'").fetchone()
-        left.append(until - time.time())
-        return await send_once(*args)
-
-    client.guard._send_once = send_and_look  # type: ignore[method-assign]
-    await client.claim_tokens("signup", "d6", idempotency_key="later")
-    earlier = await client.ledger.get("earlier")
-    assert earlier is not None and earlier.state == EntryState.COMMITTED
-    assert len(left) == 1 and left[0] > 4.0  # ~5 s, not the ~3 s that settling left of it
-    assert len(sandbox.applied_writes("/claim-tokens")) == 1

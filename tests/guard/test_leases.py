@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import shakesco_async as sa
-from shakesco_async.ledger import KeySource
+from shakesco_async.ledger import EntryState, KeySource
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
@@ -72,3 +72,62 @@ async def test_reconcile_leaves_an_entry_whose_lease_it_lost_for_the_next_pass(
     again = await client.reconcile(older_than=0)
     assert again.counts["resent"] == 1
     assert len(sandbox.applied_writes(idempotency_key="unsent")) == 1
+
+
+def _lease_left(spec: LedgerSpec, customer: str) -> float:
+    db = sqlite3.connect(spec.location)
+    try:
+        (until,) = db.execute("SELECT expires_at FROM leases WHERE customer = ?", (customer,)).fetchone()
+    finally:
+        db.close()
+    return float(until) - time.time()
+
+
+@pytest.mark.parametrize("delayed_by", ["settling an earlier doubt", "a stalled loop"])
+async def test_a_lease_used_up_before_the_send_is_renewed_first(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec, delayed_by: str
+) -> None:
+    # The intent's commit took the lease; if the request left on what is left of it after
+    # a long wait, the lease could lapse while it is in flight.
+    if ledger_spec.backend != "sqlite":
+        pytest.skip("only SQLite leases lapse; PostgreSQL's end with their connection")
+    client = make_client(timeout=3.0, guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0))  # 2 s of slack
+    await client.set_event_details("signup", 50, True)
+    if delayed_by == "settling an earlier doubt":
+        await client.upgrade_to_shakesco("slow", 100)
+        sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
+        sandbox.faults.add("error", endpoint="/total-spent", after=1, count=3, status=503)
+        with pytest.raises(sa.OutcomeUnknown):
+            await client.redeem_tokens("slow", 10, idempotency_key="earlier")
+        sandbox.faults.clear()
+        sandbox.faults.add("delay", endpoint="/total-spent", delay=2.5, count=1)
+    else:
+        resolve_others = client.guard._resolve_others
+
+        async def stalled(*args: Any) -> None:
+            await asyncio.sleep(2.5)
+            await resolve_others(*args)
+
+        client.guard._resolve_others = stalled  # type: ignore[method-assign]
+    left: list[float] = []
+    send_once = client.guard._send_once
+
+    async def send_and_look(*args: Any) -> Any:
+        left.append(_lease_left(ledger_spec, "slow"))
+        return await send_once(*args)
+
+    client.guard._send_once = send_and_look  # type: ignore[method-assign]
+    await client.claim_tokens("signup", "slow", idempotency_key="later")
+    assert len(left) == 1 and left[0] > 4.0  # ~5 s, not the ~2.5 s the wait left of it
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+    if delayed_by == "settling an earlier doubt":
+        earlier = await client.ledger.get("earlier")
+        assert earlier is not None and earlier.state == EntryState.COMMITTED
+
+
+async def test_a_lease_with_its_slack_intact_is_not_renewed(make_client: ClientFactory) -> None:
+    client = make_client(timeout=3.0, guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0))
+    await client.set_event_details("signup", 50, True)
+    await client.claim_tokens("signup", "quick", idempotency_key="quick")
+    entry = await client.ledger.get("quick")
+    assert entry is not None and entry.attempts == 1  # one commit before the send, not two
