@@ -220,10 +220,6 @@ class WriteGuard:
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
         await self._resolve_others(entry, lease, others)
-        if marked and time.monotonic() - lease.since > self._lease_slack:
-            # Settling earlier writes (reads), or a stalled loop, used up the lease's slack:
-            # it is renewed, and checked to be still ours, before the request leaves.
-            marked = False
         return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
 
     async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> bool:
@@ -316,7 +312,10 @@ class WriteGuard:
         attempt = 0
         while True:
             attempt += 1
-            if marked and attempt == 1:
+            # A marked entry's lease may have been used up before its request leaves
+            # (settling earlier writes takes reads; a loop can stall): then it is renewed,
+            # and checked to be still ours, like any other attempt's.
+            if marked and attempt == 1 and time.monotonic() - lease.since <= self._lease_slack:
                 assert entry.snapshot is not None
                 snapshot: Snapshot = entry.snapshot
             else:
@@ -325,9 +324,11 @@ class WriteGuard:
                 except (TransportError, APIError, MalformedResponse):
                     await self._give_up_unsent(entry, lease, "could not read the pre-send state")
                     raise
+                asked = time.monotonic()
                 await self.ledger.mark_sending(
                     entry.key, snapshot=snapshot, owner=lease.owner, customers=lease.names, lease_ttl=self._lease_ttl
                 )
+                lease.since = asked
             retry_after: float | None = None
             try:
                 result = await self._send_once(endpoint, wire, entry.key)
