@@ -41,7 +41,7 @@ class GuardSettings:
 
     def check(self, timeout: float) -> None:
         """Refuse settings under which a lease could lapse while its write is in flight."""
-        if self.lease_ttl is not None and not self.lease_ttl > timeout + self.verify_delay:
+        if self.lease_ttl is not None and not self.lease_slack(timeout, 0) > 0:
             raise ConfigurationError(
                 f"lease_ttl ({self.lease_ttl:g} s) must be longer than the client's timeout plus"
                 f" verify_delay ({timeout:g} + {self.verify_delay:g} s), or another process may judge"
@@ -53,6 +53,11 @@ class GuardSettings:
             return self.lease_ttl
         # Each attempt: the send, the verify delay and a few verification reads.
         return (timeout * 4 + self.verify_delay) * (max_retries + 1) + 10.0
+
+    def lease_slack(self, timeout: float, max_retries: int) -> float:
+        """How long a lease may have run when its request leaves and still outlast it, the
+        wait before verifying included."""
+        return self.resolved_lease_ttl(timeout, max_retries) - timeout - self.verify_delay
 
     def resolved_lease_wait(self, timeout: float, max_retries: int) -> float:
         if self.lease_wait is not None:

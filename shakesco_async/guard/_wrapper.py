@@ -103,9 +103,7 @@ class WriteGuard:
         self._max_retries = max_retries
         self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
         self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
-        # How long a lease may have run before its request leaves and still cover it, the
-        # wait before verifying included (positive: GuardSettings.check).
-        self._lease_slack = self._lease_ttl - timeout - settings.verify_delay
+        self._lease_slack = settings.lease_slack(timeout, max_retries)  # positive: GuardSettings.check
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
