@@ -106,11 +106,13 @@ class ShakescoClient(EndpointMethods):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the reconciler, close the HTTP session (unless the caller's) and the ledger (unless passed in)."""
+        """Stop the reconciler, finish what cancelled calls left to give back, close the HTTP
+        session (unless the caller's) and the ledger (unless passed in)."""
         if self._reconciler is not None:
             task, self._reconciler = self._reconciler, None
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        await self._guard.drain()  # leases that cancelled calls took are given back first
         await self._transport.aclose()
         if self._owns_ledger:
             await self._ledger.close()

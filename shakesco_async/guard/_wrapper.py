@@ -43,7 +43,8 @@ from .._errors import (
 from .._retry import backoff_delay
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
-from ..ledger import EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry
+from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry
+from ._cleanup import Cleanups
 from ._events import EventKinds
 from ._locks import KeyedLocks
 from ._outcome import canonical, error_record, is_definitive, raise_recorded, result_from_record, result_record
@@ -108,6 +109,7 @@ class WriteGuard:
         self._events = EventKinds(settings.event_ttl)
         self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._owner_ids = itertools.count(1)
+        self._cleanups = Cleanups()
 
     # -- entry point ---------------------------------------------------------------------------
     async def execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
@@ -145,7 +147,7 @@ class WriteGuard:
                 return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made))
             finally:
                 if not lease.released:
-                    await asyncio.shield(self.ledger.release(lease.names, owner=owner))
+                    await self._cleanups.finish(self.ledger.release(lease.names, owner=owner))
                 if endpoint.path == _SET_EVENT:
                     self._events.forget(str(wire["event_name"]))
 
@@ -164,7 +166,10 @@ class WriteGuard:
         deadline = time.monotonic() + self._lease_wait
         while True:
             asked = time.monotonic()
-            begun = await self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known, fence=fence)
+            begun = await self._cleanups.taking(
+                self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known, fence=fence),
+                lambda begun: self._unbegin(begun, intent, owner),
+            )
             if begun.created and begun.entry is not None:
                 return begun.entry, begun.others, True, asked
             busy_until = begun.busy_until
@@ -177,10 +182,11 @@ class WriteGuard:
                 if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
                     return begun.entry, (), False, asked
                 asked = time.monotonic()
-                busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
-                if busy_until is None:
-                    fresh = await self.ledger.get(intent.key)
-                    assert fresh is not None
+                busy_until, fresh = await self._cleanups.taking(
+                    self._lease_existing(intent, owner),
+                    lambda got: None if got[0] is not None else self.ledger.release(intent.leases, owner=owner),
+                )
+                if fresh is not None:
                     return fresh, None, False, asked
             if time.monotonic() > deadline:
                 raise LedgerError(
@@ -188,6 +194,40 @@ class WriteGuard:
                 )
             wait = max(0.0, (busy_until or 0.0) - time.time())
             await asyncio.sleep(min(wait, 0.05) + 0.005)
+
+    async def _lease_existing(self, intent: Intent, owner: str) -> tuple[float | None, LedgerEntry | None]:
+        """Lease the customers of the key's entry and read it again: (busy until, None) or (None, entry)."""
+        busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
+        if busy_until is not None:
+            return busy_until, None
+        try:
+            fresh = await self.ledger.get(intent.key)
+        except Exception:
+            await self.ledger.release(intent.leases, owner=owner)
+            raise
+        assert fresh is not None
+        return None, fresh
+
+    def _acquire(self, names: Sequence[str], owner: str) -> Awaitable[float | None]:
+        """``Ledger.acquire``, its leases given back if the caller is cancelled meanwhile."""
+        return self._cleanups.taking(
+            self.ledger.acquire(names, owner=owner, lease_ttl=self._lease_ttl),
+            lambda busy: self.ledger.release(names, owner=owner) if busy is None else None,
+        )
+
+    def _unbegin(self, begun: Begun, intent: Intent, owner: str) -> Awaitable[bool] | None:
+        """Undo a ``begin`` whose caller was cancelled: its request never left, so the entry
+        is given up as not sent, and its leases with it."""
+        if not begun.created:
+            return None  # a begin that recorded nothing took no lease
+        state = EntryState.ABANDONED if intent.key_source == KeySource.GENERATED else EntryState.RECORDED
+        return self.ledger.settle(
+            intent.key, state, reason=_CANCELLED, release=intent.leases, owner=owner, expect=_NOT_FINAL
+        )
+
+    async def drain(self) -> None:
+        """Wait for the ledger work cancelled calls left behind (giving back their leases)."""
+        await self._cleanups.drain()
 
     # -- the phases ------------------------------------------------------------------------------
     async def _run(
@@ -261,13 +301,13 @@ class WriteGuard:
             if other.key == entry.key or other.snapshot is None:
                 continue
             extra = [c for c in other.customers if c not in entry.customers]
-            if extra and await self.ledger.acquire(extra, owner=owner, lease_ttl=self._lease_ttl) is not None:
+            if extra and await self._acquire(extra, owner) is not None:
                 await self._supersede(other, entry.key)
                 continue
             try:
                 judgement = await self.resolve(other)
             finally:
-                await self.ledger.release(extra, owner=owner)
+                await self._cleanups.finish(self.ledger.release(extra, owner=owner))
             if judgement.verdict == Verdict.UNREADABLE:
                 await self._give_up_unsent(entry, lease, "cannot verify an earlier write on this customer")
                 raise TransportError(
@@ -417,7 +457,10 @@ class WriteGuard:
                 owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in entries]
                 wanted = list(zip(entries, owners, strict=True))
                 asked = time.monotonic()
-                found = await self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl)
+                found = await self._cleanups.taking(
+                    self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl),
+                    lambda found: self._release_leased(found, owners),
+                )
                 wave = _Wave()
                 for entry, (fresh, leased), owner in zip(entries, found, owners, strict=True):
                     # Every leased entry is handed out, even after a callback fails: a lease
@@ -460,16 +503,31 @@ class WriteGuard:
             for task in (*runs, *workers):
                 task.cancel()
             await asyncio.gather(*runs, *workers, return_exceptions=True)
+            # Entries leased but not yet taken by a worker (the pass was cancelled).
+            left = [queue.get_nowait() for _ in range(queue.qsize())]
+            if left:
+                await self._cleanups.finish(
+                    asyncio.gather(*(self.ledger.release(lease.names, owner=lease.owner) for _, _, lease in left))
+                )
         for outcome in (*ended, fed):
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    async def _release_leased(self, found: Sequence[tuple[LedgerEntry | None, bool]], owners: Sequence[str]) -> None:
+        await asyncio.gather(
+            *(
+                self.ledger.release(entry.leases, owner=owner)
+                for (entry, leased), owner in zip(found, owners, strict=True)
+                if leased and entry is not None
+            )
+        )
 
     async def _reconcile_leased(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         try:
             return await self._reconcile_held(entry, lease, resend, dry_run)
         finally:
             if not lease.released:
-                await asyncio.shield(self.ledger.release(lease.names, owner=lease.owner))
+                await self._cleanups.finish(self.ledger.release(lease.names, owner=lease.owner))
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:
@@ -541,6 +599,7 @@ def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEnt
 _SET_EVENT = "/set-event-details"
 _FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not to the microsecond
 _FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
+_CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
@@ -49,6 +49,11 @@ class Ledger(abc.ABC):
 
     Every method is atomic. A ledger is bound to one business (the API key's
     fingerprint); the key itself is never stored.
+
+    The methods that take leases (``begin``, ``acquire``, ``lease_entries``) return an
+    awaitable, which may be work already under way (a queued batch, say): a caller that
+    is cancelled stops waiting, not the work, and the guard then gives back what the call
+    took once it ends.
     """
 
     business: str
@@ -74,7 +79,7 @@ class Ledger(abc.ABC):
 
     # -- the write path ------------------------------------------------------------------
     @abc.abstractmethod
-    async def begin(
+    def begin(
         self,
         intent: Intent,
         *,
@@ -82,7 +87,7 @@ class Ledger(abc.ABC):
         lease_ttl: float,
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
-    ) -> Begun:
+    ) -> Awaitable[Begun]:
         """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
 
         With a ``snapshot``, the entry starts as ``sending`` with it, so the request may
@@ -94,18 +99,23 @@ class Ledger(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
+    def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> Awaitable[float | None]:
         """Lease ``customers`` for ``owner``; None on success, else when the blocking lease expires."""
 
-    async def lease_entries(
+    def lease_entries(
         self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
-    ) -> list[tuple[LedgerEntry | None, bool]]:
+    ) -> Awaitable[list[tuple[LedgerEntry | None, bool]]]:
         """For each (entry as last read, owner): lease the open entry's customers for that
         owner; return the entry as of then, and whether it was leased.
 
         Nothing is leased for an entry that is missing or final, or whose leases another
         owner holds (then the flag is False). A backend may do all of it in one commit.
         """
+        return self._lease_entries_one_by_one(wanted, lease_ttl)
+
+    async def _lease_entries_one_by_one(
+        self, wanted: Sequence[tuple[LedgerEntry, str]], lease_ttl: float
+    ) -> list[tuple[LedgerEntry | None, bool]]:
         out: list[tuple[LedgerEntry | None, bool]] = []
         for last, owner in wanted:
             key = last.key

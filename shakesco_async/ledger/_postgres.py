@@ -240,6 +240,11 @@ class PostgresLedger(Ledger):
             await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", self._lock_key(name))
 
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
+        # To its end even if the caller is cancelled: a lock forgotten here but still held by
+        # the session would keep the customer from every host until this process ends.
+        await asyncio.shield(self._release(customers, owner))
+
+    async def _release(self, customers: Sequence[str], owner: str) -> None:
         async with self._lease_lock:
             if self._lease_conn is None:
                 return

@@ -8,7 +8,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
@@ -260,6 +260,21 @@ class SQLiteLedger(Ledger):
         await self.open()
         return await self._enqueue(op, durable=durable)
 
+    def _submit_now(self, op: Op, *, durable: bool = True) -> Awaitable[Any]:
+        """``_submit``, but queued at the call when the ledger is open, not when first awaited.
+
+        So the operation joins the batch being gathered (a write's intent lands in the same
+        commit as the last write's outcome), and its future, which a cancelled caller stops
+        waiting for, still tells what it did.
+        """
+        if self._reader is not None:
+            return self._enqueue(op, durable=durable)
+        return self._open_and_enqueue(op, durable)
+
+    async def _open_and_enqueue(self, op: Op, durable: bool) -> Any:
+        await self.open()
+        return await self._enqueue(op, durable=durable)
+
     def _enqueue(self, op: Op, *, durable: bool = True) -> asyncio.Future[Any]:
         """Queue ``op`` for the next transaction, behind everything queued before it."""
         if self.business == ANY_BUSINESS:
@@ -412,18 +427,13 @@ class SQLiteLedger(Ledger):
         now = time.time()
         db.executemany(RELEASE_SQL, [(now, self.business, c, owner) for c in customers])
 
-    async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
-        return await self._submit(
-            lambda db: self._try_lease(db, customers, owner, lease_ttl, time.time()), durable=False
-        )
+    def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> Awaitable[float | None]:
+        return self._submit_now(lambda db: self._try_lease(db, customers, owner, lease_ttl, time.time()), durable=False)
 
-    async def lease_entries(
+    def lease_entries(
         self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
-    ) -> list[tuple[LedgerEntry | None, bool]]:
-        found: list[tuple[LedgerEntry | None, bool]] = await self._submit(
-            Lease(self.business, wanted, lease_ttl), durable=False
-        )
-        return found
+    ) -> Awaitable[list[tuple[LedgerEntry | None, bool]]]:
+        return self._submit_now(Lease(self.business, wanted, lease_ttl), durable=False)
 
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         if customers:
@@ -435,7 +445,7 @@ class SQLiteLedger(Ledger):
         sql = open_entries_sql(scope, len(customers)).replace(" ORDER BY", " AND key != ? ORDER BY")
         return sql, (*args, *_OPEN, *args, *customers, exclude)
 
-    async def begin(
+    def begin(
         self,
         intent: Intent,
         *,
@@ -443,8 +453,8 @@ class SQLiteLedger(Ledger):
         lease_ttl: float,
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
-    ) -> Begun:
-        return await self._submit(Begin(self.business, intent, owner, lease_ttl, snapshot, fence))
+    ) -> Awaitable[Begun]:
+        return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence))
 
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:

@@ -1,0 +1,213 @@
+"""A cancelled caller (a client that went away, a timeout around the call) leaves no lease
+behind, and a write it cancelled before the request left is not left looking sent."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+import shakesco_async as sa
+from shakesco_async.ledger import EntryState, KeySource
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import ClientFactory
+from tests.guard._crash import die_at
+from tests.support.ledgers import LedgerSpec
+
+# Leases long enough that a leaked one would still be held when the next write waits for it.
+SHORT_WAIT = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3)
+
+
+class Gate:
+    """Holds a wrapped coroutine function after it returned, until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.reached = asyncio.Event()
+        self.open = asyncio.Event()
+
+    def wrap(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def held(*args: Any, **kwargs: Any) -> Any:
+            result = await call(*args, **kwargs)
+            self.reached.set()
+            await self.open.wait()  # the caller is cancelled here, after the ledger did its work
+            return result
+
+        return held
+
+
+async def _cancel_when_reached(call: Awaitable[Any], gate: Gate) -> None:
+    task = asyncio.ensure_future(call)
+    await gate.reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    gate.open.set()
+
+
+async def test_a_write_cancelled_while_its_intent_is_recorded_leaves_no_lease(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(guard=SHORT_WAIT)
+    await client.set_event_details("signup", 50, True)
+    await client.set_event_details("visit", 1, False)
+    gate = Gate()
+    monkeypatch.setattr(client.ledger, "begin", gate.wrap(client.ledger.begin))
+    await _cancel_when_reached(client.claim_tokens("signup", "c-cancel"), gate)
+    monkeypatch.undo()
+
+    await client.claim_tokens("visit", "c-cancel")  # not kept waiting for a lease nobody holds
+    assert [w.endpoint for w in sandbox.applied_writes()] == ["/set-event-details"] * 2 + ["/claim-tokens"]
+    await client.guard.drain()
+    claims = await client.ledger.entries()
+    cancelled = [e for e in claims if e.operation == "/claim-tokens" and e.params["event_name"] == "signup"]
+    assert len(cancelled) == 1
+    # Its request never left: not open (nothing to verify), and never to be sent by reconcile.
+    assert cancelled[0].state == EntryState.ABANDONED and "cancelled" in (cancelled[0].reason or "")
+
+
+async def test_a_caller_key_cancelled_before_sending_is_sent_once_when_retried(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(guard=SHORT_WAIT)
+    await client.set_event_details("signup", 50, True)
+    gate = Gate()
+    monkeypatch.setattr(client.ledger, "begin", gate.wrap(client.ledger.begin))
+    await _cancel_when_reached(client.claim_tokens("signup", "c-retry", idempotency_key="signup-c-retry"), gate)
+    monkeypatch.undo()
+    await client.guard.drain()  # what the cancelled call left to give back
+
+    entry = await client.ledger.get("signup-c-retry")
+    assert entry is not None and entry.state == EntryState.RECORDED  # the caller's to send again
+    receipt = await client.claim_tokens("signup", "c-retry", idempotency_key="signup-c-retry")
+    assert receipt.tx_hash and not receipt.replayed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+    assert (await client.claim_tokens("signup", "c-retry", idempotency_key="signup-c-retry")).replayed
+
+
+async def test_a_replay_cancelled_while_it_takes_the_lease_leaves_no_lease(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(guard=SHORT_WAIT)
+    await die_at(client, "recorded", "unsent", "c-replay", KeySource.CALLER)
+    await asyncio.sleep(0.06)  # the dead process's lease lapses
+    gate = Gate()
+    monkeypatch.setattr(client.ledger, "acquire", gate.wrap(client.ledger.acquire))
+    await _cancel_when_reached(client.upgrade_to_shakesco("c-replay", 10, idempotency_key="unsent"), gate)
+    monkeypatch.undo()
+
+    receipt = await client.upgrade_to_shakesco("c-replay", 10, idempotency_key="unsent")
+    assert receipt.tx_hash and len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
+async def test_a_cancelled_reconcile_gives_back_every_lease_it_took(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(guard=SHORT_WAIT)
+    customers = [f"c-rec-{i}" for i in range(6)]
+    for n, customer in enumerate(customers):
+        await die_at(client, "sending_applied", f"applied-{n}", customer, KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    reached, judge = asyncio.Event(), client.guard._judge
+
+    async def stuck(entry: Any) -> Any:
+        reached.set()
+        await asyncio.Event().wait()  # a verification read that never ends
+
+    monkeypatch.setattr(client.guard, "_judge", stuck)
+    # One worker: the first entry is being judged, the rest of its wave leased and queued.
+    task = asyncio.ensure_future(client.reconcile(older_than=0, concurrency=1))
+    await reached.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    monkeypatch.setattr(client.guard, "_judge", judge)
+
+    summary = await client.reconcile(older_than=0)
+    assert summary.counts["busy"] == 0 and summary.counts["committed"] == len(customers)
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == len(customers)  # none sent twice
+
+
+async def test_a_write_timed_out_in_flight_is_verified_not_sent_again(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    client = make_client(guard=SHORT_WAIT)
+    await client.set_event_details("signup", 50, True)
+    await client.set_event_details("visit", 1, False)
+    sandbox.faults.add("delay", endpoint="/claim-tokens", count=1, delay=1.0)  # applied, answered late
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.claim_tokens("signup", "c-late", idempotency_key="late"), 0.2)
+    entry = await client.ledger.get("late")
+    assert entry is not None and entry.state == EntryState.SENDING  # it may have been applied: open
+
+    await client.claim_tokens("visit", "c-late")  # its lease was given back; the earlier write is settled first
+    settled = await client.ledger.get("late")
+    assert settled is not None and settled.state == EntryState.COMMITTED
+    assert (await client.claim_tokens("signup", "c-late", idempotency_key="late")).replayed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 2  # signup once, visit once
+
+
+async def test_closing_the_client_finishes_what_a_cancelled_call_left(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client(guard=SHORT_WAIT)
+    await client.set_event_details("signup", 50, True)
+    gate = Gate()
+    monkeypatch.setattr(client.ledger, "begin", gate.wrap(client.ledger.begin))
+    settle = client.ledger.settle
+
+    async def slow_settle(*args: Any, **kwargs: Any) -> bool:
+        await asyncio.sleep(0.3)  # a slow disk: the give-back is still under way at close
+        return await settle(*args, **kwargs)
+
+    monkeypatch.setattr(client.ledger, "settle", slow_settle)
+    await _cancel_when_reached(client.claim_tokens("signup", "c-close", idempotency_key="closing"), gate)
+    await client.aclose()
+
+    other = make_client(guard=SHORT_WAIT)  # as the next process would see the ledger
+    entry = await other.ledger.get("closing")
+    assert entry is not None and entry.state == EntryState.RECORDED and entry.reason == "cancelled before it was sent"
+    assert (await other.claim_tokens("signup", "c-close", idempotency_key="closing")).tx_hash
+
+
+class _SlowUnlock:
+    """A PostgreSQL lease session whose unlocks take a while (a slow network, say)."""
+
+    def __init__(self, conn: Any, reached: asyncio.Event) -> None:
+        self._conn = conn
+        self._reached = reached
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        if "unlock" in sql:
+            self._reached.set()
+            await asyncio.sleep(0.2)
+        return await self._conn.fetchval(sql, *args)
+
+
+async def test_a_call_cancelled_while_postgres_gives_its_lease_back_still_gives_it_back(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    if ledger_spec.backend != "postgres":
+        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
+    client = make_client(guard=SHORT_WAIT)
+    await client.set_event_details("visit", 1, False)
+    await client.claim_tokens("visit", "c-warm")  # the lease session is open
+    ledger: Any = client.ledger
+    session, reached = ledger._lease_conn, asyncio.Event()
+    ledger._lease_conn = _SlowUnlock(session, reached)
+    task = asyncio.ensure_future(client.claim_tokens("visit", "c-pg"))
+    await reached.wait()  # applied; its lease is being given back
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await client.guard.drain()
+    await asyncio.sleep(0.3)
+    ledger._lease_conn = session
+
+    other = make_client(guard=SHORT_WAIT)  # another host: its own session
+    await other.claim_tokens("visit", "c-pg")
+    assert len(sandbox.applied_writes("/claim-tokens")) == 3
