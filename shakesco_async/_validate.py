@@ -11,6 +11,7 @@ from typing import Any
 from ._errors import ValidationError
 
 __all__ = [
+    "MAX_AMOUNT",
     "MAX_DECIMALS",
     "MAX_STRING",
     "amount",
@@ -27,6 +28,8 @@ __all__ = [
 ]
 
 MAX_DECIMALS = 18
+MAX_AMOUNT = Decimal(f"{2**256 - 1}E-{MAX_DECIMALS}")
+"""The most a token amount can be: a 256-bit integer of units at 18 decimals (~1.16e59)."""
 MAX_STRING = 256
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -78,14 +81,25 @@ def _decimal(name: str, value: Any) -> Decimal:
             raise ValidationError(f"{name} is not a number: {value!r}") from None
     if not number.is_finite():
         raise ValidationError(f"{name} must be finite, got {value!r}")
-    exponent = number.as_tuple().exponent
-    if (
-        isinstance(exponent, int)
-        and -exponent > MAX_DECIMALS
-        and number != number.quantize(Decimal(1).scaleb(-MAX_DECIMALS))
-    ):
+    # Exact checks only (no context rounding): "1e1000000000" would otherwise be written
+    # out digit by digit on the wire, and long decimals overflow quantize's precision.
+    if number.copy_abs() > MAX_AMOUNT:
+        raise ValidationError(f"{name} is larger than a token amount can be ({MAX_AMOUNT:.3E}): {value!r}")
+    if _places(number) > MAX_DECIMALS:
         raise ValidationError(f"{name} has more than {MAX_DECIMALS} decimal places: {value!r}")
-    return number
+    return number if number else Decimal(0)  # "0E+1000000000" is zero, written "0"
+
+
+def _places(number: Decimal) -> int:
+    """Decimal places up to the last non-zero digit."""
+    _, digits, exponent = number.as_tuple()
+    assert isinstance(exponent, int)  # finite
+    significant = len(digits)
+    while significant and digits[significant - 1] == 0:
+        significant -= 1
+    if not significant:
+        return 0
+    return max(0, -(exponent + len(digits) - significant))
 
 
 def amount(name: str, value: Any) -> Decimal:

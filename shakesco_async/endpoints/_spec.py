@@ -19,6 +19,8 @@ __all__ = ["Caller", "Endpoint", "Field", "link", "model", "read", "receipt", "s
 R = TypeVar("R")
 T = TypeVar("T")
 Check = Callable[[str, Any], WireValue]
+Rule = Callable[[Mapping[str, WireValue]], None]
+"""A check across fields, on their wire forms; raises ValidationError."""
 _TX_HASH = re.compile(r"0x[0-9a-fA-F]{64}")
 
 
@@ -39,6 +41,7 @@ class Endpoint(Generic[R]):
     fields: tuple[Field, ...]
     parse: Callable[[Any], R]
     customers: tuple[str, ...] = ()
+    rule: Rule | None = None
 
     @property
     def name(self) -> str:
@@ -54,19 +57,26 @@ class Endpoint(Generic[R]):
         unknown = set(params) - {f.name for f in self.fields}
         if unknown:
             raise ValidationError(f"{self.name}() got unexpected fields: {', '.join(sorted(unknown))}")
-        return {f.name: f.check(f.name, params[f.name]) for f in self.fields}
+        wire = {f.name: f.check(f.name, params[f.name]) for f in self.fields}
+        if self.rule is not None:
+            self.rule(wire)
+        return wire
 
 
 def _endpoint(
-    method: Literal["GET", "POST"], path: str, fields: tuple[tuple[str, Check], ...], parse: Callable[[Any], R]
+    method: Literal["GET", "POST"],
+    path: str,
+    fields: tuple[tuple[str, Check], ...],
+    parse: Callable[[Any], R],
+    rule: Rule | None = None,
 ) -> Endpoint[R]:
     customers = tuple(name for name, _ in fields if name.endswith("customer_ref"))
-    return Endpoint(method, path, tuple(Field(n, c) for n, c in fields), parse, customers)
+    return Endpoint(method, path, tuple(Field(n, c) for n, c in fields), parse, customers, rule)
 
 
-def write(path: str, *fields: tuple[str, Check], parse: Callable[[Any], R]) -> Endpoint[R]:
-    """A POST endpoint."""
-    return _endpoint("POST", path, fields, parse)
+def write(path: str, *fields: tuple[str, Check], parse: Callable[[Any], R], rule: Rule | None = None) -> Endpoint[R]:
+    """A POST endpoint; ``rule`` checks its fields together."""
+    return _endpoint("POST", path, fields, parse, rule)
 
 
 def read(path: str, *fields: tuple[str, Check], parse: Callable[[Any], R]) -> Endpoint[R]:

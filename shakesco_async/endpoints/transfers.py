@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from .. import _validate as v
+from .._errors import ValidationError
 from .._models import Link, Receipt
+from .._wire import WireValue
 from ._spec import Caller, link, receipt, write
 from ._types import Amount
+
+
+def _two_customers(wire: Mapping[str, WireValue]) -> None:
+    # Both balances are one balance then: no read could tell whether it was applied.
+    if wire["from_customer_ref"] == wire["to_customer_ref"]:
+        raise ValidationError("transfer_tokens() needs two different customers")
+
 
 TRANSFER_TOKENS = write(
     "/transfer-tokens",
@@ -13,6 +24,7 @@ TRANSFER_TOKENS = write(
     ("to_customer_ref", v.customer_ref),
     ("amount", v.amount),
     parse=receipt,
+    rule=_two_customers,
 )
 UPGRADE_TO_SHAKESCO = write(
     "/upgrade-to-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt

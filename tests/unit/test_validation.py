@@ -34,7 +34,12 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("redeem_tokens", ("c1", True), {}),
     ("redeem_tokens", ("c1", "ten"), {}),
     ("redeem_tokens", ("c1", [1]), {}),
+    ("redeem_tokens", ("c1", "1e1000000000"), {}),  # would be a billion digits on the wire
+    ("redeem_tokens", ("c1", 10**60), {}),
+    ("redeem_tokens", ("c1", "123456789012345678901234567890.123456789012345678901"), {}),
+    ("set_tiers", (0, 5, "1e1000000000"), {}),
     ("transfer_tokens", ("a", "", 1), {}),
+    ("transfer_tokens", ("a", "a", 1), {}),
     ("unstake", ("c1", 1.0), {}),
     ("unstake", ("c1", "0"), {}),
     ("unstake", ("c1", -1), {}),
@@ -98,3 +103,20 @@ async def test_exact_floats_are_accepted(unit_client: ShakescoClient) -> None:
         receipt = await unit_client.redeem_tokens("c1", 1.5)
     assert receipt.tx_hash == TX
     assert (await unit_client.ledger.counts())[EntryState.COMMITTED] == 1
+
+
+async def test_amounts_at_the_edges_go_on_the_wire_exactly(unit_client: ShakescoClient) -> None:
+    from tests.unit._mock import ANY_READ, QUIET_STATE, TX
+
+    largest = "115792089237316195423570985008687907853269984665640564039457.584007913129639935"
+    with aioresponses() as m:
+        m.get(ANY_READ, payload=QUIET_STATE, repeat=True)
+        m.post("https://tokens.test/redeem-tokens", payload={"tx_hash": TX}, repeat=True)
+        m.post("https://tokens.test/set-tiers", payload={"tx_hash": TX})
+        await unit_client.redeem_tokens("c1", Decimal(largest))
+        await unit_client.redeem_tokens("c2", "123456789012345678901234567890.123456789012345678000")
+        await unit_client.set_tiers("0E+1000000000", 5, 10)
+        bodies = b"\n".join(call.kwargs.get("data") or b"" for calls in m.requests.values() for call in calls)
+    assert f'"amount":{largest}'.encode() in bodies
+    assert b'"amount":123456789012345678901234567890.123456789012345678' in bodies
+    assert b'"bronze":0,' in bodies
