@@ -10,7 +10,15 @@ from .._errors import APIError, RateLimited
 from .._models import Link, Receipt
 from .._wire import WireValue, decimal_text
 
-__all__ = ["canonical", "error_record", "is_definitive", "raise_recorded", "result_from_record", "result_record"]
+__all__ = [
+    "canonical",
+    "error_record",
+    "is_definitive",
+    "raise_recorded",
+    "refuses_credentials",
+    "result_from_record",
+    "result_record",
+]
 
 
 def canonical(wire: dict[str, WireValue]) -> dict[str, str | int | bool]:
@@ -37,14 +45,21 @@ def result_from_record(record: dict[str, Any], key: str, *, replayed: bool) -> R
 
 
 def is_definitive(error: APIError) -> bool:
-    """A refusal that proves the write was not applied and will not be by resending now.
+    """A refusal that proves the write was not applied and will not be by resending now:
+    the key's final answer, replayed to every later call with it.
 
-    Rate limits other than the daily cap are not definitive: the write did not apply,
-    and may be sent again later.
+    Not definitive: rate limits other than the daily cap, and refusals of the API key
+    (``refuses_credentials``). The write did not apply, and may be sent again later.
     """
     if isinstance(error, RateLimited) and not isinstance(error, _errors.DailyCapExceeded):
         return False
-    return error.status < 500
+    return error.status < 500 and not refuses_credentials(error)
+
+
+def refuses_credentials(error: APIError) -> bool:
+    """401 or 403: the API key was refused, not the write. The write did not apply, and
+    once the key works again the same key sends it (a revoked key, a token not linked yet)."""
+    return isinstance(error, _errors.Unauthorized | _errors.Forbidden)
 
 
 def error_record(error: APIError) -> dict[str, Any]:

@@ -47,7 +47,15 @@ from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, Ledger
 from ._cleanup import Cleanups
 from ._events import EventKinds
 from ._locks import KeyedLocks
-from ._outcome import canonical, error_record, is_definitive, raise_recorded, result_from_record, result_record
+from ._outcome import (
+    canonical,
+    error_record,
+    is_definitive,
+    raise_recorded,
+    refuses_credentials,
+    result_from_record,
+    result_record,
+)
 from ._settings import GuardSettings
 from ._verify import VERIFIERS, Judgement, Snapshot, Verdict, known_snapshot, snapshot_of, verify
 
@@ -373,6 +381,9 @@ class WriteGuard:
             except APIError as exc:
                 if is_definitive(exc):
                     await self._finish(entry, lease, EntryState.FAILED, error=error_record(exc))
+                    raise
+                if refuses_credentials(exc):  # no use sending again until the key works
+                    await self._give_up_unsent(entry, lease, f"the API refused the key: {exc}")
                     raise
                 if exc.status < 500:  # rate limited: refused, so provably not applied
                     failure: Exception = exc

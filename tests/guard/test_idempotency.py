@@ -84,6 +84,40 @@ async def test_a_failed_key_replays_its_error_without_sending(make_client: Clien
     assert entry.error is not None and entry.error["class"] == "InsufficientBalance"
 
 
+async def test_a_key_the_api_refused_for_its_credentials_is_sent_once_they_work(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    client = make_client()
+    # The key is not (yet) linked to the token, or was revoked and restored meanwhile.
+    sandbox.faults.add("error", endpoint="/upgrade-to-shakesco", count=1, status=403, message="Caller not authorized")
+    sandbox.faults.add("error", endpoint="/upgrade-to-shakesco", count=1, status=401, message="Unauthorized")
+    with pytest.raises(sa.Forbidden):
+        await client.upgrade_to_shakesco("u9", 10, idempotency_key="migrate:u9")
+    entry = await client.ledger.get("migrate:u9")
+    assert entry is not None and entry.state == EntryState.RECORDED  # not applied, and not a final answer
+    with pytest.raises(sa.Unauthorized):  # sent again while the key still fails: nothing applies
+        await client.upgrade_to_shakesco("u9", 10, idempotency_key="migrate:u9")
+
+    receipt = await client.upgrade_to_shakesco("u9", 10, idempotency_key="migrate:u9")
+    assert receipt.tx_hash and not receipt.replayed
+    assert (await client.upgrade_to_shakesco("u9", 10, idempotency_key="migrate:u9")).replayed
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
+async def test_reconcile_sends_a_write_refused_for_its_credentials_once_they_work(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    client = make_client()
+    sandbox.faults.add("error", endpoint="/upgrade-to-shakesco", count=2, status=403, message="Caller not authorized")
+    with pytest.raises(sa.Forbidden):
+        await client.upgrade_to_shakesco("u8", 10, idempotency_key="migrate:u8")
+    summary = await client.reconcile(older_than=0)
+    assert summary.counts["not_applied"] == 1 and summary.counts["failed"] == 0
+    summary = await client.reconcile(older_than=0)  # the key works again
+    assert summary.counts["resent"] == 1
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
 async def test_keys_are_generated_when_not_given(make_client: ClientFactory, sandbox: Sandbox) -> None:
     client = make_client()
     receipt = await client.upgrade_to_shakesco("g1", 1)
