@@ -46,16 +46,24 @@ async def _cancel_when_reached(call: Awaitable[Any], gate: Gate) -> None:
     gate.open.set()
 
 
+async def _cancel_a_signup_once_recorded(client: sa.ShakescoClient, customer: str, key: str | None = None) -> None:
+    """A one-time claim whose caller is cancelled just after its intent was recorded."""
+    gate = Gate()
+    ledger: Any = client.ledger
+    ledger.begin = gate.wrap(ledger.begin)
+    try:
+        await _cancel_when_reached(client.claim_tokens("signup", customer, idempotency_key=key), gate)
+    finally:
+        del ledger.begin
+
+
 async def test_a_write_cancelled_while_its_intent_is_recorded_leaves_no_lease(
-    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    make_client: ClientFactory, sandbox: Sandbox
 ) -> None:
     client = make_client(guard=SHORT_WAIT)
     await client.set_event_details("signup", 50, True)
     await client.set_event_details("visit", 1, False)
-    gate = Gate()
-    monkeypatch.setattr(client.ledger, "begin", gate.wrap(client.ledger.begin))
-    await _cancel_when_reached(client.claim_tokens("signup", "c-cancel"), gate)
-    monkeypatch.undo()
+    await _cancel_a_signup_once_recorded(client, "c-cancel")
 
     await client.claim_tokens("visit", "c-cancel")  # not kept waiting for a lease nobody holds
     assert [w.endpoint for w in sandbox.applied_writes()] == ["/set-event-details"] * 2 + ["/claim-tokens"]
@@ -68,14 +76,11 @@ async def test_a_write_cancelled_while_its_intent_is_recorded_leaves_no_lease(
 
 
 async def test_a_caller_key_cancelled_before_sending_is_sent_once_when_retried(
-    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    make_client: ClientFactory, sandbox: Sandbox
 ) -> None:
     client = make_client(guard=SHORT_WAIT)
     await client.set_event_details("signup", 50, True)
-    gate = Gate()
-    monkeypatch.setattr(client.ledger, "begin", gate.wrap(client.ledger.begin))
-    await _cancel_when_reached(client.claim_tokens("signup", "c-retry", idempotency_key="signup-c-retry"), gate)
-    monkeypatch.undo()
+    await _cancel_a_signup_once_recorded(client, "c-retry", "signup-c-retry")
     await client.guard.drain()  # what the cancelled call left to give back
 
     entry = await client.ledger.get("signup-c-retry")
@@ -153,8 +158,6 @@ async def test_closing_the_client_finishes_what_a_cancelled_call_left(
 ) -> None:
     client = make_client(guard=SHORT_WAIT)
     await client.set_event_details("signup", 50, True)
-    gate = Gate()
-    monkeypatch.setattr(client.ledger, "begin", gate.wrap(client.ledger.begin))
     settle = client.ledger.settle
 
     async def slow_settle(*args: Any, **kwargs: Any) -> bool:
@@ -162,7 +165,7 @@ async def test_closing_the_client_finishes_what_a_cancelled_call_left(
         return await settle(*args, **kwargs)
 
     monkeypatch.setattr(client.ledger, "settle", slow_settle)
-    await _cancel_when_reached(client.claim_tokens("signup", "c-close", idempotency_key="closing"), gate)
+    await _cancel_a_signup_once_recorded(client, "c-close", "closing")
     await client.aclose()
 
     other = make_client(guard=SHORT_WAIT)  # as the next process would see the ledger
