@@ -38,7 +38,7 @@ def add_ledger_parsers(commands: Any) -> None:
     listing = sub.add_parser("list", parents=[common], help="entries, oldest first")
     listing.add_argument("--state", choices=[s.value for s in EntryState], action="append")
     listing.add_argument("--customer")
-    listing.add_argument("--limit", type=int, default=None)
+    listing.add_argument("--limit", type=_at_least_one, default=None)
     listing.set_defaults(run=_command(_list))
     show = sub.add_parser("show", parents=[common], help="one entry in full")
     show.add_argument("key")
@@ -50,7 +50,7 @@ def add_ledger_parsers(commands: Any) -> None:
     export.set_defaults(run=_command(_export))
     move = sub.add_parser("move-to-postgres", parents=[common], help="copy open and recent entries into PostgreSQL")
     move.add_argument("dsn", help="postgresql:// DSN of the shared ledger")
-    move.add_argument("--recent-days", type=float, default=30.0, help="also copy final entries this recent")
+    move.add_argument("--recent-days", type=_not_negative, default=30.0, help="also copy final entries this recent")
     move.set_defaults(run=_command(_move))
 
     reconcile = commands.add_parser(
@@ -60,8 +60,22 @@ def add_ledger_parsers(commands: Any) -> None:
     reconcile.add_argument("--older-than", type=float, default=30.0, help="skip entries touched in the last N s")
     reconcile.add_argument("--concurrency", type=int, default=8)
     reconcile.add_argument("--resend", choices=["caller", "all", "none"], default="caller")
-    reconcile.add_argument("--limit", type=int, default=None)
+    reconcile.add_argument("--limit", type=_at_least_one, default=None)
     reconcile.set_defaults(run=_command(_reconcile))
+
+
+def _at_least_one(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
+    return number
+
+
+def _not_negative(text: str) -> float:
+    number = float(text)
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {text}")
+    return number
 
 
 def _command(handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) -> Callable[[argparse.Namespace], int]:

@@ -79,6 +79,20 @@ async def test_missing_ledger_is_an_error(tmp_path: Path) -> None:
     assert not (tmp_path / "none.sqlite3").exists()
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("ledger", "list", "--limit", "-5"),
+        ("ledger", "list", "--limit", "0"),
+        ("reconcile", "--limit", "0"),
+        ("ledger", "move-to-postgres", "postgresql://127.0.0.1:1/x", "--recent-days", "-1"),
+    ],
+)
+async def test_bad_options_are_refused(ledger_file: Path, args: tuple[str, ...]) -> None:
+    code, out, err = await _cli(*args, "--ledger", str(ledger_file))
+    assert code == 2 and "must" in err and out == ""
+
+
 async def test_reconcile_command(ledger_file: Path, sandbox: Sandbox) -> None:
     env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url}
     code, out, _ = await _cli(
