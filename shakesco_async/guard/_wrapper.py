@@ -574,6 +574,10 @@ class WriteGuard:
             return ("in_doubt", exc.reason)
         except LeaseLost as exc:  # nothing sent; the entry is the new lease holder's to settle
             return ("busy", str(exc))
+        except LedgerError:
+            # Whatever was sent is unknown to this pass: the pass fails, and the entry, still
+            # open, is judged by the next one.
+            raise
         except APIError as exc:
             return ("failed" if is_definitive(exc) else "not_applied", str(exc))
         except ShakescoError as exc:

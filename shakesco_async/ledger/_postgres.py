@@ -11,14 +11,15 @@ customer, whatever the lease TTL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from importlib import resources
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
 
@@ -27,6 +28,24 @@ from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "open_entries_sql", "schema_sql"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def _ledger_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
+    """A lost connection or a failed statement surfaces as ``LedgerError``, as with SQLite."""
+
+    @functools.wraps(method)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except _DB_ERRORS as exc:
+            raise LedgerError(f"PostgreSQL ledger: {type(exc).__name__}: {exc}") from exc
+
+    return call
+
 
 SCHEMA_VERSION = 4
 ANY_BUSINESS = "*"
@@ -212,6 +231,7 @@ class PostgresLedger(Ledger):
     def _lock_key(self, name: str) -> str:
         return f"{self.business}\x1f{name}"
 
+    @_ledger_errors
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
         if not customers:
             return None
@@ -222,23 +242,39 @@ class PostgresLedger(Ledger):
             if any(self._holders.get(n, owner) != owner for n in customers):
                 return time.time() + 0.05
             taken: list[str] = []
-            for name in customers:
-                if self._holders.get(name) == owner:
-                    continue
-                got = await conn.fetchval("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key(name))
-                if not got:
-                    for done in taken:
-                        await self._unlock(conn, done)
-                    return time.time() + 0.05  # held by another process; poll again soon
-                self._holders[name] = owner
-                taken.append(name)
+            try:
+                for name in customers:
+                    if self._holders.get(name) == owner:
+                        continue
+                    got = await conn.fetchval(
+                        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key(name)
+                    )
+                    if not got:
+                        await self._unlock_all(conn, taken)
+                        return time.time() + 0.05  # held by another process; poll again soon
+                    self._holders[name] = owner
+                    taken.append(name)
+            except BaseException:
+                # All or nothing: a caller that gets an error holds none of these.
+                with contextlib.suppress(*_DB_ERRORS):  # a session that is gone holds nothing
+                    await self._unlock_all(conn, taken)
+                raise
             return None
+
+    async def _unlock_all(self, conn: asyncpg.Connection, names: Sequence[str]) -> None:
+        try:
+            for name in names:
+                await self._unlock(conn, name)
+        finally:
+            for name in names:
+                self._holders.pop(name, None)
 
     async def _unlock(self, conn: asyncpg.Connection, name: str) -> None:
         self._holders.pop(name, None)
         if not conn.is_closed():
             await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", self._lock_key(name))
 
+    @_ledger_errors
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         # To its end even if the caller is cancelled: a lock forgotten here but still held by
         # the session would keep the customer from every host until this process ends.
@@ -258,6 +294,7 @@ class PostgresLedger(Ledger):
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {self._t} WHERE key = $1 AND {scope}", key, *args)
         return None if row is None else _entry(row)
 
+    @_ledger_errors
     async def begin(
         self,
         intent: Intent,
@@ -302,6 +339,7 @@ class PostgresLedger(Ledger):
         others = await self.open_entries(intent.customers, exclude=intent.key)
         return Begun(_entry(row), created=True, others=tuple(others))
 
+    @_ledger_errors
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:
             return []
@@ -315,6 +353,7 @@ class PostgresLedger(Ledger):
         )
         return [_entry(r) for r in rows]
 
+    @_ledger_errors
     async def mark_sending(
         self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
     ) -> None:
@@ -333,6 +372,7 @@ class PostgresLedger(Ledger):
             key,
         )
 
+    @_ledger_errors
     async def settle(
         self,
         key: str,
@@ -363,6 +403,7 @@ class PostgresLedger(Ledger):
             await self.release(release, owner=owner)
         return bool(status.endswith(" 1"))
 
+    @_ledger_errors
     async def claim_open(
         self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
     ) -> list[LedgerEntry]:
@@ -378,6 +419,7 @@ class PostgresLedger(Ledger):
         )
         return sorted((_entry(r) for r in rows), key=lambda e: (e.created_at, e.key))
 
+    @_ledger_errors
     async def unclaim(self, owner: str, keys: Sequence[str]) -> None:
         if not keys:
             return
@@ -390,6 +432,7 @@ class PostgresLedger(Ledger):
             list(keys),
         )
 
+    @_ledger_errors
     async def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert entries moved from another ledger (with their business); existing keys win."""
         pool = await self._pool_conn()
@@ -420,9 +463,11 @@ class PostgresLedger(Ledger):
         return inserted
 
     # -- inspection ------------------------------------------------------------------------------
+    @_ledger_errors
     async def get(self, key: str) -> LedgerEntry | None:
         return await self._get(await self._pool_conn(), key)
 
+    @_ledger_errors
     async def entries(
         self,
         *,
@@ -449,6 +494,7 @@ class PostgresLedger(Ledger):
             sql += f" LIMIT ${len(args)}"
         return [_entry(r) for r in await pool.fetch(sql, *args)]
 
+    @_ledger_errors
     async def counts(self) -> dict[EntryState, int]:
         pool = await self._pool_conn()
         scope, args = self._scope(1)

@@ -1,4 +1,4 @@
-"""A write never leaves on a lease its process no longer holds."""
+"""A write never leaves on a lease its process no longer holds, and no failed call keeps one."""
 
 from __future__ import annotations
 
@@ -131,3 +131,41 @@ async def test_a_lease_with_its_slack_intact_is_not_renewed(make_client: ClientF
     await client.claim_tokens("signup", "quick", idempotency_key="quick")
     entry = await client.ledger.get("quick")
     assert entry is not None and entry.attempts == 1  # one commit before the send, not two
+
+
+class _LockFailsOnce:
+    """A PostgreSQL lease session that drops while taking the second of two locks."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.locks = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        if "pg_try_advisory_lock" in sql:
+            self.locks += 1
+            if self.locks == 2:
+                raise ConnectionResetError("connection reset by peer")
+        return await self._conn.fetchval(sql, *args)
+
+
+async def test_a_postgres_lease_half_taken_when_its_session_fails_is_given_back(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    if ledger_spec.backend != "postgres":
+        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
+    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
+    await client.upgrade_to_shakesco("c-from", 10)  # the lease session is open
+    ledger: Any = client.ledger
+    session = ledger._lease_conn
+    ledger._lease_conn = _LockFailsOnce(session)
+    try:
+        with pytest.raises(sa.LedgerError, match="ConnectionResetError"):
+            await client.transfer_tokens("c-from", "c-to", 1)
+    finally:
+        ledger._lease_conn = session
+    assert ledger._holders == {}
+    await client.transfer_tokens("c-from", "c-to", 1)  # neither customer is left held
+    assert await client.balance("c-to") == 1

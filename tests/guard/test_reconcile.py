@@ -432,3 +432,25 @@ async def test_a_verdict_does_not_undo_what_another_writer_settled_meanwhile(
     assert summary.counts["final"] == 1  # settled meanwhile: not counted as this pass's verdict
     entry = await client.ledger.get("raced")
     assert entry is not None and entry.state == EntryState.COMMITTED  # not recorded: no replay sends it again
+
+
+async def test_a_ledger_failure_after_a_resend_fails_the_pass_and_the_next_one_settles_it(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = make_client()
+    await die_at(client, "recorded", "unsent", "c-ledger", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    settle = client.ledger.settle
+
+    async def broken(key: str, state: EntryState, **kwargs: Any) -> bool:
+        if state == EntryState.COMMITTED:
+            raise sa.LedgerError("ledger write failed: disk I/O error")
+        return await settle(key, state, **kwargs)
+
+    monkeypatch.setattr(client.ledger, "settle", broken)
+    with pytest.raises(sa.LedgerError, match="disk I/O"):  # not counted as "not_applied"
+        await client.reconcile(older_than=0)
+    monkeypatch.undo()
+    summary = await client.reconcile(older_than=0)
+    assert summary.counts["committed"] == 1  # verified applied, not sent again
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
