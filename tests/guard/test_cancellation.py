@@ -15,6 +15,7 @@ from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
 from tests.support.ledgers import LedgerSpec
+from tests.support.pg_session import lease_session
 
 # Leases long enough that a leaked one would still be held when the next write waits for it.
 SHORT_WAIT = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3)
@@ -57,12 +58,18 @@ async def _cancel_a_signup_once_recorded(client: sa.ShakescoClient, customer: st
         del ledger.begin
 
 
-async def test_a_write_cancelled_while_its_intent_is_recorded_leaves_no_lease(
-    make_client: ClientFactory, sandbox: Sandbox
-) -> None:
+async def _with_two_events(make_client: ClientFactory) -> sa.ShakescoClient:
+    """A client, and a one-time event (signup) and a repeatable one (visit) to claim."""
     client = make_client(guard=SHORT_WAIT)
     await client.set_event_details("signup", 50, True)
     await client.set_event_details("visit", 1, False)
+    return client
+
+
+async def test_a_write_cancelled_while_its_intent_is_recorded_leaves_no_lease(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    client = await _with_two_events(make_client)
     await _cancel_a_signup_once_recorded(client, "c-cancel")
 
     await client.claim_tokens("visit", "c-cancel")  # not kept waiting for a lease nobody holds
@@ -137,9 +144,7 @@ async def test_a_cancelled_reconcile_gives_back_every_lease_it_took(
 async def test_a_write_timed_out_in_flight_is_verified_not_sent_again(
     make_client: ClientFactory, sandbox: Sandbox
 ) -> None:
-    client = make_client(guard=SHORT_WAIT)
-    await client.set_event_details("signup", 50, True)
-    await client.set_event_details("visit", 1, False)
+    client = await _with_two_events(make_client)
     sandbox.faults.add("delay", endpoint="/claim-tokens", count=1, delay=1.0)  # applied, answered late
     with pytest.raises(TimeoutError):
         await asyncio.wait_for(client.claim_tokens("signup", "c-late", idempotency_key="late"), 0.2)
@@ -174,23 +179,6 @@ async def test_closing_the_client_finishes_what_a_cancelled_call_left(
     assert (await other.claim_tokens("signup", "c-close", idempotency_key="closing")).tx_hash
 
 
-class _SlowUnlock:
-    """A PostgreSQL lease session whose unlocks take a while (a slow network, say)."""
-
-    def __init__(self, conn: Any, reached: asyncio.Event) -> None:
-        self._conn = conn
-        self._reached = reached
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        if "unlock" in sql:
-            self._reached.set()
-            await asyncio.sleep(0.2)
-        return await self._conn.fetchval(sql, *args)
-
-
 async def test_a_call_cancelled_while_postgres_gives_its_lease_back_still_gives_it_back(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
@@ -199,17 +187,21 @@ async def test_a_call_cancelled_while_postgres_gives_its_lease_back_still_gives_
     client = make_client(guard=SHORT_WAIT)
     await client.set_event_details("visit", 1, False)
     await client.claim_tokens("visit", "c-warm")  # the lease session is open
-    ledger: Any = client.ledger
-    session, reached = ledger._lease_conn, asyncio.Event()
-    ledger._lease_conn = _SlowUnlock(session, reached)
-    task = asyncio.ensure_future(client.claim_tokens("visit", "c-pg"))
-    await reached.wait()  # applied; its lease is being given back
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    await client.guard.drain()
-    await asyncio.sleep(0.3)
-    ledger._lease_conn = session
+    reached = asyncio.Event()
+
+    async def slow_unlock(sql: str) -> None:  # a slow network, say
+        if "unlock" in sql:
+            reached.set()
+            await asyncio.sleep(0.2)
+
+    with lease_session(client.ledger, slow_unlock):
+        task = asyncio.ensure_future(client.claim_tokens("visit", "c-pg"))
+        await reached.wait()  # applied; its lease is being given back
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await client.guard.drain()
+        await asyncio.sleep(0.3)
 
     other = make_client(guard=SHORT_WAIT)  # another host: its own session
     await other.claim_tokens("visit", "c-pg")

@@ -15,6 +15,7 @@ from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
 from tests.support.ledgers import LedgerSpec
+from tests.support.pg_session import lease_session
 
 
 async def test_a_retry_is_not_sent_once_another_process_took_the_lease(
@@ -133,24 +134,6 @@ async def test_a_lease_with_its_slack_intact_is_not_renewed(make_client: ClientF
     assert entry is not None and entry.attempts == 1  # one commit before the send, not two
 
 
-class _LockFailsOnce:
-    """A PostgreSQL lease session that drops while taking the second of two locks."""
-
-    def __init__(self, conn: Any) -> None:
-        self._conn = conn
-        self.locks = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-    async def fetchval(self, sql: str, *args: Any) -> Any:
-        if "pg_try_advisory_lock" in sql:
-            self.locks += 1
-            if self.locks == 2:
-                raise ConnectionResetError("connection reset by peer")
-        return await self._conn.fetchval(sql, *args)
-
-
 async def test_a_postgres_lease_half_taken_when_its_session_fails_is_given_back(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
@@ -158,14 +141,18 @@ async def test_a_postgres_lease_half_taken_when_its_session_fails_is_given_back(
         pytest.skip("PostgreSQL's leases are advisory locks held by a session")
     client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
     await client.upgrade_to_shakesco("c-from", 10)  # the lease session is open
+    locks = 0
+
+    async def drop_on_the_second_lock(sql: str) -> None:
+        nonlocal locks
+        if "pg_try_advisory_lock" in sql:
+            locks += 1
+            if locks == 2:
+                raise ConnectionResetError("connection reset by peer")
+
     ledger: Any = client.ledger
-    session = ledger._lease_conn
-    ledger._lease_conn = _LockFailsOnce(session)
-    try:
-        with pytest.raises(sa.LedgerError, match="ConnectionResetError"):
-            await client.transfer_tokens("c-from", "c-to", 1)
-    finally:
-        ledger._lease_conn = session
+    with lease_session(ledger, drop_on_the_second_lock), pytest.raises(sa.LedgerError, match="ConnectionReset"):
+        await client.transfer_tokens("c-from", "c-to", 1)
     assert ledger._holders == {}
     await client.transfer_tokens("c-from", "c-to", 1)  # neither customer is left held
     assert await client.balance("c-to") == 1
