@@ -102,6 +102,9 @@ _MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+MOVED = 1_000_000
+"""Added to the schema version of a ledger whose entries were moved to PostgreSQL: no SDK
+opens it again, so none can send what the shared ledger now owns."""
 ANY_BUSINESS = "*"
 """A read-only view across every business in the file (for inspection tools)."""
 
@@ -206,6 +209,12 @@ class SQLiteLedger(Ledger):
             async with db.execute("PRAGMA user_version") as cur:
                 row = await cur.fetchone()
             version = int(row[0]) if row else 0
+            if version >= MOVED:
+                raise LedgerError(
+                    f"ledger {str(self.path)!r} was moved to PostgreSQL (shakesco-async ledger"
+                    " move-to-postgres): its open entries are settled there now. The file is otherwise"
+                    f" intact; `PRAGMA user_version = {version - MOVED}` makes it a ledger again"
+                )
             if version > SCHEMA_VERSION:
                 raise LedgerError(
                     f"ledger schema version {version} is newer than this SDK understands ({SCHEMA_VERSION})"

@@ -9,7 +9,9 @@ import asyncpg
 import pytest
 
 import shakesco_async as sa
-from shakesco_async.ledger import EntryState, KeySource, open_ledger
+from shakesco_async.endpoints.rewards import CLAIM_TOKENS
+from shakesco_async.guard._outcome import canonical
+from shakesco_async.ledger import EntryState, Intent, KeySource, open_ledger
 from shakesco_async.ledger._postgres import SCHEMA_VERSION, PostgresLedger, claim_sql, open_entries_sql, schema_sql
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD, postgres_spec
@@ -126,15 +128,21 @@ async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(
     ) as old:
         await old.upgrade_to_shakesco("m1", 5, idempotency_key="done-before")
         await die_at(old, "sending_applied", "left-open", "m2", KeySource.CALLER)
+        # A repeatable claim recorded by a process that died before sending it.
+        await old.set_event_details("visit", 1, False)
+        wire = CLAIM_TOKENS.prepare({"event_name": "visit", "customer_ref": "m3"})
+        intent = Intent("never-sent", CLAIM_TOKENS.path, canonical(wire), ("m3",), KeySource.CALLER)
+        assert (await old.ledger.begin(intent, owner="dead-process", lease_ttl=0.05)).created
     schema = "shakesco"
     code, out, err = await _cli("ledger", "move-to-postgres", postgres_dsn, "--ledger", str(path), "--json", env={})
     assert code == 0, err
-    assert json.loads(out) == {"read": 2, "inserted": 2}
+    assert json.loads(out) == {"read": 4, "inserted": 4}
     env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url, "SHAKESCO_LEDGER": postgres_dsn}
     code, out, _ = await _cli("ledger", "stats", "--json", env=env)
     assert json.loads(out)["sending"] == 1
     code, out, _ = await _cli("reconcile", "--older-than", "0", "--json", env=env)
     assert code == 0 and json.loads(out)["counts"]["committed"] == 1
+    assert json.loads(out)["counts"]["resent"] == 1  # "never-sent", now sent once
     # The same keys on the shared ledger replay instead of sending again.
     async with sa.ShakescoClient(
         sandbox.api_key, base_url=sandbox.base_url, ledger=postgres_dsn, timeout=2.0, guard=FAST_GUARD
@@ -143,11 +151,41 @@ async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(
         assert replay.replayed
     assert len(sandbox.applied_writes(idempotency_key="done-before")) == 1
     assert len(sandbox.applied_writes(idempotency_key="left-open")) == 1
+
+    # The old file is retired: a forgotten worker or reconcile on it cannot send again
+    # what the shared ledger already settled.
+    env_old = {**env, "SHAKESCO_LEDGER": str(path)}
+    code, _, err = await _cli("reconcile", "--older-than", "0", env=env_old)
+    assert code != 0 and "moved to PostgreSQL" in err
+    assert len(sandbox.applied_writes(idempotency_key="never-sent")) == 1
+    async with sa.ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as stale:
+        with pytest.raises(sa.LedgerError, match="moved to PostgreSQL"):
+            await stale.upgrade_to_shakesco("m2", 10, idempotency_key="left-open")
+    assert len(sandbox.applied_writes(idempotency_key="left-open")) == 1
+    code, _, err = await _cli("ledger", "move-to-postgres", postgres_dsn, "--ledger", str(path), env={})
+    assert code != 0 and "already" in err
     conn = await asyncpg.connect(postgres_dsn)
     try:
         await conn.execute(f"DROP SCHEMA {schema} CASCADE")
     finally:
         await conn.close()
+
+
+async def test_a_move_that_fails_leaves_the_sqlite_ledger_as_it_was(sandbox: Sandbox, tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite3"
+    async with sa.ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as old:
+        await old.upgrade_to_shakesco("f1", 5, idempotency_key="kept")
+    dsn = "postgresql://nobody@127.0.0.1:1/none"
+    code, _, err = await _cli("ledger", "move-to-postgres", dsn, "--ledger", str(path), env={})
+    assert code != 0 and "PostgreSQL" in err
+    async with sa.ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as again:
+        assert (await again.upgrade_to_shakesco("f1", 5, idempotency_key="kept")).replayed
 
 
 @pytest.mark.parametrize("dsn", ["postgresql://nobody@127.0.0.1:1/none"])
