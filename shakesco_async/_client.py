@@ -11,7 +11,7 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 
-from ._config import ApiKey, resolve_api_key, resolve_base_url, resolve_ledger
+from ._config import ApiKey, resolve_api_key, resolve_base_url, resolve_ledger, resolve_ledger_scope
 from ._errors import (
     APIError,
     ConfigurationError,
@@ -57,6 +57,7 @@ class ShakescoClient(EndpointMethods):
         max_retries: int = 2,
         session: aiohttp.ClientSession | None = None,
         guard: GuardSettings | None = None,
+        ledger_scope: str | None = None,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
             raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
@@ -71,8 +72,12 @@ class ShakescoClient(EndpointMethods):
         self._transport = Transport(
             self.base_url, self._api_key, timeout=self.timeout, version=VERSION, session=session
         )
+        if isinstance(ledger, Ledger) and ledger_scope is not None:
+            raise ConfigurationError("ledger_scope names a ledger the client opens; a Ledger has its own business=")
         target: Any = resolve_ledger(ledger)
-        self._ledger = open_ledger(target, business=self._api_key.fingerprint, synchronous=self._settings.synchronous)
+        business = resolve_ledger_scope(ledger_scope, self._api_key)
+        assert business is not None  # there is a key
+        self._ledger = open_ledger(target, business=business, synchronous=self._settings.synchronous)
         self._owns_ledger = not isinstance(ledger, Ledger)
         self._reconciler: asyncio.Task[None] | None = None
         self._guard = WriteGuard(

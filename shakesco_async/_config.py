@@ -10,7 +10,15 @@ import yarl
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_BASE_URL", "DEFAULT_LEDGER", "ApiKey", "resolve_api_key", "resolve_base_url", "resolve_ledger"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_LEDGER",
+    "ApiKey",
+    "resolve_api_key",
+    "resolve_base_url",
+    "resolve_ledger",
+    "resolve_ledger_scope",
+]
 
 DEFAULT_BASE_URL = "https://tokens.shakesco.com"
 DEFAULT_LEDGER = "shakesco-ledger.sqlite3"
@@ -77,3 +85,27 @@ def resolve_base_url(base_url: str | None) -> yarl.URL:
 
 def resolve_ledger(ledger: object) -> object:
     return ledger if ledger is not None else os.environ.get("SHAKESCO_LEDGER", DEFAULT_LEDGER)
+
+
+def resolve_ledger_scope(scope: object, api_key: ApiKey | None) -> str | None:
+    """The name a client's entries are kept under in the ledger: ``scope``, else env
+    ``SHAKESCO_LEDGER_SCOPE``, else the API key's fingerprint (None without a key).
+
+    A name of your own survives a rotation of the API key: the new key sees the entries
+    and idempotency keys the old one made. It must be the business's alone.
+    """
+    value = scope if scope is not None else (os.environ.get("SHAKESCO_LEDGER_SCOPE") or None)
+    if value is None:
+        return None if api_key is None else api_key.fingerprint
+    if (
+        not isinstance(value, str)
+        or not value.strip()
+        or len(value) > _MAX_SCOPE
+        or not value.isprintable()
+        or value == "*"
+    ):
+        raise ConfigurationError(f"ledger_scope must be a printable name of 1 to {_MAX_SCOPE} characters, not '*'")
+    return value
+
+
+_MAX_SCOPE = 128

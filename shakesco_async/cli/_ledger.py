@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from .._client import ShakescoClient
-from .._config import DEFAULT_LEDGER, resolve_api_key
+from .._config import DEFAULT_LEDGER, ApiKey, resolve_api_key, resolve_ledger_scope
 from .._errors import ConfigurationError
 from ..ledger import EntryState, Ledger, open_ledger
 from ..ledger._sqlite import ANY_BUSINESS
@@ -95,12 +95,13 @@ def _is_dsn(target: str) -> bool:
 
 @asynccontextmanager
 async def _open(args: argparse.Namespace) -> AsyncIterator[Ledger]:
-    """The ledger, scoped to SHAKESCO_API_KEY's business when set, else every business (read-only)."""
+    """The ledger, scoped as a client would be (SHAKESCO_LEDGER_SCOPE, else SHAKESCO_API_KEY's
+    business) when either is set, else every business (read-only)."""
     try:
-        business = resolve_api_key(None).fingerprint
+        key: ApiKey | None = resolve_api_key(None)
     except ConfigurationError:
-        business = ANY_BUSINESS
-    ledger = open_ledger(args.ledger, business=business)
+        key = None
+    ledger = open_ledger(args.ledger, business=resolve_ledger_scope(None, key) or ANY_BUSINESS)
     try:
         yield ledger
     finally:

@@ -53,6 +53,11 @@ class Sandbox:
         self.businesses[api_key] = business
         return business
 
+    def rotate_key(self, old: str, new: str) -> None:
+        """Give the business behind ``old`` the key ``new``; ``old`` answers 401 from now on,
+        as after a rotation in the dashboard."""
+        self.businesses[new] = self.businesses.pop(old)
+
     def business(self, api_key: str | None = None) -> Business:
         """The state behind a key, for assertions."""
         return self.businesses[api_key or self.api_key]
