@@ -141,7 +141,9 @@ class SQLiteLedger(Ledger):
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
-        self.path = Path(path)
+        # Fixed where the ledger is made: a process that changes directory later must not
+        # start a second ledger beside the first.
+        self.path = Path(path) if str(path) == ":memory:" else Path(path).absolute()
         self.business = business
         self.synchronous = synchronous
         self._writer: aiosqlite.Connection | None = None

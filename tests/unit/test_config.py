@@ -209,3 +209,21 @@ async def test_an_sdk_that_deletes_leases_cannot_share_a_fenced_ledger(tmp_path:
     with pytest.raises(LedgerError, match="newer than this SDK"):
         async with SQLiteLedger(path, business="b") as ledger:
             await ledger.counts()
+
+
+async def test_a_relative_ledger_path_is_fixed_where_the_client_is_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.unit._mock import ANY_READ, QUIET_STATE, TX
+
+    monkeypatch.chdir(tmp_path)
+    client = ShakescoClient(UNIT_KEY, base_url=UNIT_URL, ledger="ledger.sqlite3")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # a process that changes directory later
+    async with client:
+        with aioresponses() as m:
+            m.get(ANY_READ, payload=QUIET_STATE, repeat=True)
+            m.post(f"{UNIT_URL}/expire-tokens", payload={"tx_hash": TX})
+            await client.expire_tokens("c1")
+    assert (tmp_path / "ledger.sqlite3").exists()
+    assert not (tmp_path / "elsewhere" / "ledger.sqlite3").exists()
