@@ -105,6 +105,9 @@ def resolve_ledger_scope(scope: object, api_key: ApiKey | None) -> str | None:
         or value == "*"
     ):
         raise ConfigurationError(f"ledger_scope must be a printable name of 1 to {_MAX_SCOPE} characters, not '*'")
+    if api_key is not None and value.strip() == api_key.reveal():
+        # The scope is written into every ledger row; the key must never be.
+        raise ConfigurationError("ledger_scope must not be the API key: pick a name of your own")
     return value
 
 

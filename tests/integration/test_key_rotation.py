@@ -68,6 +68,13 @@ def test_a_bad_scope_is_refused(tmp_path: Path, scope: Any) -> None:
     assert not (tmp_path / "l.sqlite3").exists()
 
 
+def test_the_api_key_is_refused_as_a_scope(tmp_path: Path) -> None:
+    with pytest.raises(sa.ConfigurationError, match="must not be the API key") as info:
+        sa.ShakescoClient("sk_secret_123", ledger=tmp_path / "l.sqlite3", ledger_scope="sk_secret_123")
+    assert "sk_secret_123" not in str(info.value)
+    assert not (tmp_path / "l.sqlite3").exists()
+
+
 def test_a_scope_with_a_ledger_instance_is_refused(tmp_path: Path) -> None:
     with pytest.raises(sa.ConfigurationError, match="business="):
         sa.ShakescoClient("sk_test", ledger=SQLiteLedger(tmp_path / "l.sqlite3", business="b"), ledger_scope="acme")
