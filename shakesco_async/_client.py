@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -192,7 +193,8 @@ class ShakescoClient(EndpointMethods):
         if not 200 <= response.status < 300:
             raise error_from_response(response.status, response.text, response.retry_after)
         try:
-            data = json.loads(response.text)
+            # Amounts answered as JSON numbers stay exact (a float keeps ~17 digits, not 18 decimals)
+            data = json.loads(response.text, parse_float=Decimal)
         except ValueError:
             raise MalformedResponse(
                 f"{endpoint.path} answered {response.status} with a non-JSON body", response.text

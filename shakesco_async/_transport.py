@@ -95,8 +95,16 @@ class Transport:
             params = encode_query(fields)
         started = time.perf_counter()
         try:
+            # A caller's session may raise for status or follow redirects: every answer is ours to read.
             async with session.request(
-                method, url, params=params, data=data, headers=headers, timeout=self._timeout, allow_redirects=False
+                method,
+                url,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,
+                raise_for_status=False,
             ) as resp:
                 # JSON is UTF-8 (RFC 8259): no charset sniffing
                 text = (await resp.read()).decode("utf-8", errors="replace")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import aiohttp
 import pytest
 
 import shakesco_async as sa
@@ -229,3 +230,22 @@ async def test_fee_limit_and_transaction_failed_rows(client: ShakescoClient, san
     sandbox.faults.add("fail_before_commit", endpoint="/event-counter", on="read")
     with pytest.raises(sa.TransactionFailed):
         await client.event_counter()
+
+
+async def test_a_shared_session_that_raises_for_status_changes_nothing(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    # A caller's session made with raise_for_status=True must not turn the API's answers
+    # into connection errors: a duplicate claim would then be "verified" as applied.
+    async with aiohttp.ClientSession(raise_for_status=True) as session:
+        client = make_client(session=session)
+        await _events(client)
+        first = await client.claim_tokens("signup", "erin")
+        with pytest.raises(sa.EventAlreadyClaimed):
+            await client.claim_tokens("signup", "erin")
+        with pytest.raises(sa.EventNotFound):
+            await client.claim_tokens("nope", "erin")
+        assert await client.balance("erin") == Decimal(50)
+        counts = await client.ledger.counts()
+    assert first.verified is False  # the API's own answer, not a verification
+    assert (counts.get(sa.EntryState.COMMITTED), counts.get(sa.EntryState.FAILED)) == (3, 2)

@@ -286,3 +286,13 @@ async def test_missing_optional_fields_do_not_crash_reads(unit_client: ShakescoC
         m.get(ANY_READ, payload={"name": "X"})
         info = await unit_client.token_info()
     assert info == TokenInfo(name="X")
+
+
+async def test_amounts_answered_as_json_numbers_are_read_exactly(unit_client: ShakescoClient) -> None:
+    # The docs say amounts come as strings; a JSON number with 18 decimals must not pass
+    # through a binary float (1.000000000000000001 would read as 1.0, and a verification
+    # comparing balances would then see no change).
+    with aioresponses() as m:
+        m.get(ANY_READ, body='{"balance": 1.000000000000000001}', content_type="application/json")
+        balance = await unit_client.balance("c")
+    assert balance == Decimal("1.000000000000000001")
