@@ -16,7 +16,7 @@ import attrs
 import yarl
 
 from ._config import ApiKey
-from ._errors import TransportError, TransportTimeout
+from ._errors import ConfigurationError, TransportError, TransportTimeout
 from ._retry import parse_retry_after
 from ._wire import WireValue, encode_body, encode_query
 
@@ -50,6 +50,9 @@ class Transport:
         version: str,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
+        if session is not None and session.auth is not None:
+            # aiohttp refuses every request that has both: fail here, before anything is recorded
+            raise ConfigurationError("the session= passed has its own auth; the SDK sends the API key itself")
         self._base_url = base_url
         self._api_key = api_key
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -64,6 +67,8 @@ class Transport:
             raise TransportError("the client is closed", sent=False)
         if self._session is None:
             self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+        elif self._session.closed:
+            raise TransportError("the HTTP session passed as session= is closed", sent=False)
         return self._session
 
     async def send(

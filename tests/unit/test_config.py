@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from shakesco_async import ConfigurationError, GuardSettings, ShakescoClient, Unauthorized
+from shakesco_async import ConfigurationError, EntryState, GuardSettings, ShakescoClient, TransportError, Unauthorized
 from tests.conftest import UNIT_KEY, UNIT_URL
 
 
@@ -227,3 +228,26 @@ async def test_a_relative_ledger_path_is_fixed_where_the_client_is_made(
             await client.expire_tokens("c1")
     assert (tmp_path / "ledger.sqlite3").exists()
     assert not (tmp_path / "elsewhere" / "ledger.sqlite3").exists()
+
+
+async def test_a_closed_shared_session_is_a_transport_error_not_a_crash(tmp_path: Path) -> None:
+    session = aiohttp.ClientSession()
+    await session.close()
+    async with ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3", session=session) as client:
+        with pytest.raises(TransportError, match="session= is closed") as caught:
+            await client.event_counter()
+        with pytest.raises(TransportError):
+            await client.claim_tokens("signup", "c")
+        counts = await client.ledger.counts()
+    assert caught.value.sent is False
+    assert counts[EntryState.SENDING] == counts[EntryState.IN_DOUBT] == 0  # nothing left open
+
+
+async def test_a_shared_session_with_its_own_auth_is_refused_at_construction(tmp_path: Path) -> None:
+    with warnings.catch_warnings():  # aiohttp 3.14 deprecates session auth, but still has it
+        warnings.simplefilter("ignore", DeprecationWarning)
+        session = aiohttp.ClientSession(auth=aiohttp.BasicAuth("user", "pass"))
+    async with session:
+        with pytest.raises(ConfigurationError, match="own auth"):
+            ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3", session=session)
+    assert not (tmp_path / "l.sqlite3").exists()
