@@ -154,8 +154,7 @@ class WriteGuard:
                 made = wire if created else None
                 return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made))
             finally:
-                if not lease.released:
-                    await self._cleanups.finish(self.ledger.release(lease.names, owner=owner))
+                await self._give_back(lease)
                 if endpoint.path == _SET_EVENT:
                     self._events.forget(str(wire["event_name"]))
 
@@ -268,19 +267,50 @@ class WriteGuard:
         await self._resolve_others(entry, lease, others)
         return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
 
-    async def _finish(self, entry: LedgerEntry, lease: _Lease, state: EntryState, **details: Any) -> bool:
+    async def _finish(
+        self, entry: LedgerEntry, lease: _Lease, state: EntryState, *, sent: bool = False, **details: Any
+    ) -> bool:
         """The call's last word on its entry, committed together with giving up its leases;
         False when the entry did not move.
 
         Only what the API said (applied, refused) may replace a final state. A verdict of
         not applied, or of doubt, never undoes what another writer settled meanwhile: an
         entry put back to ``recorded`` after it was sent would be sent again.
+
+        ``sent``: this call's request may have left. Then what the API did is the caller's
+        answer, whatever the ledger does: told "LedgerError, nothing was sent" about an
+        applied write, a caller might send it again under a new key. A failed record is
+        logged instead; the entry stays open with its snapshot, and the customer's next
+        write or reconcile verifies it.
         """
         if state not in _FROM_THE_API:
             details.setdefault("expect", _NOT_FINAL)
-        moved = await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
+        try:
+            moved = await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
+        except LedgerError as exc:
+            if not sent:
+                raise
+            log.error(
+                "write %s: its outcome (%s) could not be recorded (%s); the entry stays open, and the"
+                " customer's next write or reconcile verifies it",
+                entry.key,
+                state.value,
+                exc,
+            )
+            return False
         lease.released = True
         return moved
+
+    async def _give_back(self, lease: _Lease) -> None:
+        """Release the leases a call still holds. A failure is logged, not raised: it must not
+        hide the call's own outcome, and the leases end anyway (they lapse with SQLite, and
+        with PostgreSQL end with the ledger's connection)."""
+        if lease.released:
+            return
+        try:
+            await self._cleanups.finish(self.ledger.release(lease.names, owner=lease.owner))
+        except LedgerError as exc:
+            log.warning("could not give back the leases of %s (%s); they end when they lapse", lease.names, exc)
 
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
@@ -336,10 +366,10 @@ class WriteGuard:
             drop_snapshot=True,
         )
 
-    async def _give_up_unsent(self, entry: LedgerEntry, lease: _Lease, reason: str) -> None:
+    async def _give_up_unsent(self, entry: LedgerEntry, lease: _Lease, reason: str, *, sent: bool = False) -> None:
         """The write provably did not apply and this call will not send it again."""
         state = EntryState.ABANDONED if entry.key_source == KeySource.GENERATED else EntryState.RECORDED
-        await self._finish(entry, lease, state, reason=reason)
+        await self._finish(entry, lease, state, sent=sent, reason=reason)
 
     async def _send(
         self,
@@ -380,10 +410,10 @@ class WriteGuard:
                 result = await self._send_once(endpoint, wire, entry.key)
             except APIError as exc:
                 if is_definitive(exc):
-                    await self._finish(entry, lease, EntryState.FAILED, error=error_record(exc))
+                    await self._finish(entry, lease, EntryState.FAILED, sent=True, error=error_record(exc))
                     raise
                 if refuses_credentials(exc):  # no use sending again until the key works
-                    await self._give_up_unsent(entry, lease, f"the API refused the key: {exc}")
+                    await self._give_up_unsent(entry, lease, f"the API refused the key: {exc}", sent=True)
                     raise
                 if exc.status < 500:  # rate limited: refused, so provably not applied
                     failure: Exception = exc
@@ -396,13 +426,13 @@ class WriteGuard:
                 failure = await self._unknown(entry, lease, snapshot, exc)
             else:
                 record = result_record(result)
-                await self._finish(entry, lease, EntryState.COMMITTED, result=record, wait=False)
+                await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=record, wait=False)
                 return result_from_record(record, entry.key, replayed=False)
             if isinstance(failure, _Applied):
                 return result_from_record(failure.record, entry.key, replayed=False)
             # Proven not applied: sending again cannot double-apply.
             if attempt > self._max_retries:
-                await self._give_up_unsent(entry, lease, f"not applied after {attempt} attempts: {failure}")
+                await self._give_up_unsent(entry, lease, f"not applied after {attempt} attempts: {failure}", sent=True)
                 raise failure
             delay = backoff_delay(attempt, retry_after=retry_after)
             log.info("write %s not applied (%s); sending again in %.2fs", entry.key, failure, delay)
@@ -421,12 +451,12 @@ class WriteGuard:
             judgement = Judgement(Verdict.NOT_APPLIED)
         log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
         if judgement.verdict == Verdict.APPLIED:
-            await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
+            await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=_VERIFIED)
             return _Applied(_VERIFIED)
         if judgement.verdict == Verdict.NOT_APPLIED:
             return exc
         reason = f"{judgement.reason} (after: {exc})"
-        await self._finish(entry, lease, EntryState.IN_DOUBT, reason=reason)
+        await self._finish(entry, lease, EntryState.IN_DOUBT, sent=True, reason=reason)
         raise OutcomeUnknown(entry.key, reason) from exc
 
     # -- reconcile ---------------------------------------------------------------------------
@@ -537,8 +567,7 @@ class WriteGuard:
         try:
             return await self._reconcile_held(entry, lease, resend, dry_run)
         finally:
-            if not lease.released:
-                await self._cleanups.finish(self.ledger.release(lease.names, owner=lease.owner))
+            await self._give_back(lease)
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
         if entry.state in _OPEN:
@@ -575,8 +604,9 @@ class WriteGuard:
         except LeaseLost as exc:  # nothing sent; the entry is the new lease holder's to settle
             return ("busy", str(exc))
         except LedgerError:
-            # Whatever was sent is unknown to this pass: the pass fails, and the entry, still
-            # open, is judged by the next one.
+            # Raised only before anything was sent (after a send, a failed record is logged):
+            # the ledger is failing, so the pass fails, and the entry, still open, is judged
+            # by the next one.
             raise
         except APIError as exc:
             return ("failed" if is_definitive(exc) else "not_applied", str(exc))
