@@ -10,6 +10,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, TypeVar, overload
 
@@ -528,7 +529,7 @@ class SQLiteLedger(Ledger):
         if not wait and self._writer is not None:
             # Later operations queue behind this one, so they see it; a failure leaves the
             # entry open for reconcile to verify, which is safe, so it is logged, not raised.
-            self._enqueue(record, durable=False).add_done_callback(_log_failure)
+            self._enqueue(record, durable=False).add_done_callback(partial(_log_failure, key, state))
             return True
         return await self._submit(record)
 
@@ -629,6 +630,12 @@ _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
 
 
-def _log_failure(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled() and future.exception() is not None:
-        log.warning("a queued ledger write failed; its entry stays open for reconcile: %s", future.exception())
+def _log_failure(key: str, state: EntryState, future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error(
+            "write %s: its queued outcome (%s) failed to commit (%s); the entry stays open for"
+            " verification, and its leases lapse",
+            key,
+            state.value,
+            exc,
+        )

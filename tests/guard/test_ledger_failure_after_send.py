@@ -8,7 +8,9 @@ snapshot, is verified by the customer's next write or by reconcile.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from typing import Any
 
 import pytest
@@ -17,6 +19,7 @@ import shakesco_async as sa
 from shakesco_async.ledger import EntryState
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
+from tests.support.ledgers import LedgerSpec
 
 
 @pytest.fixture
@@ -108,3 +111,37 @@ async def test_a_refusal_is_reported_as_the_refusal_when_the_record_fails(
     with pytest.raises(sa.EventAlreadyClaimed):
         await client.claim_tokens("signup", "lf4", idempotency_key="lf-refused")
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+async def test_a_queued_outcome_that_fails_to_commit_is_logged_and_verified_later(
+    make_client: ClientFactory,
+    sandbox: Sandbox,
+    ledger_spec: LedgerSpec,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # SQLite returns a 200's receipt once its record is queued; the commit failing later
+    # must leave the entry open (verified as applied), never lose or repeat the write.
+    if ledger_spec.backend != "sqlite":
+        pytest.skip("PostgreSQL waits for every outcome record")
+    from shakesco_async.ledger import _sqlite_batch
+
+    client = make_client(timeout=0.5, guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=1.0))
+    await client.upgrade_to_shakesco("lf6", 100)
+    await client.ledger.counts()  # a read waits for what was queued before it: the set-up is on disk
+
+    def failing(*_: Any, **__: Any) -> list[bool]:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(_sqlite_batch, "settle_many", failing)
+    with caplog.at_level(logging.ERROR, logger="shakesco_async.ledger"):
+        receipt = await client.redeem_tokens("lf6", 10, idempotency_key="lf-queued")
+        await client.ledger.get("lf-queued")  # ordered after the queued record
+    assert receipt.tx_hash is not None
+    assert "lf-queued" in caplog.text and "failed to commit" in caplog.text
+    monkeypatch.undo()
+    await asyncio.sleep(1.1)  # its lease, whose release failed with the record, lapses
+    summary = await _open_then_reconciled(client, "lf-queued", lambda: None)
+    assert summary.counts["committed"] == 1
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+    assert await client.balance("lf6") == 90
