@@ -52,11 +52,13 @@ class ApiKey:
 
 def resolve_api_key(api_key: str | None) -> ApiKey:
     value = api_key if api_key is not None else os.environ.get("SHAKESCO_API_KEY")
-    if value is None or not value.strip():
+    if value is None or (isinstance(value, str) and not value.strip()):
         raise ConfigurationError("no API key: pass api_key=... or set SHAKESCO_API_KEY")
-    if not isinstance(value, str) or any(c.isspace() for c in value.strip()) or "\n" in value:
-        raise ConfigurationError("the API key must be a single token without whitespace")
-    return ApiKey(value.strip())
+    token = value.strip() if isinstance(value, str) else ""
+    # It travels in a header: anything else fails at the first request, after an intent is recorded
+    if not token or not (token.isascii() and token.isprintable()) or " " in token:
+        raise ConfigurationError("the API key must be a single token of printable ASCII, without whitespace")
+    return ApiKey(token)
 
 
 def _is_loopback(host: str) -> bool:

@@ -25,6 +25,7 @@ __all__ = [
     "non_negative_amount",
     "percent",
     "rate_percent",
+    "text",
 ]
 
 MAX_DECIMALS = 18
@@ -37,29 +38,37 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 Amount = Decimal | int | str | float
 
 
-def _text(name: str, value: Any) -> str:
+def text(name: str, value: Any, limit: int = MAX_STRING) -> str:
+    """A non-empty string of at most ``limit`` characters that can travel anywhere: no
+    control characters (aiohttp refuses them in a header only once the intent is
+    recorded) and no lone surrogates (no UTF-8 for the ledger or the wire)."""
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise ValidationError(f"{name} must not be empty")
-    if len(value) > MAX_STRING:
-        raise ValidationError(f"{name} is longer than {MAX_STRING} characters")
+    if len(value) > limit:
+        raise ValidationError(f"{name} is longer than {limit} characters")
     if _CONTROL.search(value):
         raise ValidationError(f"{name} must not contain control characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValidationError(f"{name} is not valid Unicode text (it has a lone surrogate)") from None
     return value
 
 
 def customer_ref(name: str, value: Any) -> str:
     """A customer reference: any non-empty string, used exactly as given."""
-    return _text(name, value)
+    return text(name, value)
 
 
 def event_name(name: str, value: Any) -> str:
     """An event name; the API stores them in lowercase."""
-    text = _text(name, value)
-    if text != text.lower():
-        raise ValidationError(f"{name} must be lowercase (the API stores event names in lowercase): {text!r}")
-    return text
+    checked = text(name, value)
+    if checked != checked.lower():
+        raise ValidationError(f"{name} must be lowercase (the API stores event names in lowercase): {checked!r}")
+    return checked
 
 
 def _decimal(name: str, value: Any) -> Decimal:

@@ -38,9 +38,9 @@ from .._errors import (
     OutcomeUnknown,
     ShakescoError,
     TransportError,
-    ValidationError,
 )
 from .._retry import backoff_delay
+from .._validate import text
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
 from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry
@@ -75,11 +75,7 @@ in_doubt, busy, final."""
 
 
 def check_idempotency_key(key: object) -> str:
-    if not isinstance(key, str) or not key.strip():
-        raise ValidationError("idempotency_key must be a non-empty string")
-    if len(key) > MAX_KEY_LENGTH or any(ord(ch) < 32 for ch in key):
-        raise ValidationError(f"idempotency_key must be at most {MAX_KEY_LENGTH} printable characters")
-    return key
+    return text("idempotency_key", key, MAX_KEY_LENGTH)
 
 
 def sdk_key() -> str:

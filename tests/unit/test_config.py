@@ -20,6 +20,13 @@ def test_missing_key_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -
         ShakescoClient()
 
 
+@pytest.mark.parametrize("key", ["sk live", "sk_\nx", "sk_\x00x", "sk_\x7fx", "sk_\ud800x", "sk_ключ", 42])
+def test_an_api_key_that_cannot_be_a_header_is_refused_up_front(key: object) -> None:
+    with pytest.raises(ConfigurationError, match="printable ASCII") as caught:
+        ShakescoClient(key)  # type: ignore[arg-type]
+    assert str(key) not in str(caught.value)
+
+
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SHAKESCO_API_KEY", "sk_from_env")
     monkeypatch.setenv("SHAKESCO_BASE_URL", "http://127.0.0.1:9999")

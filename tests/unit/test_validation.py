@@ -57,6 +57,13 @@ BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
     ("claim_tokens", ("signup", "c1"), {"idempotency_key": ""}),
     ("claim_tokens", ("signup", "c1"), {"idempotency_key": "k" * 256}),
     ("claim_tokens", ("signup", "c1"), {"idempotency_key": 5}),
+    # aiohttp refuses DEL in a header only once the intent is recorded; a lone surrogate
+    # cannot be written as UTF-8 (to the ledger, or the wire)
+    ("claim_tokens", ("signup", "c1"), {"idempotency_key": "k\x7f"}),
+    ("claim_tokens", ("signup", "c1"), {"idempotency_key": "k\ud800"}),
+    ("claim_tokens", ("signup", "c\ud800"), {}),
+    ("claim_tokens", ("signup", "c\x7f"), {}),
+    ("claim_tokens", ("sign\udfffup", "c1"), {}),
 ]
 
 
