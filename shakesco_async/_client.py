@@ -81,6 +81,7 @@ class ShakescoClient(EndpointMethods):
         self._ledger = open_ledger(target, business=business, synchronous=self._settings.synchronous)
         self._owns_ledger = not isinstance(ledger, Ledger)
         self._reconciler: asyncio.Task[None] | None = None
+        self._closed = False
         self._guard = WriteGuard(
             reader=self,
             send_once=self._exchange,
@@ -114,6 +115,7 @@ class ShakescoClient(EndpointMethods):
     async def aclose(self) -> None:
         """Stop the reconciler, finish what cancelled calls left to give back, close the HTTP
         session (unless the caller's) and the ledger (unless passed in)."""
+        self._closed = True  # calls already under way finish; new ones are refused
         if self._reconciler is not None:
             task, self._reconciler = self._reconciler, None
             task.cancel()
@@ -138,6 +140,7 @@ class ShakescoClient(EndpointMethods):
 
         ``older_than`` (seconds) leaves entries that a live write may still be working on.
         """
+        self._check_open()
         return await reconcile(
             self._guard,
             older_than=older_than,
@@ -153,6 +156,7 @@ class ShakescoClient(EndpointMethods):
     ) -> asyncio.Task[None]:
         """Reconcile in the background every ``interval`` seconds until ``aclose()``."""
         check_options(older_than=older_than, concurrency=concurrency, resend=resend, interval=interval)
+        self._check_open()
         if self._reconciler is not None and not self._reconciler.done():
             raise RuntimeError("a reconciler is already running for this client")
         self._reconciler = asyncio.create_task(
@@ -162,7 +166,13 @@ class ShakescoClient(EndpointMethods):
         return self._reconciler
 
     # -- the one code path ----------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            # Before the ledger: a closed client must not record intents, nor reopen its ledger
+            raise TransportError("the client is closed", sent=False)
+
     async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:
+        self._check_open()
         wire = endpoint.prepare(params)
         if endpoint.is_write:
             return await self._guard.execute(endpoint, wire, idempotency_key)

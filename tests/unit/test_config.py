@@ -258,3 +258,25 @@ async def test_a_shared_session_with_its_own_auth_is_refused_at_construction(tmp
         with pytest.raises(ConfigurationError, match="own auth"):
             ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3", session=session)
     assert not (tmp_path / "l.sqlite3").exists()
+
+
+async def test_a_closed_client_refuses_calls_before_touching_its_ledger(tmp_path: Path) -> None:
+    client = ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3")
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/event-counter", payload={"event_count": "1"})
+        await client.event_counter()
+    await client.aclose()
+    for call in (
+        lambda: client.claim_tokens("signup", "c"),
+        lambda: client.balance("c"),
+        lambda: client.reconcile(older_than=0),
+    ):
+        with pytest.raises(TransportError, match="closed") as caught:
+            await call()
+        assert caught.value.sent is False
+    with pytest.raises(TransportError, match="closed"):
+        client.start_reconciler(interval=1)
+    assert client._reconciler is None
+    assert client.ledger._writer is None  # type: ignore[attr-defined]  # not reopened
+    async with ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3") as again:
+        assert sum((await again.ledger.counts()).values()) == 0  # no intent was recorded
