@@ -82,6 +82,7 @@ class ShakescoClient(EndpointMethods):
         self._owns_ledger = not isinstance(ledger, Ledger)
         self._reconciler: asyncio.Task[None] | None = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._guard = WriteGuard(
             reader=self,
             send_once=self._exchange,
@@ -170,6 +171,15 @@ class ShakescoClient(EndpointMethods):
         if self._closed:
             # Before the ledger: a closed client must not record intents, nor reopen its ledger
             raise TransportError("the client is closed", sent=False)
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif loop is not self._loop:
+            # Its HTTP session and ledger queue belong to that loop; here they would fail halfway.
+            raise ConfigurationError(
+                "this client is bound to the event loop it was first used in: make one client per"
+                " event loop (per asyncio.run), and close it there"
+            )
 
     async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:
         self._check_open()

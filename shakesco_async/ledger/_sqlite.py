@@ -122,6 +122,18 @@ async def in_connection_thread(conn: aiosqlite.Connection, fn: Callable[[sqlite3
     return await conn._execute(lambda: fn(conn._conn))  # type: ignore[no-untyped-call,no-any-return]
 
 
+def _connection(path: str, **options: Any) -> aiosqlite.Connection:
+    """An aiosqlite connection whose thread does not keep the process alive.
+
+    aiosqlite's thread is not a daemon: a ledger its owner never closed (a client without
+    ``aclose()``) would hang the interpreter at exit. Killed at exit instead, a commit in
+    progress is a crash, which the WAL recovers from. (``_thread`` is aiosqlite's; tests pin it.)
+    """
+    conn = aiosqlite.connect(path, **options)
+    conn._thread.daemon = True
+    return conn
+
+
 class SQLiteLedger(Ledger):
     """A ledger in one SQLite file, shared safely by the processes of one host.
 
@@ -177,7 +189,7 @@ class SQLiteLedger(Ledger):
             try:
                 self._writer = await self._connect()
                 self._synchronous_now = None
-                self._reader = await aiosqlite.connect(str(self.path), isolation_level=None)
+                self._reader = await _connection(str(self.path), isolation_level=None)
                 await self._reader.execute("PRAGMA busy_timeout = 10000")
                 await self._reader.execute("PRAGMA query_only = 1")
             except (aiosqlite.Error, OSError) as exc:
@@ -192,7 +204,7 @@ class SQLiteLedger(Ledger):
             os.close(fd)
         # Record batches run their statements on the event loop's thread, never while the
         # ledger thread uses the connection (see _run_set_wise).
-        db = await aiosqlite.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        db = await _connection(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             await db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             await db.execute("PRAGMA journal_mode = WAL")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -138,11 +141,48 @@ async def test_no_session_is_created_until_needed() -> None:
 
 def test_aiosqlite_still_offers_the_thread_hook_the_ledger_uses() -> None:
     # The SQLite ledger hands commits (or whole batches) to aiosqlite's thread as one step,
-    # and runs record batches' statements on the raw connection from the event loop.
+    # runs record batches' statements on the raw connection from the event loop, and makes
+    # the thread a daemon before it starts.
+    import threading
+
     import aiosqlite
 
     assert callable(getattr(aiosqlite.Connection, "_execute", None))
     assert isinstance(getattr(aiosqlite.Connection, "_conn", None), property)
+    unstarted = aiosqlite.connect(":memory:")
+    assert isinstance(unstarted._thread, threading.Thread) and not unstarted._thread.is_alive()
+
+
+def test_a_client_is_refused_on_a_second_event_loop(tmp_path: Path) -> None:
+    client = ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3")
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/event-counter", payload={"event_count": "1"}, repeat=True)
+        assert asyncio.run(client.event_counter()) == 1
+        with pytest.raises(ConfigurationError, match="one client per event loop"):
+            asyncio.run(client.claim_tokens("signup", "c"))
+        with pytest.raises(ConfigurationError, match="one client per event loop"):
+            asyncio.run(client.event_counter())
+
+    asyncio.run(client.aclose())  # closing is allowed from any loop
+
+
+def test_a_client_never_closed_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    # aiosqlite's thread is not a daemon: a forgotten aclose() used to hang the exit forever.
+    ledger = str(tmp_path / "l.sqlite3")
+    script = (
+        "import asyncio\n"
+        "from shakesco_async import ShakescoClient\n"
+        "from shakesco_async.sandbox import Sandbox\n"
+        "async def main():\n"
+        "    async with Sandbox() as sandbox:\n"
+        f"        client = ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger={ledger!r})\n"
+        "        await client.upgrade_to_shakesco('c', 5)\n"
+        "        print(await client.balance('c'))\n"
+        "asyncio.run(main())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "5.0"
 
 
 async def test_a_version_1_sqlite_ledger_is_migrated_in_place(tmp_path: Path) -> None:
