@@ -24,6 +24,8 @@ OUTCOMES = ("committed", "resent", "failed", "not_applied", "abandoned", "in_dou
 _OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
 _CLAIM_TTL = 300.0  # a crashed reconciler's claims lapse after this
 _PAGES_MAX = 16  # waves in the largest page claimed at once
+MAX_CONCURRENCY = 1000
+"""Most reads a pass makes at once: each worker is a task, and each leases a wave of entries."""
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)`` after each entry; total counts what the pass has claimed so
@@ -147,14 +149,18 @@ async def reconcile(
 
 def check_options(*, older_than: float, concurrency: int, resend: str, interval: float | None = None) -> None:
     """Refuse bad reconcile settings up front, not inside a background task."""
-    if interval is not None and not interval > 0:
+    if interval is not None and not (_is_number(interval) and interval > 0):
         raise ValidationError(f"interval must be a positive number of seconds, got {interval!r}")
-    if not older_than >= 0:
-        raise ValidationError(f"older_than must not be negative, got {older_than!r}")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-        raise ValidationError(f"concurrency must be an int of at least 1, got {concurrency!r}")
+    if not (_is_number(older_than) and older_than >= 0):
+        raise ValidationError(f"older_than must be a number of seconds, not negative, got {older_than!r}")
+    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
+        raise ValidationError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
     if resend not in ("caller", "all", "none"):
         raise ValidationError(f"resend must be 'caller', 'all' or 'none', got {resend!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def run_periodically(

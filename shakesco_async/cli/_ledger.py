@@ -58,9 +58,14 @@ def add_ledger_parsers(commands: Any) -> None:
     )
     reconcile.add_argument("--dry-run", action="store_true", help="verify and report, change nothing")
     reconcile.add_argument("--older-than", type=float, default=30.0, help="skip entries touched in the last N s")
-    reconcile.add_argument("--concurrency", type=int, default=8)
-    reconcile.add_argument("--resend", choices=["caller", "all", "none"], default="caller")
-    reconcile.add_argument("--limit", type=_at_least_one, default=None)
+    reconcile.add_argument("--concurrency", type=int, default=8, help="reads at once (default 8, at most 1000)")
+    reconcile.add_argument(
+        "--resend",
+        choices=["caller", "all", "none"],
+        default="caller",
+        help="send again what is proven not applied: writes with your own keys (default), all, or none",
+    )
+    reconcile.add_argument("--limit", type=_at_least_one, default=None, help="settle at most N entries")
     reconcile.set_defaults(run=_command(_reconcile))
 
 

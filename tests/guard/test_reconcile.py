@@ -196,7 +196,16 @@ async def test_a_bad_limit_is_refused_before_anything_is_claimed(make_client: Cl
 
 @pytest.mark.parametrize(
     "options",
-    [{"interval": 0}, {"interval": -1}, {"concurrency": 0}, {"resend": "sometimes"}, {"older_than": -5}],
+    [
+        {"interval": 0},
+        {"interval": -1},
+        {"interval": "60"},
+        {"concurrency": 0},
+        {"concurrency": 10**9},  # a task and a wave of leases each: memory, not speed
+        {"resend": "sometimes"},
+        {"older_than": -5},
+        {"older_than": "5"},
+    ],
 )
 async def test_bad_reconcile_options_are_refused_up_front(
     make_client: ClientFactory, options: dict[str, object]
