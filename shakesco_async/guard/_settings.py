@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from collections.abc import Callable
+from typing import Any, Literal
 
 import attrs
 
 from .._errors import ConfigurationError
 
 __all__ = ["GuardSettings"]
+
+
+def _seconds(*, positive: bool = False) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    """A finite number of seconds, not negative: an infinite lease would outlive a crash for ever."""
+
+    def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or value < 0 or (positive and value == 0):
+            bound = "positive" if positive else "not negative"
+            raise ValueError(f"{attribute.name} must be a finite number of seconds, {bound}; got {value!r}")
+
+    return check
 
 
 @attrs.frozen
@@ -34,10 +48,10 @@ class GuardSettings:
     synchronous: Literal["FULL", "NORMAL"] = attrs.field(
         default="FULL", validator=attrs.validators.in_(("FULL", "NORMAL"))
     )
-    verify_delay: float = attrs.field(default=1.0, validator=attrs.validators.ge(0))
-    lease_ttl: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
-    lease_wait: float | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
-    event_ttl: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+    verify_delay: float = attrs.field(default=1.0, validator=_seconds())
+    lease_ttl: float | None = attrs.field(default=None, validator=attrs.validators.optional(_seconds(positive=True)))
+    lease_wait: float | None = attrs.field(default=None, validator=attrs.validators.optional(_seconds()))
+    event_ttl: float = attrs.field(default=60.0, validator=_seconds())
 
     def check(self, timeout: float) -> None:
         """Refuse settings under which a lease could lapse while its write is in flight."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import subprocess
 import sys
 import warnings
@@ -58,7 +59,15 @@ def test_loopback_http_and_https_are_accepted(url: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("timeout", 0), ("timeout", -1), ("max_retries", -1), ("max_retries", 1.5)]
+    ("option", "value"),
+    [
+        ("timeout", 0),
+        ("timeout", -1),
+        ("timeout", math.inf),  # an OverflowError inside aiohttp, after the intent was recorded
+        ("timeout", "30"),
+        ("max_retries", -1),
+        ("max_retries", 1.5),
+    ],
 )
 def test_bad_options(option: str, value: object) -> None:
     with pytest.raises(ConfigurationError):
@@ -69,6 +78,23 @@ def test_bad_options(option: str, value: object) -> None:
 def test_guard_settings_refuse_leases_that_cannot_hold(settings: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="lease_"):
         GuardSettings(**settings)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"lease_ttl": math.inf},  # a crashed process's customers would stay leased for ever
+        {"lease_wait": math.nan},
+        {"verify_delay": math.inf},
+        {"verify_delay": "1"},
+        {"event_ttl": math.nan},
+        {"event_ttl": True},
+    ],
+)
+def test_guard_settings_are_finite_numbers_of_seconds(settings: dict[str, object]) -> None:
+    name = next(iter(settings))
+    with pytest.raises(ValueError, match=name):
+        GuardSettings(**settings)  # type: ignore[arg-type]
 
 
 def test_a_lease_must_outlive_the_write_it_guards() -> None:
