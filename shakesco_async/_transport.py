@@ -122,6 +122,7 @@ class Transport:
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(f"{method} {path}: cannot connect ({exc.os_error})", sent=False) from exc
         except (aiohttp.ClientError, OSError) as exc:
+            _scrub(exc)
             raise TransportError(f"{method} {path}: connection lost ({type(exc).__name__})", sent=None) from exc
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed_ms)
@@ -135,3 +136,15 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(base_url={str(self._base_url)!r})"
+
+
+def _scrub(exc: BaseException) -> None:
+    """Take the API key out of an aiohttp error that keeps the request's headers (in its
+    repr and args), so the error can stay chained to ours for debugging."""
+    if isinstance(exc, aiohttp.ClientResponseError):
+        info = exc.request_info
+        kept = info.headers.copy()  # a mutable CIMultiDict (aiohttp's own dependency)
+        kept.popall("Authorization", None)
+        clean = type(info)(info.url, info.method, type(info.headers)(kept), info.real_url)
+        exc.request_info = clean
+        exc.args = (clean, *exc.args[1:])

@@ -7,12 +7,15 @@ import logging
 import math
 import subprocess
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
 
 from shakesco_async import ConfigurationError, EntryState, GuardSettings, ShakescoClient, TransportError, Unauthorized
 from tests.conftest import UNIT_KEY, UNIT_URL
@@ -123,6 +126,30 @@ async def test_key_never_appears_in_repr_errors_or_logs(
     assert UNIT_KEY not in repr(info.value)
     assert "GET /token-info -> 401" in caplog.text
     assert UNIT_KEY not in caplog.text
+
+
+async def test_key_never_travels_in_a_chained_aiohttp_error(unit_client: ShakescoClient) -> None:
+    # aiohttp's ClientResponseError (an unparseable answer from a proxy, say) carries the
+    # request's headers, Authorization among them, in its repr and args.
+    sent = CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {UNIT_KEY}", "Accept": "application/json"}))
+    info = aiohttp.RequestInfo(URL(f"{UNIT_URL}/balance"), "GET", sent, URL(f"{UNIT_URL}/balance"))
+    with aioresponses() as m:
+        m.get(
+            f"{UNIT_URL}/balance?customer_ref=c",
+            exception=aiohttp.ClientResponseError(info, (), status=400),
+            repeat=True,
+        )
+        with pytest.raises(TransportError) as caught:
+            await unit_client.balance("c")
+    chain: list[BaseException] = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    assert any(isinstance(e, aiohttp.ClientResponseError) for e in chain)  # still there to debug with
+    told = "".join(traceback.format_exception(caught.value)) + "".join(repr(e) + repr(e.args) for e in chain)
+    assert UNIT_KEY not in told
+    assert "Accept" in told  # only the key is taken out
 
 
 async def test_key_is_never_stored_in_the_ledger(tmp_path: Path) -> None:
