@@ -15,6 +15,7 @@ __all__ = [
     "error_record",
     "is_definitive",
     "raise_recorded",
+    "refused_for_now",
     "refuses_credentials",
     "result_from_record",
     "result_record",
@@ -49,11 +50,16 @@ def is_definitive(error: APIError) -> bool:
     the key's final answer, replayed to every later call with it.
 
     Not definitive: rate limits other than the daily cap, and refusals of the API key
-    (``refuses_credentials``). The write did not apply, and may be sent again later.
+    (``refuses_credentials``): the write did not apply, and may be sent again later. Nor
+    is any answer outside 4xx: a 5xx, or a redirect (a gateway may answer a POST it has
+    carried out with a 303), leaves the outcome unknown.
     """
-    if isinstance(error, RateLimited) and not isinstance(error, _errors.DailyCapExceeded):
-        return False
-    return error.status < 500 and not refuses_credentials(error)
+    return 400 <= error.status < 500 and not refused_for_now(error) and not refuses_credentials(error)
+
+
+def refused_for_now(error: APIError) -> bool:
+    """A refusal that proves the write was not applied, but may pass later: a rate limit."""
+    return isinstance(error, RateLimited) and not isinstance(error, _errors.DailyCapExceeded)
 
 
 def refuses_credentials(error: APIError) -> bool:

@@ -52,6 +52,7 @@ from ._outcome import (
     error_record,
     is_definitive,
     raise_recorded,
+    refused_for_now,
     refuses_credentials,
     result_from_record,
     result_record,
@@ -411,10 +412,10 @@ class WriteGuard:
                 if refuses_credentials(exc):  # no use sending again until the key works
                     await self._give_up_unsent(entry, lease, f"the API refused the key: {exc}", sent=True)
                     raise
-                if exc.status < 500:  # rate limited: refused, so provably not applied
+                if refused_for_now(exc):  # provably not applied
                     failure: Exception = exc
                     retry_after = exc.retry_after
-                else:
+                else:  # a 5xx or a redirect: the outcome is unknown
                     failure = await self._unknown(entry, lease, snapshot, exc)
             except TransportError as exc:
                 failure = exc if exc.sent is False else await self._unknown(entry, lease, snapshot, exc)

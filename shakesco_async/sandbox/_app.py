@@ -237,9 +237,7 @@ async def _raw_params(request: web.Request, is_write: bool) -> dict[str, Any]:
 def _before_commit(request: web.Request, rule: FaultRule) -> web.Response:
     if rule.mode == FaultMode.RESET:
         return _cut(request, reset=True)
-    if rule.mode == FaultMode.ERROR:
-        return _error(rule.status, rule.message, rule.retry_after)
-    return _error(502, "Transaction failed")
+    return _error(*rule.answer(), rule.retry_after)  # error, fail_before_commit
 
 
 async def _after_commit(request: web.Request, rule: FaultRule | None, body: dict[str, Any]) -> web.StreamResponse:
@@ -248,7 +246,7 @@ async def _after_commit(request: web.Request, rule: FaultRule | None, body: dict
     if rule.mode == FaultMode.DROP_AFTER_COMMIT:
         return _cut(request, reset=False)
     if rule.mode == FaultMode.FAIL_AFTER_COMMIT:
-        return _error(502, "Transaction failed")
+        return _error(*rule.answer(), rule.retry_after)
     if rule.mode == FaultMode.GARBAGE:
         return web.Response(status=200, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html")
     await asyncio.sleep(rule.delay)

@@ -17,15 +17,17 @@ class FaultMode(enum.StrEnum):
     DELAY = "delay"
     """Apply the change, answer only after ``delay`` seconds (so the client times out)."""
     FAIL_BEFORE_COMMIT = "fail_before_commit"
-    """Answer 502 Transaction failed; nothing applied."""
+    """Answer 502 Transaction failed (or ``status``/``message``); nothing applied."""
     FAIL_AFTER_COMMIT = "fail_after_commit"
-    """Apply the change, then answer 502 Transaction failed."""
+    """Apply the change, then answer 502 Transaction failed (or ``status``/``message``: a
+    gateway's 504, a redirect after the work is done...)."""
     RESET = "reset"
     """Reset the connection before anything is applied."""
     GARBAGE = "garbage"
     """Apply the change, then answer 200 with a body that is not JSON."""
     ERROR = "error"
-    """Answer ``status`` with ``message`` before anything is applied (429 Fee limit, 503, ...)."""
+    """Answer ``status`` with ``message`` (default 503 Service unavailable) before anything
+    is applied (429 Fee limit, ...)."""
 
 
 _APPLIES_BEFORE = frozenset({FaultMode.FAIL_BEFORE_COMMIT, FaultMode.RESET, FaultMode.ERROR})
@@ -47,8 +49,8 @@ class FaultRule:
     count: int | None = None
     probability: float = 1.0
     delay: float = 0.0
-    status: int = 503
-    message: str = "Service unavailable"
+    status: int | None = None
+    message: str | None = None
     retry_after: float | None = None
     after: int = 0
     fired: int = 0
@@ -57,6 +59,11 @@ class FaultRule:
     @property
     def before_commit(self) -> bool:
         return self.mode in _APPLIES_BEFORE
+
+    def answer(self) -> tuple[int, str]:
+        """The error this rule answers with: its own, else its mode's."""
+        status, message = (503, "Service unavailable") if self.mode == FaultMode.ERROR else (502, "Transaction failed")
+        return (self.status or status, self.message or message)
 
     def matches(self, path: str, is_write: bool) -> bool:
         if self.count is not None and self.fired >= self.count:
@@ -87,8 +94,8 @@ class Faults:
         count: int | None = None,
         probability: float = 1.0,
         delay: float = 0.0,
-        status: int = 503,
-        message: str = "Service unavailable",
+        status: int | None = None,
+        message: str | None = None,
         retry_after: float | None = None,
         after: int = 0,
     ) -> FaultRule:

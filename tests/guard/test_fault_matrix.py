@@ -82,3 +82,26 @@ async def test_no_fault_records_tx_hash(make_client: ClientFactory, sandbox: San
     assert entry.snapshot == {"total_earned": "0.0"}
     assert entry.customers == ("c9",)
     assert entry.params == {"customer_ref": "c9", "amount": "5"}
+
+
+@pytest.mark.parametrize("status", [303, 307, 504])
+async def test_an_answer_that_is_neither_success_nor_refusal_is_verified(
+    make_client: ClientFactory, sandbox: Sandbox, status: int
+) -> None:
+    # A 303 is how a gateway in front of an API may answer a POST it has carried out
+    # (post/redirect/get): it proves nothing, so it is verified like a lost answer, never
+    # stored as the key's failure (a caller would then send the credit again).
+    client = make_client()
+    await client.upgrade_to_shakesco("st", 100)
+    sandbox.faults.add("fail_after_commit", endpoint="/redeem-tokens", count=1, status=status, message="See Other")
+    receipt = await client.redeem_tokens("st", 10, idempotency_key=f"redirected-{status}")
+    assert receipt.verified
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+    entry = await client.ledger.get(f"redirected-{status}")
+    assert entry is not None and entry.state == EntryState.COMMITTED
+    # Not applied, and answered with a redirect: sent again only once proven not applied.
+    sandbox.faults.add("fail_before_commit", endpoint="/redeem-tokens", count=1, status=status, message="See Other")
+    again = await client.redeem_tokens("st", 10, idempotency_key=f"redirected-again-{status}")
+    assert again.tx_hash is not None
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 2
+    assert await client.balance("st") == 80
