@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import attrs
@@ -58,6 +58,7 @@ class Verifier:
     repeatable: bool = False
 
 
+_EXACT = 160  # digits: sums and differences of any two token amounts stay exact
 APPLIED = Judgement(Verdict.APPLIED)
 NOT_APPLIED = Judgement(Verdict.NOT_APPLIED)
 
@@ -346,4 +347,8 @@ async def verify(reader: EndpointMethods, operation: str, params: Params, before
         after = await verifier.read(reader, params)
     except (TransportError, APIError, MalformedResponse) as exc:
         return Judgement(Verdict.UNREADABLE, f"verification read failed: {exc}")
-    return verifier.judge(params, before, after)
+    with localcontext() as ctx:
+        # Token amounts have up to 78 digits (256 bits at 18 decimals); the default 28
+        # would round their differences, and a write would be left in doubt for nothing.
+        ctx.prec = _EXACT
+        return verifier.judge(params, before, after)

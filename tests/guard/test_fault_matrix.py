@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from shakesco_async import Link, Receipt
@@ -105,3 +107,18 @@ async def test_an_answer_that_is_neither_success_nor_refusal_is_verified(
     assert again.tx_hash is not None
     assert len(sandbox.applied_writes("/redeem-tokens")) == 2
     assert await client.balance("st") == 80
+
+
+async def test_amounts_beyond_28_digits_are_verified_exactly(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    # 100 billion tokens and one wei: 30 significant digits, past Decimal's default
+    # precision of 28, which rounded the movements read back and left the write in doubt.
+    client = make_client()
+    big = Decimal("123456789012.123456789012345678")
+    await client.upgrade_to_shakesco("p1", big)
+    await client.upgrade_to_shakesco("p2", big)
+    amount = Decimal("100000000000.000000000000000001")
+    sandbox.faults.add("drop_after_commit", endpoint="/transfer-tokens", count=1)
+    receipt = await client.transfer_tokens("p1", "p2", amount)
+    assert receipt.verified
+    assert await client.balance("p1") == Decimal("23456789012.123456789012345677")
+    assert len(sandbox.applied_writes("/transfer-tokens")) == 1
