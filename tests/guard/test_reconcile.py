@@ -45,6 +45,11 @@ async def test_each_crash_point(make_client: ClientFactory, sandbox: Sandbox, po
     again = await client.reconcile(older_than=0)  # nothing left to do
     assert again.examined == (1 if state == EntryState.RECORDED else 0)
     assert len(sandbox.applied_writes(idempotency_key="k1")) == applied
+    if state == EntryState.ABANDONED:  # not applied, not sent: the same key sends it, once
+        receipt = await client.upgrade_to_shakesco("cust", 10, idempotency_key="k1")
+        assert receipt.tx_hash is not None and not receipt.replayed
+        await client.upgrade_to_shakesco("cust", 10, idempotency_key="k1")
+        assert len(sandbox.applied_writes(idempotency_key="k1")) == 1
 
 
 @pytest.mark.parametrize(
