@@ -84,8 +84,10 @@ class ShakescoClient(EndpointMethods):
         self._reconciler: asyncio.Task[None] | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._under_way = 0  # calls made through the public methods, not yet returned
+        self._idle: asyncio.Event | None = None
         self._guard = WriteGuard(
-            reader=self,
+            reader=_GuardReads(self),
             send_once=self._exchange,
             ledger=self._ledger,
             settings=self._settings,
@@ -115,13 +117,18 @@ class ShakescoClient(EndpointMethods):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the reconciler, finish what cancelled calls left to give back, close the HTTP
-        session (unless the caller's) and the ledger (unless passed in)."""
-        self._closed = True  # calls already under way finish; new ones are refused
+        """Refuse new calls, stop the reconciler, wait for the calls under way (a write cut
+        off mid-flight would be left in doubt), finish what cancelled calls left to give back,
+        then close the HTTP session (unless the caller's) and the ledger (unless passed in)."""
+        self._closed = True
         if self._reconciler is not None:
             task, self._reconciler = self._reconciler, None
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._under_way:  # none can start now, so once none is left, none will be
+            if self._idle is None:
+                self._idle = asyncio.Event()
+            await self._idle.wait()
         await self._guard.drain()  # leases that cancelled calls took are given back first
         await self._transport.aclose()
         if self._owns_ledger:
@@ -185,11 +192,17 @@ class ShakescoClient(EndpointMethods):
     async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:
         self._check_open()
         wire = endpoint.prepare(params)
-        if endpoint.is_write:
-            return await self._guard.execute(endpoint, wire, idempotency_key)
-        if idempotency_key is not None:
+        if not endpoint.is_write and idempotency_key is not None:
             raise ValidationError(f"{endpoint.name}() is a read and takes no idempotency_key")
-        return await self._read(endpoint, wire)
+        self._under_way += 1
+        try:
+            if endpoint.is_write:
+                return await self._guard.execute(endpoint, wire, idempotency_key)
+            return await self._read(endpoint, wire)
+        finally:
+            self._under_way -= 1
+            if not self._under_way and self._idle is not None:
+                self._idle.set()
 
     async def _read(self, endpoint: Endpoint[R], wire: dict[str, WireValue]) -> R:
         """A GET, retried on transport errors, rate limits and 502/503/504."""
@@ -221,6 +234,18 @@ class ShakescoClient(EndpointMethods):
                 f"{endpoint.path} answered {response.status} with a non-JSON body", response.text
             ) from None
         return endpoint.parse(data)
+
+
+class _GuardReads(EndpointMethods):
+    """The client's reads as the write guard makes them (snapshots, verification): part
+    of a call already under way, so a client that is closing still lets them through."""
+
+    def __init__(self, client: ShakescoClient) -> None:
+        self._client = client
+
+    async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:
+        assert not endpoint.is_write, "the guard only reads"
+        return await self._client._read(endpoint, endpoint.prepare(params))
 
 
 def _retryable_read_error(exc: Exception) -> bool:

@@ -206,3 +206,38 @@ async def test_a_call_cancelled_while_postgres_gives_its_lease_back_still_gives_
     other = make_client(guard=SHORT_WAIT)  # another host: its own session
     await other.claim_tokens("visit", "c-pg")
     assert len(sandbox.applied_writes("/claim-tokens")) == 3
+
+
+async def test_closing_the_client_lets_writes_under_way_finish(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    # A shutdown used to cut a write off mid-flight: its outcome was then unknown (in doubt)
+    # although the API was about to answer.
+    client = make_client()
+    await client.upgrade_to_shakesco("sd", 100)
+    sandbox.faults.add("delay", endpoint="/redeem-tokens", delay=0.3, count=1)
+    write = asyncio.create_task(client.redeem_tokens("sd", 10, idempotency_key="shutdown"))
+    await asyncio.sleep(0.1)  # the request is at the API
+    closing = [asyncio.create_task(client.aclose()) for _ in range(2)]  # twice: neither hangs
+    await asyncio.sleep(0)
+    with pytest.raises(sa.TransportError, match="closed"):  # nothing new starts meanwhile
+        await client.balance("sd")
+    receipt = await write
+    await asyncio.wait_for(asyncio.gather(*closing), 5)
+    assert receipt.tx_hash is not None and not receipt.verified
+    entry = await client.ledger.get("shutdown")
+    assert entry is not None and entry.state == EntryState.COMMITTED
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+
+
+async def test_a_write_under_way_at_close_can_still_verify_a_lost_answer(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    client = make_client()
+    await client.upgrade_to_shakesco("sv", 100)
+    sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
+    write = asyncio.create_task(client.redeem_tokens("sv", 10, idempotency_key="verify-at-close"))
+    await asyncio.sleep(0)  # under way
+    closing = asyncio.create_task(client.aclose())
+    receipt = await write  # its verification reads are part of the call, not new calls
+    await closing
+    assert receipt.verified
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
