@@ -48,6 +48,18 @@ def add_ledger_parsers(commands: Any) -> None:
     export = sub.add_parser("export", parents=[common], help="every entry as CSV or JSON lines")
     export.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     export.set_defaults(run=_command(_export))
+    prune = sub.add_parser(
+        "prune",
+        parents=[common],
+        help="delete final entries older than N days (their idempotency keys are forgotten)",
+    )
+    prune.add_argument(
+        "--older-than-days",
+        type=_at_least_a_day,
+        required=True,
+        help="at least 1; longer than any job could be redelivered with the same key",
+    )
+    prune.set_defaults(run=_command(_prune))
     move = sub.add_parser("move-to-postgres", parents=[common], help="copy open and recent entries into PostgreSQL")
     move.add_argument("dsn", help="postgresql:// DSN of the shared ledger")
     move.add_argument("--recent-days", type=_not_negative, default=30.0, help="also copy final entries this recent")
@@ -74,6 +86,13 @@ def _at_least_one(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {number}")
     return number
+
+
+def _at_least_a_day(text: str) -> float:
+    days = float(text)
+    if not 1 <= days < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be at least 1 day: a pruned key is sent again if reused, got {text}")
+    return days
 
 
 def _not_negative(text: str) -> float:
@@ -162,6 +181,20 @@ async def _stats(args: argparse.Namespace) -> int:
         print_json(data)
     else:
         print_table(["state", "entries"], list(data.items()))
+    return 0
+
+
+async def _prune(args: argparse.Namespace) -> int:
+    async with _open(args) as ledger:
+        if ledger.business == ANY_BUSINESS:
+            raise ConfigurationError(
+                "prune needs SHAKESCO_LEDGER_SCOPE or SHAKESCO_API_KEY: it deletes one business's entries"
+            )
+        pruned = await ledger.prune(older_than=args.older_than_days * 86400)
+    if args.json:
+        print_json({"pruned": pruned})
+    else:
+        print(f"pruned {pruned} final entries older than {args.older_than_days:g} days")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -10,9 +11,10 @@ from typing import Any, Self
 
 import attrs
 
+from .._errors import ValidationError
 from ._entry import EntryState, Intent, LedgerEntry
 
-__all__ = ["Begun", "Fence", "Ledger"]
+__all__ = ["Begun", "Fence", "Ledger", "check_age"]
 
 
 @attrs.frozen
@@ -42,6 +44,13 @@ class Fence:
     def crossed_by(self, owner: str, until: float) -> bool:
         """Whether a lease held by ``owner`` until ``until`` overlapped the read."""
         return until >= self.since and not owner.startswith(self.mine)
+
+
+def check_age(older_than: object) -> float:
+    """A finite, non-negative number of seconds (``prune``'s ``older_than``)."""
+    if isinstance(older_than, bool) or not isinstance(older_than, int | float) or not 0 <= older_than < math.inf:
+        raise ValidationError(f"older_than must be a finite number of seconds, not negative, got {older_than!r}")
+    return float(older_than)
 
 
 class Ledger(abc.ABC):
@@ -192,6 +201,15 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def unclaim(self, owner: str, keys: Sequence[str]) -> None:
         """Give back ``owner``'s claims on these entries (found by key: no scan of the ledger)."""
+
+    @abc.abstractmethod
+    async def prune(self, *, older_than: float) -> int:
+        """Delete final entries (committed, failed, abandoned) created and last changed more
+        than ``older_than`` seconds ago; returns how many. Open entries are never deleted.
+
+        An entry is its idempotency key's record: a later call with a pruned key is a new
+        write. Keep ``older_than`` longer than any job could be redelivered with a key.
+        """
 
     # -- inspection ----------------------------------------------------------------------
     @abc.abstractmethod

@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from .._errors import LeaseLost, LedgerError
-from ._base import Begun, Fence, Ledger
+from ._base import Begun, Fence, Ledger, check_age
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "open_entries_sql", "schema_sql"]
@@ -65,6 +65,8 @@ def _states_sql(*states: EntryState) -> str:
 
 _OPEN_ALL_SQL = _states_sql(EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
 _OPEN_SQL = _states_sql(EntryState.SENDING, EntryState.IN_DOUBT)
+_FINAL_SQL = _states_sql(EntryState.COMMITTED, EntryState.FAILED, EntryState.ABANDONED)
+_PRUNE_BATCH = 2000
 
 
 @functools.cache
@@ -431,6 +433,27 @@ class PostgresLedger(Ledger):
             owner,
             list(keys),
         )
+
+    @_ledger_errors
+    async def prune(self, *, older_than: float) -> int:
+        age = check_age(older_than)
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
+        pool = await self._pool_conn()
+        pruned = 0
+        while True:  # a batch at a time, each its own transaction: no long lock on the table
+            status = await pool.execute(
+                f"DELETE FROM {self._t} WHERE business = $1 AND key IN (SELECT key FROM {self._t}"
+                f" WHERE business = $1 AND {_FINAL_SQL} AND created_at < clock_timestamp() - make_interval(secs => $2)"
+                " AND updated_at < clock_timestamp() - make_interval(secs => $2) LIMIT $3)",
+                self.business,
+                age,
+                _PRUNE_BATCH,
+            )
+            deleted = int(status.split()[-1])
+            pruned += deleted
+            if deleted < _PRUNE_BATCH:
+                return pruned
 
     @_ledger_errors
     async def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:

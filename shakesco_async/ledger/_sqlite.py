@@ -17,8 +17,8 @@ from typing import Any, Literal, TypeVar, overload
 import aiosqlite
 
 from .._errors import LeaseLost, LedgerError
-from ._base import Begun, Fence, Ledger
-from ._entry import EntryState, Intent, LedgerEntry
+from ._base import Begun, Fence, Ledger, check_age
+from ._entry import FINAL_STATES, EntryState, Intent, LedgerEntry
 from ._sqlite_batch import (
     RELEASE_SQL,
     Begin,
@@ -577,6 +577,33 @@ class SQLiteLedger(Ledger):
 
         if keys:
             await self._submit(op, durable=False)
+
+    async def prune(self, *, older_than: float) -> int:
+        cutoff = time.time() - check_age(older_than)
+        final = sorted(state.value for state in FINAL_STATES)
+
+        def op(db: sqlite3.Connection) -> int:
+            keys = [
+                key
+                for (key,) in db.execute(
+                    f"SELECT key FROM entries WHERE business = ? AND state IN ({','.join('?' * len(final))})"
+                    " AND created_at < ? AND updated_at < ? LIMIT ?",
+                    (self.business, *final, cutoff, cutoff, _KEYS_PER_STATEMENT),
+                )
+            ]
+            if keys:
+                marks = ",".join("?" * len(keys))
+                db.execute(
+                    f"DELETE FROM entry_customers WHERE business = ? AND key IN ({marks})", (self.business, *keys)
+                )
+                db.execute(f"DELETE FROM entries WHERE business = ? AND key IN ({marks})", (self.business, *keys))
+            return len(keys)
+
+        # A batch at a time, each its own commit: other writers wait for one batch, not all.
+        pruned = 0
+        while (deleted := await self._submit(op)) > 0:
+            pruned += deleted
+        return pruned
 
     # -- inspection ------------------------------------------------------------------------------
     async def get(self, key: str) -> LedgerEntry | None:

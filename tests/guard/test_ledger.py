@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 import pytest
 
-from shakesco_async import LeaseLost, LedgerError
+from shakesco_async import LeaseLost, LedgerError, ValidationError
 from shakesco_async.ledger import EntryState, Fence, Intent, KeySource, Ledger, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
 from shakesco_async.ledger import _sqlite_batch as sqlite_batch
@@ -174,6 +174,33 @@ async def test_an_entry_back_from_a_final_state_is_open_again(ledger: Ledger) ->
     await ledger.release(("c-late", "c-again"), owner="o")
     begun = await ledger.begin(_intent("next", "c-late"), owner="o2", lease_ttl=60, snapshot={})
     assert begun.created and [e.key for e in begun.others] == ["late"]
+
+
+async def test_prune_deletes_old_final_entries_only(ledger: Ledger, ledger_spec: LedgerSpec) -> None:
+    states = {"done": EntryState.COMMITTED, "refused": EntryState.FAILED, "gave-up": EntryState.ABANDONED}
+    for key, state in states.items():
+        await ledger.begin(_intent(key, f"c-{key}"), owner="o", lease_ttl=0, snapshot={})
+        await ledger.settle(key, state)
+    for key in ("open", "doubt", "unsent"):
+        await ledger.begin(_intent(key, f"c-{key}"), owner="o", lease_ttl=0, snapshot=None if key == "unsent" else {})
+    await ledger.settle("doubt", EntryState.IN_DOUBT, reason="?")
+    async with ledger_spec.make("sk_another_business") as other:
+        await other.begin(_intent("theirs", "c-theirs"), owner="o", lease_ttl=0, snapshot={})
+        await other.settle("theirs", EntryState.COMMITTED)
+        await asyncio.sleep(0.3)
+        assert await ledger.prune(older_than=60) == 0  # too recent
+        await ledger.begin(_intent("fresh", "c-fresh"), owner="o", lease_ttl=0, snapshot={})
+        await ledger.settle("fresh", EntryState.COMMITTED)
+        assert await ledger.prune(older_than=0.2) == 3
+        assert {e.key for e in await ledger.entries()} == {"open", "doubt", "unsent", "fresh"}
+        assert await other.get("theirs") is not None  # another business's ledger is its own
+    assert await ledger.entries(customer="c-done") == []
+    begun = await ledger.begin(_intent("done", "c-done"), owner="o", lease_ttl=0, snapshot={})
+    assert begun.created  # a pruned key is a new write
+    # and its customer link is new too (a stale one, closed, would hide it from this check)
+    assert [e.key for e in await ledger.open_entries(["c-done"], exclude="next")] == ["done"]
+    with pytest.raises(ValidationError):
+        await ledger.prune(older_than=-1)
 
 
 async def test_marking_sending_refuses_a_lease_another_owner_took(ledger: Ledger) -> None:

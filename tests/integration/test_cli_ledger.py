@@ -6,6 +6,7 @@ import asyncio
 import csv
 import io
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -86,11 +87,31 @@ async def test_missing_ledger_is_an_error(tmp_path: Path) -> None:
         ("ledger", "list", "--limit", "0"),
         ("reconcile", "--limit", "0"),
         ("ledger", "move-to-postgres", "postgresql://127.0.0.1:1/x", "--recent-days", "-1"),
+        ("ledger", "prune", "--older-than-days", "0.5"),
+        ("ledger", "prune", "--older-than-days", "inf"),
     ],
 )
 async def test_bad_options_are_refused(ledger_file: Path, args: tuple[str, ...]) -> None:
     code, out, err = await _cli(*args, "--ledger", str(ledger_file))
     assert code == 2 and "must" in err and out == ""
+
+
+async def test_prune_command(ledger_file: Path, sandbox: Sandbox) -> None:
+    env = {"SHAKESCO_API_KEY": sandbox.api_key}
+    code, out, _ = await _cli(
+        "ledger", "prune", "--older-than-days", "1", "--json", "--ledger", str(ledger_file), env=env
+    )
+    assert (code, json.loads(out)) == (0, {"pruned": 0})  # nothing is a day old
+    db = sqlite3.connect(ledger_file)  # two days pass
+    with db:
+        db.execute("UPDATE entries SET created_at = created_at - 172800, updated_at = updated_at - 172800")
+    db.close()
+    code, _, err = await _cli("ledger", "prune", "--older-than-days", "1", "--ledger", str(ledger_file))
+    assert code == 2 and "SHAKESCO_API_KEY" in err  # no business named: nothing deleted
+    code, out, _ = await _cli("ledger", "prune", "--older-than-days", "1", "--ledger", str(ledger_file), env=env)
+    assert code == 0 and "pruned 2 final entries" in out
+    code, out, _ = await _cli("ledger", "list", "--json", "--ledger", str(ledger_file), env=env)
+    assert [e["key"] for e in json.loads(out)] == ["crash-1"]  # the open entry stays
 
 
 async def test_reconcile_command(ledger_file: Path, sandbox: Sandbox) -> None:
