@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Callable
 import attrs
 
 from ._errors import ValidationError
+from ._validate import seconds
 from .guard import WriteGuard
 from .guard._wrapper import Resend, wave_size
 from .ledger import EntryState, LedgerEntry
@@ -149,18 +150,13 @@ async def reconcile(
 
 def check_options(*, older_than: float, concurrency: int, resend: str, interval: float | None = None) -> None:
     """Refuse bad reconcile settings up front, not inside a background task."""
-    if interval is not None and not (_is_number(interval) and interval > 0):
-        raise ValidationError(f"interval must be a positive number of seconds, got {interval!r}")
-    if not (_is_number(older_than) and older_than >= 0):
-        raise ValidationError(f"older_than must be a number of seconds, not negative, got {older_than!r}")
+    if interval is not None:
+        seconds("interval", interval, positive=True)
+    seconds("older_than", older_than)
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_CONCURRENCY:
         raise ValidationError(f"concurrency must be an int from 1 to {MAX_CONCURRENCY}, got {concurrency!r}")
     if resend not in ("caller", "all", "none"):
         raise ValidationError(f"resend must be 'caller', 'all' or 'none', got {resend!r}")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 async def run_periodically(

@@ -25,6 +25,7 @@ __all__ = [
     "non_negative_amount",
     "percent",
     "rate_percent",
+    "seconds",
     "text",
 ]
 
@@ -146,6 +147,15 @@ def multiplier(name: str, value: Any) -> Decimal:
     if number < 1:
         raise ValidationError(f"{name} must be at least 1, got {value!r}")
     return number
+
+
+def seconds(name: str, value: Any, *, positive: bool = False) -> float:
+    """A setting in seconds: a finite int or float, not negative (with ``positive``, above 0)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or value < 0 or (positive and value == 0):
+        bound = "positive" if positive else "not negative"
+        raise ValidationError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
+    return float(value)
 
 
 def duration(name: str, value: Any) -> str:

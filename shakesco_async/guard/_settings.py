@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
 
 from .._errors import ConfigurationError
+from .._validate import seconds
 
 __all__ = ["GuardSettings"]
 
@@ -17,10 +17,7 @@ def _seconds(*, positive: bool = False) -> Callable[[Any, attrs.Attribute[Any], 
     """A finite number of seconds, not negative: an infinite lease would outlive a crash for ever."""
 
     def check(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-        number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        if not number or value < 0 or (positive and value == 0):
-            bound = "positive" if positive else "not negative"
-            raise ValueError(f"{attribute.name} must be a finite number of seconds, {bound}; got {value!r}")
+        seconds(attribute.name, value, positive=positive)
 
     return check
 

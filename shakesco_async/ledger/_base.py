@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import math
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -11,7 +10,7 @@ from typing import Any, Self
 
 import attrs
 
-from .._errors import ValidationError
+from .._validate import seconds
 from ._entry import EntryState, Intent, LedgerEntry
 
 __all__ = ["Begun", "Fence", "Ledger", "check_age"]
@@ -47,10 +46,8 @@ class Fence:
 
 
 def check_age(older_than: object) -> float:
-    """A finite, non-negative number of seconds (``prune``'s ``older_than``)."""
-    if isinstance(older_than, bool) or not isinstance(older_than, int | float) or not 0 <= older_than < math.inf:
-        raise ValidationError(f"older_than must be a finite number of seconds, not negative, got {older_than!r}")
-    return float(older_than)
+    """``prune``'s ``older_than``: a finite, non-negative number of seconds."""
+    return seconds("older_than", older_than)
 
 
 class Ledger(abc.ABC):

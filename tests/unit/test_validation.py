@@ -11,6 +11,7 @@ import pytest
 from aioresponses import aioresponses
 
 from shakesco_async import ShakescoClient, ValidationError
+from shakesco_async._validate import seconds
 from shakesco_async.ledger import EntryState
 
 BAD_CALLS: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = [
@@ -127,3 +128,15 @@ async def test_amounts_at_the_edges_go_on_the_wire_exactly(unit_client: Shakesco
     assert f'"amount":{largest}'.encode() in bodies
     assert b'"amount":123456789012345678901234567890.123456789012345678' in bodies
     assert b'"bronze":0,' in bodies
+
+
+@pytest.mark.parametrize("value", [-1, math.nan, math.inf, "5", True, None])
+def test_seconds_are_finite_numbers_not_negative(value: object) -> None:
+    with pytest.raises(ValidationError, match="wait must be a finite number of seconds"):
+        seconds("wait", value)
+
+
+def test_seconds_accept_ints_floats_and_zero_unless_positive() -> None:
+    assert (seconds("wait", 0), seconds("wait", 1.5), seconds("wait", 2)) == (0.0, 1.5, 2.0)
+    with pytest.raises(ValidationError, match="positive"):
+        seconds("wait", 0, positive=True)
