@@ -10,10 +10,9 @@ from typing import Any, Self
 
 import attrs
 
-from .._validate import seconds
 from ._entry import EntryState, Intent, LedgerEntry
 
-__all__ = ["Begun", "Fence", "Ledger", "check_age"]
+__all__ = ["Begun", "Fence", "Ledger"]
 
 
 @attrs.frozen
@@ -43,11 +42,6 @@ class Fence:
     def crossed_by(self, owner: str, until: float) -> bool:
         """Whether a lease held by ``owner`` until ``until`` overlapped the read."""
         return until >= self.since and not owner.startswith(self.mine)
-
-
-def check_age(older_than: object) -> float:
-    """``prune``'s ``older_than``: a finite, non-negative number of seconds."""
-    return seconds("older_than", older_than)
 
 
 class Ledger(abc.ABC):

@@ -24,7 +24,8 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 
 from .._errors import LeaseLost, LedgerError
-from ._base import Begun, Fence, Ledger, check_age
+from .._validate import seconds
+from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "open_entries_sql", "schema_sql"]
@@ -436,7 +437,7 @@ class PostgresLedger(Ledger):
 
     @_ledger_errors
     async def prune(self, *, older_than: float) -> int:
-        age = check_age(older_than)
+        age = seconds("older_than", older_than)
         if self.business == ANY_BUSINESS:
             raise LedgerError("this ledger view spans every business and is read-only")
         pool = await self._pool_conn()

@@ -17,7 +17,8 @@ from typing import Any, Literal, TypeVar, overload
 import aiosqlite
 
 from .._errors import LeaseLost, LedgerError
-from ._base import Begun, Fence, Ledger, check_age
+from .._validate import seconds
+from ._base import Begun, Fence, Ledger
 from ._entry import FINAL_STATES, EntryState, Intent, LedgerEntry
 from ._sqlite_batch import (
     RELEASE_SQL,
@@ -579,7 +580,7 @@ class SQLiteLedger(Ledger):
             await self._submit(op, durable=False)
 
     async def prune(self, *, older_than: float) -> int:
-        cutoff = time.time() - check_age(older_than)
+        cutoff = time.time() - seconds("older_than", older_than)
         final = sorted(state.value for state in FINAL_STATES)
 
         def op(db: sqlite3.Connection) -> int:
