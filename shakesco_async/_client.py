@@ -40,6 +40,9 @@ __all__ = ["ShakescoClient"]
 log = logging.getLogger("shakesco_async")
 R = TypeVar("R")
 _RETRYABLE_STATUS = frozenset({502, 503, 504})
+# Amounts answered as JSON numbers stay exact (a float keeps ~17 digits, not 18 decimals).
+# One decoder: json.loads with options would build a new one for every answer.
+_JSON = json.JSONDecoder(parse_float=Decimal)
 
 
 class ShakescoClient(EndpointMethods):
@@ -227,8 +230,7 @@ class ShakescoClient(EndpointMethods):
         if not 200 <= response.status < 300:
             raise error_from_response(response.status, response.text, response.retry_after)
         try:
-            # Amounts answered as JSON numbers stay exact (a float keeps ~17 digits, not 18 decimals)
-            data = json.loads(response.text, parse_float=Decimal)
+            data = _JSON.decode(response.text)
         except ValueError:
             raise MalformedResponse(
                 f"{endpoint.path} answered {response.status} with a non-JSON body", response.text
