@@ -280,10 +280,7 @@ class SQLiteLedger(Ledger):
         claims, queued outcomes): a batch of only such operations commits without an fsync.
         Later durable commits still carry it to disk, in order.
         """
-        if self.business == ANY_BUSINESS:
-            raise LedgerError("this ledger view spans every business and is read-only")
-        await self.open()
-        return await self._enqueue(op, durable=durable)
+        return await self._submit_now(op, durable=durable)
 
     def _submit_now(self, op: Op, *, durable: bool = True) -> Awaitable[Any]:
         """``_submit``, but queued at the call when the ledger is open, not when first awaited.

@@ -416,3 +416,18 @@ async def test_marking_sending_renews_a_lapsed_lease_nobody_took(sqlite_ledger: 
     await sqlite_ledger.begin(_intent("kept", "c-kept"), owner="kept", lease_ttl=0)
     await sqlite_ledger.mark_sending("kept", snapshot={}, owner="kept", customers=("c-kept",), lease_ttl=60)
     assert await sqlite_ledger.acquire(("c-kept",), owner="third", lease_ttl=60) is not None
+
+
+async def test_the_every_business_view_writes_nothing(sqlite_ledger: SQLiteLedger) -> None:
+    await sqlite_ledger.begin(_intent("mine", "c-mine"), owner="o", lease_ttl=0, snapshot={})
+    async with SQLiteLedger(sqlite_ledger.path, business=sqlite_module.ANY_BUSINESS) as view:
+        assert [e.key for e in await view.entries()] == ["mine"]  # it reads every business
+        for write in (
+            lambda: view.begin(_intent("theirs", "c-theirs"), owner="o", lease_ttl=0, snapshot={}),
+            lambda: view.acquire(["c-theirs"], owner="o", lease_ttl=60),
+            lambda: view.settle("mine", EntryState.ABANDONED),
+            lambda: view.prune(older_than=0),
+        ):
+            with pytest.raises(LedgerError, match="read-only"):
+                await write()
+    assert [(e.key, e.state) for e in await sqlite_ledger.entries()] == [("mine", EntryState.SENDING)]
