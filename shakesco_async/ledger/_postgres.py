@@ -11,7 +11,6 @@ customer, whatever the lease TTL.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import re
@@ -25,10 +24,11 @@ import asyncpg
 
 from .._errors import LeaseLost, LedgerError
 from .._validate import seconds
+from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
 
-__all__ = ["SCHEMA_VERSION", "PostgresLedger", "claim_sql", "open_entries_sql", "schema_sql"]
+__all__ = ["SCHEMA_VERSION", "PostgresLedger", "begin_sql", "claim_sql", "open_entries_sql", "schema_sql"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -76,6 +76,20 @@ def open_entries_sql(table: str, scope: str) -> str:
     return (
         f"SELECT {_COLUMNS} FROM {table} WHERE {_OPEN_SQL} AND snapshot IS NOT NULL AND key != $1"
         f" AND customers && $2 AND {scope} ORDER BY updated_at, key"
+    )
+
+
+@functools.cache
+def begin_sql(table: str) -> str:
+    """``begin``'s statement, one round trip: the new entry (``created``), then the open
+    entries on its customers, as ``open_entries`` finds them; no row when the key exists."""
+    return (
+        f"WITH new AS (INSERT INTO {table} (business, key, operation, params, params_digest, customers, key_source,"
+        " state, attempts, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        f" ON CONFLICT (business, key) DO NOTHING RETURNING {_COLUMNS})"
+        f" SELECT true AS created, {_COLUMNS} FROM new UNION ALL"
+        f" SELECT false, {_COLUMNS} FROM {table} WHERE {_OPEN_SQL} AND snapshot IS NOT NULL AND key != $2"
+        " AND customers && $6 AND business = $1 AND EXISTS (SELECT FROM new)"
     )
 
 
@@ -152,9 +166,7 @@ class PostgresLedger(Ledger):
         self.schema = schema
         self._migrate_on_open = migrate
         self._max_connections = max_connections
-        self._lease_conn: asyncpg.Connection | None = None
-        self._lease_lock = asyncio.Lock()
-        self._holders: dict[str, str] = {}
+        self._leases = AdvisoryLeases(self._pool_conn, self._lock_key)
         self._opening = asyncio.Lock()
         self._opened = False
 
@@ -203,23 +215,8 @@ class PostgresLedger(Ledger):
             if version < SCHEMA_VERSION:
                 await conn.execute(schema_sql(self.schema))  # idempotent: brings any older version up
 
-    async def _leases(self) -> asyncpg.Connection:
-        """The session that holds this process's advisory locks."""
-        await self.open()
-        if self._lease_conn is None or self._lease_conn.is_closed():
-            if self._holders:
-                raise LedgerError("the lease connection to PostgreSQL was lost; nothing was sent")
-            assert self._pool is not None
-            self._lease_conn = await self._pool.acquire()
-        return self._lease_conn
-
     async def close(self) -> None:
-        if self._lease_conn is not None and self._pool is not None:
-            conn, self._lease_conn = self._lease_conn, None
-            if not conn.is_closed():
-                await conn.execute("SELECT pg_advisory_unlock_all()")
-            await self._pool.release(conn)
-        self._holders.clear()
+        await self._leases.close()
         if self._pool is not None and self._owns_pool:
             pool, self._pool = self._pool, None
             await pool.close()
@@ -240,56 +237,13 @@ class PostgresLedger(Ledger):
             return None
         if self.business == ANY_BUSINESS:
             raise LedgerError("this ledger view spans every business and is read-only")
-        async with self._lease_lock:
-            conn = await self._leases()
-            if any(self._holders.get(n, owner) != owner for n in customers):
-                return time.time() + 0.05
-            taken: list[str] = []
-            try:
-                for name in customers:
-                    if self._holders.get(name) == owner:
-                        continue
-                    got = await conn.fetchval(
-                        "SELECT pg_try_advisory_lock(hashtextextended($1, 0))", self._lock_key(name)
-                    )
-                    if not got:
-                        await self._unlock_all(conn, taken)
-                        return time.time() + 0.05  # held by another process; poll again soon
-                    self._holders[name] = owner
-                    taken.append(name)
-            except BaseException:
-                # All or nothing: a caller that gets an error holds none of these.
-                with contextlib.suppress(*_DB_ERRORS):  # a session that is gone holds nothing
-                    await self._unlock_all(conn, taken)
-                raise
+        if await self._leases.acquire(customers, owner):
             return None
-
-    async def _unlock_all(self, conn: asyncpg.Connection, names: Sequence[str]) -> None:
-        try:
-            for name in names:
-                await self._unlock(conn, name)
-        finally:
-            for name in names:
-                self._holders.pop(name, None)
-
-    async def _unlock(self, conn: asyncpg.Connection, name: str) -> None:
-        self._holders.pop(name, None)
-        if not conn.is_closed():
-            await conn.fetchval("SELECT pg_advisory_unlock(hashtextextended($1, 0))", self._lock_key(name))
+        return time.time() + 0.05  # held by another owner or process; poll again soon
 
     @_ledger_errors
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
-        # To its end even if the caller is cancelled: a lock forgotten here but still held by
-        # the session would keep the customer from every host until this process ends.
-        await asyncio.shield(self._release(customers, owner))
-
-    async def _release(self, customers: Sequence[str], owner: str) -> None:
-        async with self._lease_lock:
-            if self._lease_conn is None:
-                return
-            for name in customers:
-                if self._holders.get(name) == owner:
-                    await self._unlock(self._lease_conn, name)
+        await self._leases.release(customers, owner)
 
     # -- the write path ----------------------------------------------------------------------------
     async def _get(self, conn: asyncpg.Connection | asyncpg.Pool, key: str) -> LedgerEntry | None:
@@ -310,17 +264,16 @@ class PostgresLedger(Ledger):
         if fence is not None:
             snapshot = None  # advisory locks leave no trace to check a fence against
         pool = await self._pool_conn()
-        existing = await self._get(pool, intent.key)
+        # A key the SDK made a moment ago cannot be stored yet (and if it were, the insert says so).
+        existing = None if intent.key_source == KeySource.GENERATED else await self._get(pool, intent.key)
         if existing is not None:
             return Begun(existing, created=False)
         busy = await self.acquire(intent.leases, owner=owner, lease_ttl=lease_ttl)
         if busy is not None:
             return Begun(None, created=False, busy_until=busy)
         try:
-            row = await pool.fetchrow(
-                f"INSERT INTO {self._t} (business, key, operation, params, params_digest, customers, key_source,"
-                " state, attempts, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                f" ON CONFLICT (business, key) DO NOTHING RETURNING {_COLUMNS}",
+            rows = await pool.fetch(
+                begin_sql(self._t),
                 self.business,
                 intent.key,
                 intent.operation,
@@ -335,12 +288,13 @@ class PostgresLedger(Ledger):
         except BaseException:
             await self.release(intent.leases, owner=owner)
             raise
-        if row is None:  # another host recorded the same key a moment ago
+        if not rows:  # another host recorded the same key a moment ago
             await self.release(intent.leases, owner=owner)
             existing = await self._get(pool, intent.key)
             return Begun(existing, created=False) if existing else Begun(None, created=False, busy_until=time.time())
-        others = await self.open_entries(intent.customers, exclude=intent.key)
-        return Begun(_entry(row), created=True, others=tuple(others))
+        entry = next(_entry(r) for r in rows if r["created"])
+        others = sorted((_entry(r) for r in rows if not r["created"]), key=lambda e: (e.updated_at, e.key))
+        return Begun(entry, created=True, others=tuple(others))
 
     @_ledger_errors
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
@@ -361,9 +315,9 @@ class PostgresLedger(Ledger):
         self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
     ) -> None:
         # The request may leave right after this: make sure our locks still exist.
-        if customers and (self._lease_conn is None or self._lease_conn.is_closed()):
+        if customers and not self._leases.alive:
             raise LeaseLost("the lease connection to PostgreSQL was lost; nothing was sent")
-        if any(self._holders.get(name) != owner for name in customers):
+        if not self._leases.held(customers, owner):
             raise LeaseLost(f"the lease on customers {', '.join(customers)} is no longer held; nothing was sent")
         pool = await self._pool_conn()
         await pool.execute(

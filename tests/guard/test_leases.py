@@ -7,6 +7,7 @@ import sqlite3
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 
 import shakesco_async as sa
@@ -134,25 +135,79 @@ async def test_a_lease_with_its_slack_intact_is_not_renewed(make_client: ClientF
     assert entry is not None and entry.attempts == 1  # one commit before the send, not two
 
 
-async def test_a_postgres_lease_half_taken_when_its_session_fails_is_given_back(
+async def test_postgres_leases_taken_by_a_statement_whose_answer_is_lost_are_given_back(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
     if ledger_spec.backend != "postgres":
         pytest.skip("PostgreSQL's leases are advisory locks held by a session")
-    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
+    short = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3)
+    client = make_client(guard=short)
     await client.upgrade_to_shakesco("c-from", 10)  # the lease session is open
-    locks = 0
 
-    async def drop_on_the_second_lock(sql: str) -> None:
-        nonlocal locks
+    async def nothing(sql: str) -> None:
+        pass
+
+    async def lose_the_answer(sql: str) -> None:  # the server took both locks
         if "pg_try_advisory_lock" in sql:
-            locks += 1
-            if locks == 2:
-                raise ConnectionResetError("connection reset by peer")
+            raise ConnectionResetError("connection reset by peer")
 
     ledger: Any = client.ledger
-    with lease_session(ledger, drop_on_the_second_lock), pytest.raises(sa.LedgerError, match="ConnectionReset"):
+    with lease_session(ledger, nothing, lose_the_answer), pytest.raises(sa.LedgerError, match="ConnectionReset"):
         await client.transfer_tokens("c-from", "c-to", 1)
-    assert ledger._holders == {}
-    await client.transfer_tokens("c-from", "c-to", 1)  # neither customer is left held
-    assert await client.balance("c-to") == 1
+    assert ledger._leases.holders == {}
+    assert sandbox.applied_writes("/transfer-tokens") == []
+    other = make_client(guard=short)  # another host, its own session: neither customer is held
+    await other.transfer_tokens("c-from", "c-to", 1)
+    await client.transfer_tokens("c-from", "c-to", 1)  # this process goes on, on a new session
+    assert await client.balance("c-to") == 2
+
+
+async def test_a_postgres_lease_session_the_server_ended_is_replaced_once_its_leases_are_back(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    # asyncpg detaches a pooled connection that ended: asking it whether it is closed then
+    # raised, so a process whose lease session was cut (a restart of the server, a proxy's
+    # idle timeout) failed every write from then on.
+    if ledger_spec.backend != "postgres":
+        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
+    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
+    await client.set_event_details("visit", 1, False)
+    await client.claim_tokens("visit", "c-1")  # the lease session is open
+    ledger: Any = client.ledger
+    pid = ledger._leases.session.get_server_pid()
+    admin = await asyncpg.connect(ledger_spec.location)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+    finally:
+        await admin.close()
+    for _ in range(100):  # until the client reads the end of its connection
+        if not ledger._leases.alive:
+            break
+        await asyncio.sleep(0.01)
+    assert not ledger._leases.alive
+    await client.claim_tokens("visit", "c-1")
+    await client.claim_tokens("visit", "c-2")
+    assert ledger._leases.alive and ledger._leases.session.get_server_pid() != pid
+    assert len(sandbox.applied_writes("/claim-tokens")) == 3
+
+
+async def test_postgres_leases_of_concurrent_writes_are_taken_together(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    if ledger_spec.backend != "postgres":
+        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
+    client = make_client()
+    await client.set_event_details("signup", 1, True)
+    await client.claim_tokens("signup", "c-first")  # the lease session is open
+    statements = 0
+
+    async def count(sql: str) -> None:
+        nonlocal statements
+        statements += 1
+
+    with lease_session(client.ledger, count):
+        await asyncio.gather(*(client.claim_tokens("signup", f"c-{i}") for i in range(40)))
+    assert len(sandbox.applied_writes("/claim-tokens")) == 41
+    # 40 locks and 40 unlocks: one statement each, one at a time, was 80 round trips.
+    assert statements <= 20, statements
+    assert client.ledger._leases.holders == {}  # type: ignore[attr-defined]

@@ -12,7 +12,14 @@ import shakesco_async as sa
 from shakesco_async.endpoints.rewards import CLAIM_TOKENS
 from shakesco_async.guard._outcome import canonical
 from shakesco_async.ledger import EntryState, Intent, KeySource, open_ledger
-from shakesco_async.ledger._postgres import SCHEMA_VERSION, PostgresLedger, claim_sql, open_entries_sql, schema_sql
+from shakesco_async.ledger._postgres import (
+    SCHEMA_VERSION,
+    PostgresLedger,
+    begin_sql,
+    claim_sql,
+    open_entries_sql,
+    schema_sql,
+)
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD, postgres_spec
 from tests.guard._crash import die_at
@@ -85,6 +92,10 @@ async def test_a_version_2_schema_gains_the_indexes_of_open_entries(postgres_dsn
         )
         check = await conn.fetch("EXPLAIN " + open_entries_sql(table, "business = $3"), "k", ["loyal"], "b")
         assert "entries_open_by_customer" in "\n".join(row[0] for row in check)
+        # The same check, made by the statement that records a new write.
+        args = ("b", "k", "/claim-tokens", "{}", "d", ["loyal"], "caller", "recorded", 0, None)
+        begin = await conn.fetch("EXPLAIN " + begin_sql(table), *args)
+        assert "entries_open_by_customer" in "\n".join(row[0] for row in begin)
     finally:
         await conn.close()
 
