@@ -15,22 +15,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import asyncpg
+import attrs
 
 from .._errors import LedgerError
+from ._batches import Batches
+from ._postgres_errors import DB_ERRORS, ledger_error
 
 __all__ = ["AdvisoryLeases"]
 
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
 _LOCK = (
     "ARRAY(SELECT pg_try_advisory_lock(hashtextextended(n, 0))"
     " FROM unnest(${}::text[]) WITH ORDINALITY AS l(n, i) ORDER BY i)"
 )
 _UNLOCK = "ARRAY(SELECT pg_advisory_unlock(hashtextextended(n, 0)) FROM unnest(${}::text[]) AS u(n))"
-# By what the batch holds (locks, unlocks); a lock and an unlock of one name in one batch
-# leave it held, in either order, since the session's locks count.
+# By what a batch holds (locks, unlocks). A lock and an unlock of one name in one batch
+# leave it held, in either order, since a session's locks on a name count.
 _SQL = {
     (True, False): f"SELECT {_LOCK.format(1)} AS locked",
     (False, True): f"SELECT {_UNLOCK.format(1)} AS unlocked",
@@ -38,16 +40,12 @@ _SQL = {
 }
 
 
-class _Batch:
-    """What callers asked for while the statement before was under way."""
+@attrs.frozen
+class _Ask:
+    """One caller's names to lock (all or none) or to unlock."""
 
-    __slots__ = ("locks", "unlocks", "waiting")
-
-    def __init__(self) -> None:
-        self.locks: list[str] = []
-        self.unlocks: list[str] = []
-        # (future, where its names start in ``locks``, how many): unlocks wait with start -1
-        self.waiting: list[tuple[asyncio.Future[bool], int, int]] = []
+    lock: bool
+    names: list[str]
 
 
 class AdvisoryLeases:
@@ -59,8 +57,7 @@ class AdvisoryLeases:
         self._lock_key = lock_key
         self.session: asyncpg.Connection | None = None
         self.holders: dict[str, str] = {}
-        self._next = _Batch()
-        self._flusher: asyncio.Task[None] | None = None
+        self._batches: Batches[_Ask, bool] = Batches(self._run)
 
     @property
     def alive(self) -> bool:
@@ -88,10 +85,7 @@ class AdvisoryLeases:
             return True
         for name in new:  # reserved: no other owner of this process asks for them meanwhile
             self.holders[name] = owner
-        batch = self._next
-        start = len(batch.locks)
-        batch.locks.extend(new)
-        done = self._wait(batch, start, len(new))
+        done = self._batches.submit(_Ask(True, new))
         try:
             taken = await asyncio.shield(done)
         except asyncio.CancelledError:
@@ -123,92 +117,75 @@ class AdvisoryLeases:
             done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
             done.set_result(True)  # the session ended, and its locks with it
             return done
-        self._next.unlocks.extend(names)
-        return self._wait(self._next, -1, 0)
+        return self._batches.submit(_Ask(False, list(names)))
 
     def _forget(self, names: Sequence[str], owner: str) -> None:
         for name in names:
             if self.holders.get(name) == owner:
                 del self.holders[name]
 
-    def _wait(self, batch: _Batch, start: int, count: int) -> asyncio.Future[bool]:
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        batch.waiting.append((done, start, count))
-        if self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_all())
-        return done
-
-    async def _flush_all(self) -> None:
+    async def _run(self, asks: Sequence[_Ask]) -> list[bool | BaseException]:
+        """One statement for a batch: whether each lock ask got all its names (an unlock is
+        always done: were the session to fail, its locks would end with it)."""
         try:
-            while self._next.waiting:
-                batch, self._next = self._next, _Batch()
-                await self._flush(batch)
-        finally:
-            self._flusher = None
-
-    async def _flush(self, batch: _Batch) -> None:
-        try:
-            locked = await self._run(batch)
+            locked = await self._statement(asks)
         except BaseException as exc:
-            for done, start, _ in batch.waiting:
-                if start < 0:  # done either way: the failed session is ended, and its locks with it
-                    done.set_result(True)
-                else:
-                    done.set_exception(_failed(exc))
             if not isinstance(exc, Exception):
                 raise
-            return
+            return [ledger_error(exc) if ask.lock else True for ask in asks]
+        outcomes: list[bool | BaseException] = []
         refused: list[str] = []
-        for done, start, count in batch.waiting:
-            got = locked[start : start + count]
-            if start >= 0 and not all(got):  # all or nothing: what this caller did take goes back
-                refused.extend(name for name, ok in zip(batch.locks[start : start + count], got, strict=True) if ok)
-            done.set_result(start < 0 or all(got))
+        for ask in asks:
+            if not ask.lock:
+                outcomes.append(True)
+                continue
+            got = [next(locked) for _ in ask.names]
+            if not all(got):  # all or nothing: what this ask did take goes back
+                refused.extend(name for name, ok in zip(ask.names, got, strict=True) if ok)
+            outcomes.append(all(got))
         if refused:
-            self._next.unlocks.extend(refused)
-            self._wait(self._next, -1, 0)
+            self._batches.submit(_Ask(False, refused))
+        return outcomes
 
-    async def _run(self, batch: _Batch) -> list[bool]:
+    async def _statement(self, asks: Sequence[_Ask]) -> Iterator[bool]:
         """Run the batch's statement; what each lock gave, in order."""
-        session = await self._session(batch)
-        if session is None or not (batch.locks or batch.unlocks):
-            return []  # nothing left to do: the session that held the unlocked names is gone
-        args = [[self._lock_key(name) for name in names] for names in (batch.locks, batch.unlocks) if names]
+        locks = [name for ask in asks if ask.lock for name in ask.names]
+        unlocks = [name for ask in asks if not ask.lock for name in ask.names]
+        if not self.alive:
+            # These unlocks were for the session that is gone; sent to a new one, they
+            # would give up the same names taken there for other owners.
+            unlocks = []
+            if not locks:
+                return iter(())
+            await self._replace_session(locks)
+        session = self.session
+        assert session is not None
+        args = [[self._lock_key(name) for name in names] for names in (locks, unlocks) if names]
         try:
-            row = await session.fetchrow(_SQL[bool(batch.locks), bool(batch.unlocks)], *args)
+            row = await session.fetchrow(_SQL[bool(locks), bool(unlocks)], *args)
         except BaseException:
             # Which locks the session holds now is unknown: end it, and with it all of them.
             session.terminate()
             raise
         assert row is not None
-        return list(row["locked"]) if batch.locks else []
+        return iter(row["locked"] if locks else ())
 
-    async def _session(self, batch: _Batch) -> asyncpg.Connection | None:
-        """The lease session, opened for a batch that takes locks; None when it is gone
-        and nothing needs a new one."""
-        if self.alive:
-            return self.session
-        # The batch's unlocks were for the session that is gone; sent to a new one, they
-        # would give up the same names taken there for other owners.
-        batch.unlocks.clear()
-        if not batch.locks:
-            return None
+    async def _replace_session(self, locks: Sequence[str]) -> None:
+        """Open the lease session, or a new one for a session that ended."""
         if self.session is not None:
-            asking = set(batch.locks)
+            asking = set(locks)
             if any(name not in asking for name in self.holders):
                 # Their owners think they hold leases the server no longer keeps: nothing new
-                # starts until they have given them back (their next step raises LeaseLost).
+                # starts until they have given them back.
                 raise LedgerError("the lease connection to PostgreSQL was lost; nothing was sent")
             lost, self.session = self.session, None
-            with contextlib.suppress(*_DB_ERRORS):
-                await (await self._pool()).release(lost)
+            with contextlib.suppress(*DB_ERRORS):
+                await (await self._pool()).release(lost)  # one that ended went back by itself
         self.session = await (await self._pool()).acquire()
-        return self.session
 
     async def close(self) -> None:
         """Give back every lock, and the session to the pool."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        await self._batches.drain()
         alive, session = self.alive, self.session
         self.session = None
         self.holders.clear()
@@ -216,18 +193,10 @@ class AdvisoryLeases:
             return
         pool = await self._pool()
         if not alive:
-            with contextlib.suppress(*_DB_ERRORS):
+            with contextlib.suppress(*DB_ERRORS):
                 await pool.release(session)  # one that ended went back to the pool by itself
             return
         try:
             await session.execute("SELECT pg_advisory_unlock_all()")
         finally:
             await pool.release(session)
-
-
-def _failed(exc: BaseException) -> LedgerError:
-    """One error per waiting caller (each raises its own), with the session's as cause."""
-    text = str(exc) if isinstance(exc, LedgerError) else f"PostgreSQL ledger: {type(exc).__name__}: {exc}"
-    failure = LedgerError(text)
-    failure.__cause__ = exc
-    return failure

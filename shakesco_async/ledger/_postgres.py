@@ -15,10 +15,10 @@ import functools
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from importlib import resources
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 
@@ -26,27 +26,12 @@ from .._errors import LeaseLost, LedgerError
 from .._validate import seconds
 from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
+from ._batches import Batches
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
+from ._postgres_errors import ledger_errors
+from ._postgres_settle import Settle, settle_batch
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "begin_sql", "claim_sql", "open_entries_sql", "schema_sql"]
-
-P = ParamSpec("P")
-T = TypeVar("T")
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-
-def _ledger_errors(method: Callable[P, Awaitable[T]]) -> Callable[P, Coroutine[Any, Any, T]]:
-    """A lost connection or a failed statement surfaces as ``LedgerError``, as with SQLite."""
-
-    @functools.wraps(method)
-    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return await method(*args, **kwargs)
-        except _DB_ERRORS as exc:
-            raise LedgerError(f"PostgreSQL ledger: {type(exc).__name__}: {exc}") from exc
-
-    return call
-
 
 SCHEMA_VERSION = 4
 ANY_BUSINESS = "*"
@@ -137,6 +122,12 @@ def _entry(row: asyncpg.Record) -> LedgerEntry:
     )
 
 
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """The ledger leaves no session state on a pooled connection (its advisory locks live on
+    the lease session, which gives them back itself), so the default reset, a round trip on
+    each release (every statement), is skipped. asyncpg still ends any open transaction."""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
@@ -167,6 +158,9 @@ class PostgresLedger(Ledger):
         self._migrate_on_open = migrate
         self._max_connections = max_connections
         self._leases = AdvisoryLeases(self._pool_conn, self._lock_key)
+        self._settles: Batches[Settle, bool] = Batches(
+            lambda moves: settle_batch(self._pool_conn, self._t, self.business, moves)
+        )
         self._opening = asyncio.Lock()
         self._opened = False
 
@@ -192,7 +186,11 @@ class PostgresLedger(Ledger):
             try:
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
-                        self._dsn, min_size=1, max_size=self._max_connections, init=_init_connection
+                        self._dsn,
+                        min_size=1,
+                        max_size=self._max_connections,
+                        init=_init_connection,
+                        reset=_no_reset,
                     )
                 else:
                     # A caller's pool: register the jsonb codec on the connections we use.
@@ -216,6 +214,7 @@ class PostgresLedger(Ledger):
                 await conn.execute(schema_sql(self.schema))  # idempotent: brings any older version up
 
     async def close(self) -> None:
+        await self._settles.drain()
         await self._leases.close()
         if self._pool is not None and self._owns_pool:
             pool, self._pool = self._pool, None
@@ -231,7 +230,7 @@ class PostgresLedger(Ledger):
     def _lock_key(self, name: str) -> str:
         return f"{self.business}\x1f{name}"
 
-    @_ledger_errors
+    @ledger_errors
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
         if not customers:
             return None
@@ -241,7 +240,7 @@ class PostgresLedger(Ledger):
             return None
         return time.time() + 0.05  # held by another owner or process; poll again soon
 
-    @_ledger_errors
+    @ledger_errors
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         await self._leases.release(customers, owner)
 
@@ -251,7 +250,7 @@ class PostgresLedger(Ledger):
         row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {self._t} WHERE key = $1 AND {scope}", key, *args)
         return None if row is None else _entry(row)
 
-    @_ledger_errors
+    @ledger_errors
     async def begin(
         self,
         intent: Intent,
@@ -296,7 +295,7 @@ class PostgresLedger(Ledger):
         others = sorted((_entry(r) for r in rows if not r["created"]), key=lambda e: (e.updated_at, e.key))
         return Begun(entry, created=True, others=tuple(others))
 
-    @_ledger_errors
+    @ledger_errors
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:
             return []
@@ -310,7 +309,7 @@ class PostgresLedger(Ledger):
         )
         return [_entry(r) for r in rows]
 
-    @_ledger_errors
+    @ledger_errors
     async def mark_sending(
         self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
     ) -> None:
@@ -329,7 +328,7 @@ class PostgresLedger(Ledger):
             key,
         )
 
-    @_ledger_errors
+    @ledger_errors
     async def settle(
         self,
         key: str,
@@ -344,23 +343,22 @@ class PostgresLedger(Ledger):
         owner: str | None = None,
         wait: bool = True,
     ) -> bool:
-        pool = await self._pool_conn()
-        sql = (
-            f"UPDATE {self._t} SET state = $1, result = COALESCE($2, result), error = $3, reason = $4,"
-            " updated_at = clock_timestamp()"
-            + (", snapshot = NULL" if drop_snapshot else "")
-            + " WHERE business = $5 AND key = $6"
+        move = Settle(
+            key,
+            state.value,
+            None if result is None else json.dumps(result),
+            None if error is None else json.dumps(error),
+            reason,
+            None if expect is None else tuple(s.value for s in expect),
+            drop_snapshot,
         )
-        args: list[Any] = [state.value, result, error, reason, self.business, key]
-        if expect is not None:
-            sql += " AND state = ANY($7)"
-            args.append([s.value for s in expect])
-        status = await pool.execute(sql, *args)
+        # The move is made even if the caller stops waiting: it is already in a batch.
+        moved: bool = await asyncio.shield(self._settles.submit(move))
         if release and owner is not None:
             await self.release(release, owner=owner)
-        return bool(status.endswith(" 1"))
+        return moved
 
-    @_ledger_errors
+    @ledger_errors
     async def claim_open(
         self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
     ) -> list[LedgerEntry]:
@@ -376,7 +374,7 @@ class PostgresLedger(Ledger):
         )
         return sorted((_entry(r) for r in rows), key=lambda e: (e.created_at, e.key))
 
-    @_ledger_errors
+    @ledger_errors
     async def unclaim(self, owner: str, keys: Sequence[str]) -> None:
         if not keys:
             return
@@ -389,7 +387,7 @@ class PostgresLedger(Ledger):
             list(keys),
         )
 
-    @_ledger_errors
+    @ledger_errors
     async def prune(self, *, older_than: float) -> int:
         age = seconds("older_than", older_than)
         if self.business == ANY_BUSINESS:
@@ -410,7 +408,7 @@ class PostgresLedger(Ledger):
             if deleted < _PRUNE_BATCH:
                 return pruned
 
-    @_ledger_errors
+    @ledger_errors
     async def import_rows(self, rows: Sequence[dict[str, Any]]) -> int:
         """Insert entries moved from another ledger (with their business); existing keys win."""
         pool = await self._pool_conn()
@@ -441,11 +439,11 @@ class PostgresLedger(Ledger):
         return inserted
 
     # -- inspection ------------------------------------------------------------------------------
-    @_ledger_errors
+    @ledger_errors
     async def get(self, key: str) -> LedgerEntry | None:
         return await self._get(await self._pool_conn(), key)
 
-    @_ledger_errors
+    @ledger_errors
     async def entries(
         self,
         *,
@@ -472,7 +470,7 @@ class PostgresLedger(Ledger):
             sql += f" LIMIT ${len(args)}"
         return [_entry(r) for r in await pool.fetch(sql, *args)]
 
-    @_ledger_errors
+    @ledger_errors
     async def counts(self) -> dict[EntryState, int]:
         pool = await self._pool_conn()
         scope, args = self._scope(1)

@@ -216,6 +216,44 @@ async def test_marking_sending_refuses_a_lease_another_owner_took(ledger: Ledger
 
 
 # -- SQLite only: how batches are run ---------------------------------------------------------------
+async def test_concurrent_settles_each_say_whether_they_moved_in_call_order(ledger: Ledger) -> None:
+    # With PostgreSQL these go out together, as one statement per batch of distinct keys.
+    for key in ("s1", "s2", "s3"):
+        await ledger.begin(_intent(key, f"c{key}"), owner="o", lease_ttl=60, snapshot={"kind": "one_time"})
+    sending, in_doubt = (EntryState.SENDING,), (EntryState.IN_DOUBT,)
+    receipt = {"kind": "receipt", "tx_hash": "0x1"}
+    moved = await asyncio.gather(
+        ledger.settle("s1", EntryState.IN_DOUBT, reason="lost", expect=sending),
+        ledger.settle("s1", EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x0"}, expect=sending),
+        ledger.settle("s2", EntryState.IN_DOUBT, reason="superseded", expect=sending, drop_snapshot=True),
+        ledger.settle("s3", EntryState.FAILED, error={"status": 409, "message": "Event already claimed"}),
+        ledger.settle("missing", EntryState.COMMITTED, result=receipt),
+        ledger.settle("s1", EntryState.COMMITTED, result=receipt, expect=in_doubt),
+    )
+    assert moved == [True, False, True, True, False, True]
+    s1, s2, s3 = [await ledger.get(k) for k in ("s1", "s2", "s3")]
+    assert s1 is not None and (s1.state, s1.result, s1.reason) == (EntryState.COMMITTED, receipt, None)
+    assert s2 is not None and (s2.state, s2.snapshot, s2.reason) == (EntryState.IN_DOUBT, None, "superseded")
+    assert s3 is not None and (s3.state, s3.snapshot) == (EntryState.FAILED, {"kind": "one_time"})
+    assert s3.error == {"status": 409, "message": "Event already claimed"}
+    assert await ledger.get("missing") is None
+
+
+async def test_a_settle_that_cannot_be_stored_fails_alone(ledger: Ledger) -> None:
+    for key in ("bad", "good"):
+        await ledger.begin(_intent(key, f"c{key}"), owner="o", lease_ttl=60, snapshot={})
+    receipt = {"kind": "receipt", "tx_hash": "0x1"}
+    outcomes = await asyncio.gather(
+        ledger.settle("bad", EntryState.COMMITTED, result={"amount": Decimal(1)}),  # not JSON
+        ledger.settle("good", EntryState.COMMITTED, result=receipt),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[0], TypeError) and outcomes[1] is True
+    bad, good = await ledger.get("bad"), await ledger.get("good")
+    assert bad is not None and bad.state == EntryState.SENDING
+    assert good is not None and (good.state, good.result) == (EntryState.COMMITTED, receipt)
+
+
 @pytest.fixture
 async def sqlite_ledger(tmp_path: Path) -> AsyncIterator[SQLiteLedger]:
     async with SQLiteLedger(tmp_path / "batches.sqlite3", business="b") as opened:
