@@ -54,6 +54,8 @@ class Batches(Generic[T, R]):
     async def _flush(self, items: list[T], waiting: list[asyncio.Future[R]]) -> None:
         try:
             outcomes = await self._run(items)
+            if len(outcomes) != len(waiting):  # a broken batch fails its callers, never hangs them
+                raise RuntimeError(f"a batch of {len(waiting)} gave {len(outcomes)} outcomes")
         except Exception as exc:
             for done in waiting:
                 done.set_exception(exc)
