@@ -31,8 +31,10 @@ _LOCK = (
     " FROM unnest(${}::text[]) WITH ORDINALITY AS l(n, i) ORDER BY i)"
 )
 _UNLOCK = "ARRAY(SELECT pg_advisory_unlock(hashtextextended(n, 0)) FROM unnest(${}::text[]) AS u(n))"
-# By what a batch holds (locks, unlocks). A lock and an unlock of one name in one batch
-# leave it held, in either order, since a session's locks on a name count.
+# By what a batch holds (locks, unlocks). One name given back by one owner and asked for
+# by another in the same batch comes out right either way: a session's locks on a name
+# count, so locked first it stays held; unlocked first, another process may take it in
+# between, and then the ask is refused and polls again.
 _SQL = {
     (True, False): f"SELECT {_LOCK.format(1)} AS locked",
     (False, True): f"SELECT {_UNLOCK.format(1)} AS unlocked",
