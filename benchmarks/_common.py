@@ -19,10 +19,12 @@ __all__ = ["Run", "bench_client", "measure", "parser", "percentile", "verdict"]
 
 @attrs.frozen
 class Run:
-    """One measured batch: operations per second and per-operation latencies (s)."""
+    """One measured batch: operations per second, per-operation latencies (s), and the
+    process's CPU time per operation (s; every thread, the in-process sandbox included)."""
 
     rate: float
     latencies: tuple[float, ...]
+    cpu: float = 0.0
 
     @property
     def p50(self) -> float:
@@ -58,9 +60,9 @@ async def measure(operation: Callable[[int], Awaitable[object]], count: int, con
             await operation(i)
             latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(lane() for _ in range(concurrency)))
-    return Run(count / (time.perf_counter() - started), tuple(latencies))
+    return Run(count / (time.perf_counter() - started), tuple(latencies), (time.process_time() - cpu) / count)
 
 
 def median_ratio(pairs: list[tuple[float, float]]) -> float:

@@ -113,7 +113,7 @@ async def main(smoke: bool) -> int:
                             if case_sync != sync:
                                 continue
                             n = count if concurrency > 1 else count // 3
-                            rates, p50s, p99s = [], [], []
+                            rates, p50s, p99s, cpus = [], [], [], []
                             bounded: dict[str, list[tuple[float, float, float]]] = {name: [] for name in floors}
                             for r in range(rounds):
                                 tag = f"{event}{sync}{concurrency}{r}"
@@ -135,13 +135,16 @@ async def main(smoke: bool) -> int:
                                 rates.append((guarded.rate, raw.rate))
                                 p50s.append((raw.p50, guarded.p50))
                                 p99s.append((raw.p99, guarded.p99))
+                                cpus.append((raw.cpu, guarded.cpu))
                             ratio = median_ratio(rates)
                             kind = "one-time" if EVENTS[event] else "repeatable"
                             print(
                                 f"{kind:<10} synchronous={sync:<6} concurrency={concurrency:>2}:"
                                 f" guarded/raw = {ratio:.2f}"
                                 f" (raw {rates[-1][1]:.0f}/s, guarded {rates[-1][0]:.0f}/s);"
-                                f" latency raw/guarded p50 = {median_ratio(p50s):.2f}, p99 = {median_ratio(p99s):.2f}"
+                                f" latency raw/guarded p50 = {median_ratio(p50s):.2f}, p99 = {median_ratio(p99s):.2f};"
+                                f" CPU per write raw/guarded = {median_ratio(cpus):.2f}"
+                                f" ({cpus[-1][0] * 1e6:.0f} µs, {cpus[-1][1] * 1e6:.0f} µs)"
                             )
                             checks.append((f"{kind} {sync} c{concurrency}", ratio, target))
                             for name, runs in bounded.items() if target else ():
