@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from .. import _validate as v
 from .._models import EventDetails, Receipt, TokenInfo
 from ._spec import Caller, model, read, receipt, single, write
@@ -44,6 +46,12 @@ class EventEndpoints(Caller):
     async def event_by_index(self, index: int) -> str:
         """The name of the event at a 0-based index."""
         return await self._call(EVENT_BY_INDEX, index=index)
+
+    async def iter_events(self) -> AsyncIterator[str]:
+        """Every configured event's name, in index order (``event_counter``, then
+        ``event_by_index`` for each): ``[name async for name in client.iter_events()]``."""
+        for index in range(await self.event_counter()):
+            yield await self.event_by_index(index)
 
     async def token_info(self) -> TokenInfo:
         """Basic token facts."""

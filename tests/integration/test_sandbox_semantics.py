@@ -194,6 +194,7 @@ async def test_events_and_token_info(client: ShakescoClient) -> None:
     await _events(client)
     assert await client.event_counter() == 2
     assert await client.event_by_index(1) == "purchase"
+    assert [name async for name in client.iter_events()] == ["signup", "purchase"]
     with pytest.raises(sa.EventNotFound):
         await client.event_by_index(5)
     assert await client.event_details("signup") == sa.EventDetails(Decimal(50), True)
