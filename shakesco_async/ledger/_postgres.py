@@ -296,6 +296,58 @@ class PostgresLedger(Ledger):
         return Begun(entry, created=True, others=tuple(others))
 
     @ledger_errors
+    async def lease_entries(
+        self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
+    ) -> list[tuple[LedgerEntry | None, bool]]:
+        # Set-wise, for a reconcile wave: the entries in one query, their leases together (one
+        # lease statement), then the leased ones read again in one query. One by one, each
+        # entry cost two queries and a lease statement, in turn.
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
+        before = await self._get_many([last.key for last, _ in wanted])
+
+        async def lease(key: str, owner: str) -> bool:
+            entry = before.get(key)
+            if entry is None or entry.is_final:
+                return False
+            return await self.acquire(entry.leases, owner=owner, lease_ttl=lease_ttl) is None
+
+        tried = await asyncio.gather(*(lease(last.key, owner) for last, owner in wanted), return_exceptions=True)
+        taken = [(before[last.key], owner) for (last, owner), ok in zip(wanted, tried, strict=True) if ok is True]
+        try:
+            for outcome in tried:
+                if isinstance(outcome, BaseException):
+                    raise outcome  # all or nothing: what the others took goes back below
+            after = await self._get_many([entry.key for entry, _ in taken])
+        except BaseException:
+            await asyncio.gather(*(self.release(entry.leases, owner=owner) for entry, owner in taken))
+            raise
+        out: list[tuple[LedgerEntry | None, bool]] = []
+        stale: list[tuple[LedgerEntry, str]] = []
+        for (last, owner), ok in zip(wanted, tried, strict=True):
+            if ok is not True:
+                out.append((before.get(last.key), False))
+                continue
+            fresh = after.get(last.key)
+            if fresh is None or fresh.is_final:  # settled between the reads: nothing to lease
+                stale.append((before[last.key], owner))
+                out.append((fresh, False))
+            else:
+                out.append((fresh, True))
+        await asyncio.gather(*(self.release(entry.leases, owner=owner) for entry, owner in stale))
+        return out
+
+    async def _get_many(self, keys: Sequence[str]) -> dict[str, LedgerEntry]:
+        if not keys:
+            return {}
+        pool = await self._pool_conn()
+        scope, args = self._scope(2)
+        rows = await pool.fetch(
+            f"SELECT {_COLUMNS} FROM {self._t} WHERE key = ANY($1::text[]) AND {scope}", list(keys), *args
+        )
+        return {row["key"]: _entry(row) for row in rows}
+
+    @ledger_errors
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:
             return []

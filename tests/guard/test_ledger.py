@@ -119,6 +119,50 @@ async def test_lease_entries(ledger: Ledger) -> None:
     assert await ledger.acquire(("c6",), owner="someone", lease_ttl=60) is None  # nothing taken for a final one
 
 
+async def test_postgres_leases_a_wave_together_and_gives_back_what_it_cannot_keep(
+    ledger: Ledger, ledger_spec: LedgerSpec
+) -> None:
+    if ledger_spec.backend != "postgres":
+        pytest.skip("the PostgreSQL ledger's own lease_entries")
+    pg: Any = ledger
+    entries = []
+    for i in range(3):
+        begun = await ledger.begin(_intent(f"w{i}", f"cw{i}"), owner=f"crashed{i}", lease_ttl=60, snapshot={})
+        await ledger.release((f"cw{i}",), owner=f"crashed{i}")
+        assert begun.entry is not None
+        entries.append(begun.entry)
+    wanted = [(entry, f"r{i}") for i, entry in enumerate(entries)]
+    real_get_many = pg._get_many
+    reads = 0
+
+    async def settled_in_between(keys: list[str]) -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        found = await real_get_many(keys)
+        if reads == 2:  # another writer settled w1 between the two reads
+            found["w1"] = attrs.evolve(found["w1"], state=EntryState.COMMITTED)
+        return dict(found)
+
+    pg._get_many = settled_in_between
+    found = await ledger.lease_entries(wanted, lease_ttl=60)
+    assert [leased for _, leased in found] == [True, False, True]
+    assert pg._leases.holders == {"cw0": "r0", "cw2": "r2"}  # w1's lease was given back
+    for i in (0, 2):
+        await ledger.release((f"cw{i}",), owner=f"r{i}")
+
+    async def session_fails(names: Any, owner: str) -> bool:
+        if owner == "r1":
+            raise LedgerError("PostgreSQL ledger: ConnectionResetError")
+        return await real_acquire(names, owner)
+
+    pg._get_many = real_get_many
+    real_acquire = pg._leases.acquire
+    pg._leases.acquire = session_fails
+    with pytest.raises(LedgerError, match="ConnectionReset"):
+        await ledger.lease_entries(wanted, lease_ttl=60)
+    assert pg._leases.holders == {}  # all or nothing: r0's and r2's leases were given back
+
+
 async def test_concurrent_begins_behave_as_if_one_after_another(ledger: Ledger) -> None:
     """Many begins land in one batch; same key and same customer still see each other."""
     intents = [_intent(f"m{i}", f"cm{i}") for i in range(40)]
