@@ -199,15 +199,16 @@ async def test_postgres_leases_of_concurrent_writes_are_taken_together(
     client = make_client()
     await client.set_event_details("signup", 1, True)
     await client.claim_tokens("signup", "c-first")  # the lease session is open
-    statements = 0
+    taking = 0
 
     async def count(sql: str) -> None:
-        nonlocal statements
-        statements += 1
+        nonlocal taking
+        taking += "pg_try_advisory_lock" in sql
 
     with lease_session(client.ledger, count):
         await asyncio.gather(*(client.claim_tokens("signup", f"c-{i}") for i in range(40)))
     assert len(sandbox.applied_writes("/claim-tokens")) == 41
-    # 40 locks and 40 unlocks: one statement each, one at a time, was 80 round trips.
-    assert statements <= 20, statements
+    # The 40 writes ask for their leases at once: that was 40 round trips, one at a time.
+    # (Their unlocks come as their answers do, so how many statements those share varies.)
+    assert taking <= 8, taking
     assert client.ledger._leases.holders == {}  # type: ignore[attr-defined]
