@@ -167,7 +167,8 @@ class AdvisoryLeases:
             row = await session.fetchrow(_SQL[bool(locks), bool(unlocks)], *args)
         except BaseException:
             # Which locks the session holds now is unknown: end it, and with it all of them.
-            session.terminate()
+            with contextlib.suppress(*DB_ERRORS):  # one whose connection is gone is detached
+                session.terminate()
             raise
         assert row is not None
         return iter(row["locked"] if locks else ())

@@ -212,3 +212,31 @@ async def test_postgres_leases_of_concurrent_writes_are_taken_together(
     # (Their unlocks come as their answers do, so how many statements those share varies.)
     assert taking <= 8, taking
     assert client.ledger._leases.holders == {}  # type: ignore[attr-defined]
+
+
+async def test_a_lease_session_lost_mid_statement_says_why_and_the_process_goes_on(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    if ledger_spec.backend != "postgres":
+        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
+    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
+    await client.set_event_details("visit", 1, False)
+    await client.claim_tokens("visit", "c-1")  # the lease session is open
+    ledger: Any = client.ledger
+    real = ledger._leases.session
+
+    async def nothing(sql: str) -> None:
+        pass
+
+    async def lost(sql: str) -> None:  # the connection dies as the answer comes back
+        if "pg_try_advisory_lock" in sql:
+            real.terminate()  # asyncpg then detaches it from its pool proxy
+            raise ConnectionResetError("connection reset by peer")
+
+    with lease_session(ledger, nothing, lost), pytest.raises(sa.LedgerError) as caught:
+        await client.claim_tokens("visit", "c-2")
+    # The connection's own error, not asyncpg's complaint about a detached connection.
+    assert "ConnectionResetError" in str(caught.value), caught.value
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+    await client.claim_tokens("visit", "c-2")  # on a new session
+    assert len(sandbox.applied_writes("/claim-tokens")) == 2
