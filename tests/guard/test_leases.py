@@ -18,6 +18,18 @@ from tests.guard._crash import die_at
 from tests.support.ledgers import LedgerSpec
 from tests.support.pg_session import lease_session
 
+_SHORT = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3)
+
+
+async def _postgres_client(make_client: ClientFactory, ledger_spec: LedgerSpec) -> Any:
+    """A client on the PostgreSQL ledger whose lease session is open (it made one write)."""
+    if ledger_spec.backend != "postgres":
+        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
+    client = make_client(guard=_SHORT)
+    await client.set_event_details("visit", 1, False)
+    await client.claim_tokens("visit", "c-1")
+    return client
+
 
 async def test_a_retry_is_not_sent_once_another_process_took_the_lease(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
@@ -138,25 +150,19 @@ async def test_a_lease_with_its_slack_intact_is_not_renewed(make_client: ClientF
 async def test_postgres_leases_taken_by_a_statement_whose_answer_is_lost_are_given_back(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
-    if ledger_spec.backend != "postgres":
-        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
-    short = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3)
-    client = make_client(guard=short)
-    await client.upgrade_to_shakesco("c-from", 10)  # the lease session is open
-
-    async def nothing(sql: str) -> None:
-        pass
+    client = await _postgres_client(make_client, ledger_spec)
+    await client.upgrade_to_shakesco("c-from", 10)
 
     async def lose_the_answer(sql: str) -> None:  # the server took both locks
         if "pg_try_advisory_lock" in sql:
             raise ConnectionResetError("connection reset by peer")
 
     ledger: Any = client.ledger
-    with lease_session(ledger, nothing, lose_the_answer), pytest.raises(sa.LedgerError, match="ConnectionReset"):
+    with lease_session(ledger, after=lose_the_answer), pytest.raises(sa.LedgerError, match="ConnectionReset"):
         await client.transfer_tokens("c-from", "c-to", 1)
     assert ledger._leases.holders == {}
     assert sandbox.applied_writes("/transfer-tokens") == []
-    other = make_client(guard=short)  # another host, its own session: neither customer is held
+    other = make_client(guard=_SHORT)  # another host, its own session: neither customer is held
     await other.transfer_tokens("c-from", "c-to", 1)
     await client.transfer_tokens("c-from", "c-to", 1)  # this process goes on, on a new session
     assert await client.balance("c-to") == 2
@@ -168,11 +174,7 @@ async def test_a_postgres_lease_session_the_server_ended_is_replaced_once_its_le
     # asyncpg detaches a pooled connection that ended: asking it whether it is closed then
     # raised, so a process whose lease session was cut (a restart of the server, a proxy's
     # idle timeout) failed every write from then on.
-    if ledger_spec.backend != "postgres":
-        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
-    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
-    await client.set_event_details("visit", 1, False)
-    await client.claim_tokens("visit", "c-1")  # the lease session is open
+    client = await _postgres_client(make_client, ledger_spec)
     ledger: Any = client.ledger
     pid = ledger._leases.session.get_server_pid()
     admin = await asyncpg.connect(ledger_spec.location)
@@ -217,23 +219,16 @@ async def test_postgres_leases_of_concurrent_writes_are_taken_together(
 async def test_a_lease_session_lost_mid_statement_says_why_and_the_process_goes_on(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
-    if ledger_spec.backend != "postgres":
-        pytest.skip("PostgreSQL's leases are advisory locks held by a session")
-    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3))
-    await client.set_event_details("visit", 1, False)
-    await client.claim_tokens("visit", "c-1")  # the lease session is open
+    client = await _postgres_client(make_client, ledger_spec)
     ledger: Any = client.ledger
     real = ledger._leases.session
-
-    async def nothing(sql: str) -> None:
-        pass
 
     async def lost(sql: str) -> None:  # the connection dies as the answer comes back
         if "pg_try_advisory_lock" in sql:
             real.terminate()  # asyncpg then detaches it from its pool proxy
             raise ConnectionResetError("connection reset by peer")
 
-    with lease_session(ledger, nothing, lost), pytest.raises(sa.LedgerError) as caught:
+    with lease_session(ledger, after=lost), pytest.raises(sa.LedgerError) as caught:
         await client.claim_tokens("visit", "c-2")
     # The connection's own error, not asyncpg's complaint about a detached connection.
     assert "ConnectionResetError" in str(caught.value), caught.value

@@ -13,7 +13,7 @@ class _SessionProxy:
     """Passes everything to the real session; ``before(sql)`` runs first on each fetchrow (the
     statement that takes and gives back a batch of leases), ``after(sql)`` once it has run."""
 
-    def __init__(self, conn: Any, before: Before, after: Before | None) -> None:
+    def __init__(self, conn: Any, before: Before | None, after: Before | None) -> None:
         self._conn = conn
         self._before = before
         self._after = after
@@ -22,7 +22,8 @@ class _SessionProxy:
         return getattr(self._conn, name)
 
     async def fetchrow(self, sql: str, *args: Any) -> Any:
-        await self._before(sql)
+        if self._before is not None:
+            await self._before(sql)
         row = await self._conn.fetchrow(sql, *args)
         if self._after is not None:
             await self._after(sql)
@@ -30,7 +31,7 @@ class _SessionProxy:
 
 
 @contextlib.contextmanager
-def lease_session(ledger: Any, before: Before, after: Before | None = None) -> Iterator[None]:
+def lease_session(ledger: Any, before: Before | None = None, after: Before | None = None) -> Iterator[None]:
     """Put ``before`` in front of every statement of ``ledger``'s lease session (it must
     be open) for the block, and ``after`` behind it (the server has run it: raise to lose
     its answer); the real session is back afterwards."""
