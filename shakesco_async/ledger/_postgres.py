@@ -28,7 +28,7 @@ from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
 from ._batches import Batches
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
-from ._postgres_errors import ledger_errors
+from ._postgres_errors import DB_ERRORS, ledger_errors
 from ._postgres_settle import Settle, settle_batch
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "begin_sql", "claim_sql", "open_entries_sql", "schema_sql"]
@@ -171,6 +171,10 @@ class PostgresLedger(Ledger):
     def _t(self) -> str:
         return f"{self.schema}.entries"
 
+    def _check_writable(self) -> None:
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
+
     def _scope(self, first: int) -> tuple[str, list[Any]]:
         if self.business == ANY_BUSINESS:
             return "TRUE", []
@@ -198,7 +202,7 @@ class PostgresLedger(Ledger):
                 if self._migrate_on_open:
                     await self._migrate()
                 self._opened = True
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except DB_ERRORS as exc:
                 raise LedgerError(f"cannot open the PostgreSQL ledger: {type(exc).__name__}: {exc}") from exc
 
     async def _migrate(self) -> None:
@@ -234,8 +238,7 @@ class PostgresLedger(Ledger):
     async def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> float | None:
         if not customers:
             return None
-        if self.business == ANY_BUSINESS:
-            raise LedgerError("this ledger view spans every business and is read-only")
+        self._check_writable()
         if await self._leases.acquire(customers, owner):
             return None
         return time.time() + 0.05  # held by another owner or process; poll again soon
@@ -245,10 +248,8 @@ class PostgresLedger(Ledger):
         await self._leases.release(customers, owner)
 
     # -- the write path ----------------------------------------------------------------------------
-    async def _get(self, conn: asyncpg.Connection | asyncpg.Pool, key: str) -> LedgerEntry | None:
-        scope, args = self._scope(2)
-        row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM {self._t} WHERE key = $1 AND {scope}", key, *args)
-        return None if row is None else _entry(row)
+    async def _get(self, key: str) -> LedgerEntry | None:
+        return (await self._get_many([key])).get(key)
 
     @ledger_errors
     async def begin(
@@ -264,7 +265,7 @@ class PostgresLedger(Ledger):
             snapshot = None  # advisory locks leave no trace to check a fence against
         pool = await self._pool_conn()
         # A key the SDK made a moment ago cannot be stored yet (and if it were, the insert says so).
-        existing = None if intent.key_source == KeySource.GENERATED else await self._get(pool, intent.key)
+        existing = None if intent.key_source == KeySource.GENERATED else await self._get(intent.key)
         if existing is not None:
             return Begun(existing, created=False)
         busy = await self.acquire(intent.leases, owner=owner, lease_ttl=lease_ttl)
@@ -289,7 +290,7 @@ class PostgresLedger(Ledger):
             raise
         if not rows:  # another host recorded the same key a moment ago
             await self.release(intent.leases, owner=owner)
-            existing = await self._get(pool, intent.key)
+            existing = await self._get(intent.key)
             return Begun(existing, created=False) if existing else Begun(None, created=False, busy_until=time.time())
         entry = next(_entry(r) for r in rows if r["created"])
         others = sorted((_entry(r) for r in rows if not r["created"]), key=lambda e: (e.updated_at, e.key))
@@ -302,8 +303,7 @@ class PostgresLedger(Ledger):
         # Set-wise, for a reconcile wave: the entries in one query, their leases together (one
         # lease statement), then the leased ones read again in one query. One by one, each
         # entry cost two queries and a lease statement, in turn.
-        if self.business == ANY_BUSINESS:
-            raise LedgerError("this ledger view spans every business and is read-only")
+        self._check_writable()
         before = await self._get_many([last.key for last, _ in wanted])
 
         async def lease(key: str, owner: str) -> bool:
@@ -442,8 +442,7 @@ class PostgresLedger(Ledger):
     @ledger_errors
     async def prune(self, *, older_than: float) -> int:
         age = seconds("older_than", older_than)
-        if self.business == ANY_BUSINESS:
-            raise LedgerError("this ledger view spans every business and is read-only")
+        self._check_writable()
         pool = await self._pool_conn()
         pruned = 0
         while True:  # a batch at a time, each its own transaction: no long lock on the table
@@ -493,7 +492,7 @@ class PostgresLedger(Ledger):
     # -- inspection ------------------------------------------------------------------------------
     @ledger_errors
     async def get(self, key: str) -> LedgerEntry | None:
-        return await self._get(await self._pool_conn(), key)
+        return await self._get(key)
 
     @ledger_errors
     async def entries(
