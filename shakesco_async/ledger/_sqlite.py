@@ -555,9 +555,17 @@ class SQLiteLedger(Ledger):
             wanted = -1 if limit is None else limit
             # One statement picks and marks them (SQLite has one writer at a time, so this is
             # exclusive); RETURNING gives no order, so they are put back in age order here.
-            rows = db.execute(
-                _CLAIM_SQL, (self.business, since, now - older_than, now, owner, wanted, now + ttl, *_OPEN_ALL)
-            ).fetchall()
+            args = {
+                "business": self.business,
+                "since": since,
+                "before": now - older_than,
+                "now": now,
+                "owner": owner,
+                "wanted": wanted,
+                "until": now + ttl,
+                **{f"state{n}": state for n, state in enumerate(_OPEN_ALL)},
+            }
+            rows = db.execute(_CLAIM_SQL, args).fetchall()
             rows.sort(key=_age_order)
             return [_entry(row) for row in rows]
 
@@ -652,15 +660,18 @@ def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:
 _CREATED_AT = [c.strip() for c in _COLUMNS.split(",")].index("created_at")
 # Each open state is read in its index's order, so a page stops after its own entries
 # instead of sorting every open one; the three are merged for the oldest.
+# Named parameters: Python 3.12.0-3.12.3 warn about numbered ones (?1) bound from a sequence.
 _CLAIM_PICK = (
-    "SELECT key, created_at FROM (SELECT key, created_at FROM entries WHERE business = ?1 AND state = ?{state}"
-    " AND created_at >= ?2 AND updated_at <= ?3 AND (claimed_until IS NULL OR claimed_until < ?4 OR claimed_by = ?5)"
-    " ORDER BY created_at, key LIMIT ?6)"
+    "SELECT key, created_at FROM (SELECT key, created_at FROM entries WHERE business = :business AND state = :{state}"
+    " AND created_at >= :since AND updated_at <= :before"
+    " AND (claimed_until IS NULL OR claimed_until < :now OR claimed_by = :owner)"
+    " ORDER BY created_at, key LIMIT :wanted)"
 )
 _CLAIM_SQL = (
-    "UPDATE entries SET claimed_by = ?5, claimed_until = ?7 WHERE business = ?1 AND key IN (SELECT key FROM ("
-    + " UNION ALL ".join(_CLAIM_PICK.format(state=8 + n) for n in range(len(_OPEN_ALL)))
-    + f") ORDER BY created_at, key LIMIT ?6) RETURNING {_COLUMNS}"
+    "UPDATE entries SET claimed_by = :owner, claimed_until = :until WHERE business = :business AND key IN (SELECT key"
+    " FROM ("
+    + " UNION ALL ".join(_CLAIM_PICK.format(state=f"state{n}") for n in range(len(_OPEN_ALL)))
+    + f") ORDER BY created_at, key LIMIT :wanted) RETURNING {_COLUMNS}"
 )
 _KEYS_PER_STATEMENT = 400  # bound parameters, well under SQLite's oldest limit (999)
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop

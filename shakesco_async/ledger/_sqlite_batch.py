@@ -118,7 +118,7 @@ RELEASE_SQL = (
     "UPDATE leases SET expires_at = MIN(expires_at, ?) WHERE business = ? AND customer = ? AND owner = ?"
 )
 _FINAL = frozenset(state.value for state in FINAL_STATES)
-_LINKS_SQL = "UPDATE entry_customers SET open = ?1 WHERE business = ?2 AND key = ?3 AND open != ?1"
+_LINKS_SQL = "UPDATE entry_customers SET open = ? WHERE business = ? AND key = ? AND open != ?"
 _SETTLE_SQL = (
     "UPDATE entries SET state = ?, result = COALESCE(?, result), error = ?, reason = ?, updated_at = ?"
     " WHERE business = ? AND key = ?"
@@ -316,7 +316,8 @@ def mark_links(db: sqlite3.Connection, moved: Sequence[tuple[str, str, str]]) ->
     it), and must then be seen again.
     """
     if moved:
-        db.executemany(_LINKS_SQL, [(state not in _FINAL, business, key) for business, key, state in moved])
+        opens = [(state not in _FINAL, business, key) for business, key, state in moved]
+        db.executemany(_LINKS_SQL, [(is_open, business, key, is_open) for is_open, business, key in opens])
 
 
 def _update_if_all_move(db: sqlite3.Connection, ops: Sequence[Settle]) -> bool:
