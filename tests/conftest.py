@@ -21,6 +21,18 @@ UNIT_URL = "https://tokens.test"
 UNIT_KEY = "sk_unit_test_key_123"
 
 ClientFactory = Callable[..., ShakescoClient]
+LOOP = os.environ.get("SHAKESCO_TEST_LOOP", "asyncio")
+"""The event loop the async tests run on: ``asyncio``, or ``uvloop`` (what uvicorn picks when
+it is installed, so what many FastAPI services run the SDK on); CI runs the suite on both."""
+
+if LOOP == "uvloop":
+    import uvloop
+
+    def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+        return {"uvloop": uvloop.new_event_loop}
+
+elif LOOP != "asyncio":
+    raise pytest.UsageError(f"SHAKESCO_TEST_LOOP={LOOP!r}: use asyncio or uvloop")
 
 
 @pytest.fixture
