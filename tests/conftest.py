@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,17 +23,35 @@ UNIT_KEY = "sk_unit_test_key_123"
 
 ClientFactory = Callable[..., ShakescoClient]
 LOOP = os.environ.get("SHAKESCO_TEST_LOOP", "asyncio")
-"""The event loop the async tests run on: ``asyncio``, or ``uvloop`` (what uvicorn picks when
-it is installed, so what many FastAPI services run the SDK on); CI runs the suite on both."""
+"""The event loop the async tests run on: ``asyncio``; ``uvloop`` (what uvicorn picks when it
+is installed, so what many FastAPI services run the SDK on); or ``eager``, asyncio's loop with
+``asyncio.eager_task_factory`` (Python 3.12+: a task runs at once, up to its first wait).
+CI runs the suite on each."""
 
-if LOOP == "uvloop":
-    import uvloop
+
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    if name == "asyncio":
+        return None  # pytest-asyncio's own
+    if name == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop
+    if name == "eager" and hasattr(asyncio, "eager_task_factory"):
+
+        def eager_loop() -> asyncio.AbstractEventLoop:
+            loop = asyncio.new_event_loop()
+            loop.set_task_factory(asyncio.eager_task_factory)
+            return loop
+
+        return eager_loop
+    raise pytest.UsageError(f"SHAKESCO_TEST_LOOP={name!r}: use asyncio, uvloop or eager (Python 3.12+)")
+
+
+_LOOP_FACTORY = _loop_factory(LOOP)
+if _LOOP_FACTORY is not None:
 
     def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-        return {"uvloop": uvloop.new_event_loop}
-
-elif LOOP != "asyncio":
-    raise pytest.UsageError(f"SHAKESCO_TEST_LOOP={LOOP!r}: use asyncio or uvloop")
+        return {LOOP: _LOOP_FACTORY}
 
 
 @pytest.fixture

@@ -53,8 +53,11 @@ class Cleanups:
 
     async def drain(self) -> None:
         """Wait until every piece of such work has ended."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Not `while self._tasks`: an ended task stays in the set until its done-callback runs
+        # on a later turn of the loop, and awaiting only ended tasks does not yield to the loop
+        # (gather, from Python 3.12), so that loop would spin forever, the loop's thread with it.
+        while running := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(running)
 
 
 async def _give_back_when_done(task: asyncio.Future[T], give_back: Callable[[T], Awaitable[Any] | None]) -> None:

@@ -33,23 +33,22 @@ class Batches(Generic[T, R]):
         done: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         self._items.append(item)
         self._waiting.append(done)
-        if self._flusher is None:
+        # Asked of the task, not of a flag the task clears: under an eager task factory the
+        # flusher can run to its end before ensure_future returns.
+        if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush_all())
         return done
 
     async def drain(self) -> None:
         """Wait until everything queued so far has run."""
-        while self._flusher is not None:
+        while self._flusher is not None and not self._flusher.done():
             await asyncio.shield(self._flusher)
 
     async def _flush_all(self) -> None:
-        try:
-            while self._items:
-                items, waiting = self._items, self._waiting
-                self._items, self._waiting = [], []
-                await self._flush(items, waiting)
-        finally:
-            self._flusher = None
+        while self._items:
+            items, waiting = self._items, self._waiting
+            self._items, self._waiting = [], []
+            await self._flush(items, waiting)
 
     async def _flush(self, items: list[T], waiting: list[asyncio.Future[R]]) -> None:
         try:

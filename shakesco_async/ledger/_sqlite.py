@@ -305,7 +305,10 @@ class SQLiteLedger(Ledger):
         self._pending.append((op, future, durable))
         self._last_queued = future
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            # Started on the loop's next turn even where the loop's task factory starts tasks
+            # eagerly: then everything queued in this turn shares one commit (an eager flusher
+            # would commit, and fsync, each operation alone).
+            self._flusher = asyncio.Task(self._flush())
         return future
 
     async def _flush(self) -> None:

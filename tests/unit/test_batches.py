@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from shakesco_async.ledger._batches import Batches
+from tests.support.spin import fails_if_it_spins
 
 
 async def test_what_is_asked_while_a_batch_runs_goes_out_together_in_the_next() -> None:
@@ -45,3 +46,26 @@ async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging() -> Non
             with pytest.raises(error):
                 await asyncio.wait_for(call, 1)
         await batches.drain()
+
+
+@pytest.mark.skipif(not hasattr(asyncio, "eager_task_factory"), reason="eager tasks are Python 3.12+")
+async def test_a_flusher_that_ends_before_it_is_stored_does_not_stop_later_batches() -> None:
+    # Under an eager task factory, a run that fails before its first await ends the flusher
+    # inside ensure_future: the Batches must not keep that ended task as "in flight".
+    async def refuse_first(items: Sequence[int]) -> list[int | BaseException]:
+        if items[0] == 1:
+            raise OSError("refused at once")
+        await asyncio.sleep(0)
+        return [i * 10 for i in items]
+
+    loop = asyncio.get_running_loop()
+    batches: Batches[int, int] = Batches(refuse_first)
+    loop.set_task_factory(asyncio.eager_task_factory)
+    try:
+        with pytest.raises(OSError, match="refused at once"):
+            await batches.submit(1)
+        assert await asyncio.wait_for(batches.submit(2), 2) == 20
+        with fails_if_it_spins():
+            await batches.drain()
+    finally:
+        loop.set_task_factory(None)
