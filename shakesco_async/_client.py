@@ -246,7 +246,8 @@ class _GuardReads(EndpointMethods):
         self._client = client
 
     async def _call(self, endpoint: Endpoint[R], /, *, idempotency_key: str | None = None, **params: Any) -> R:
-        assert not endpoint.is_write, "the guard only reads"
+        if endpoint.is_write:  # not an assert: `python -O` would drop it, and this one keeps money safe
+            raise RuntimeError(f"the write guard only reads; {endpoint.path} would be sent unguarded")
         return await self._client._read(endpoint, endpoint.prepare(params))
 
 

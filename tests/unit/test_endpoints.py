@@ -296,3 +296,11 @@ async def test_amounts_answered_as_json_numbers_are_read_exactly(unit_client: Sh
         m.get(ANY_READ, body='{"balance": 1.000000000000000001}', content_type="application/json")
         balance = await unit_client.balance("c")
     assert balance == Decimal("1.000000000000000001")
+
+
+async def test_the_guards_reader_refuses_to_send_a_write(unit_client: ShakescoClient) -> None:
+    # Verification reads go around the guard: a write sent that way would be unguarded.
+    # A raise, not an assert, so that `python -O` keeps it.
+    with aioresponses() as mock, pytest.raises(RuntimeError, match="only reads"):
+        await unit_client.guard._reader.claim_tokens("signup", "c1")
+    assert not mock.requests
