@@ -315,9 +315,12 @@ def mark_links(db: sqlite3.Connection, moved: Sequence[tuple[str, str, str]]) ->
     final state (a write whose lease lapsed records its timeout after a reconcile settled
     it), and must then be seen again.
     """
-    if moved:
-        opens = [(state not in _FINAL, business, key) for business, key, state in moved]
-        db.executemany(_LINKS_SQL, [(is_open, business, key, is_open) for is_open, business, key in opens])
+    rows = []
+    for business, key, state in moved:
+        is_open = state not in _FINAL
+        rows.append((is_open, business, key, is_open))
+    if rows:
+        db.executemany(_LINKS_SQL, rows)
 
 
 def _update_if_all_move(db: sqlite3.Connection, ops: Sequence[Settle]) -> bool:

@@ -60,6 +60,7 @@ async def test_a_flusher_that_ends_before_it_is_stored_does_not_stop_later_batch
 
     loop = asyncio.get_running_loop()
     batches: Batches[int, int] = Batches(refuse_first)
+    previous = loop.get_task_factory()
     loop.set_task_factory(asyncio.eager_task_factory)
     try:
         with pytest.raises(OSError, match="refused at once"):
@@ -68,4 +69,4 @@ async def test_a_flusher_that_ends_before_it_is_stored_does_not_stop_later_batch
         with fails_if_it_spins():
             await batches.drain()
     finally:
-        loop.set_task_factory(None)
+        loop.set_task_factory(previous)
