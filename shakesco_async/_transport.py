@@ -6,6 +6,7 @@ above it touches aiohttp.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import platform
 import time
@@ -23,6 +24,17 @@ from ._wire import WireValue, encode_body, encode_query
 __all__ = ["Response", "Transport", "user_agent"]
 
 log = logging.getLogger("shakesco_async")
+
+
+_POOL = 100  # connections of the SDK's own session
+_UNLIMITED = 1 << 30  # a pool without a limit never makes a request wait
+
+
+def _slots(session: aiohttp.ClientSession) -> int:
+    """Requests that may be under way at once without waiting in aiohttp's pool."""
+    connector = session.connector
+    limits = [n for n in (connector.limit, connector.limit_per_host) if n] if connector is not None else []
+    return min(limits, default=_UNLIMITED)
 
 
 def user_agent(version: str) -> str:
@@ -55,8 +67,10 @@ class Transport:
             raise ConfigurationError("the session= passed has its own auth; the SDK sends the API key itself")
         self._base_url = base_url
         self._api_key = api_key
+        self._seconds = timeout
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session = session
+        self._gate: asyncio.Semaphore | None = None
         self._owns_session = session is None
         self._user_agent = user_agent(version)
         self._closed = False
@@ -66,9 +80,11 @@ class Transport:
         if self._closed:
             raise TransportError("the client is closed", sent=False)
         if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100))
+            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=_POOL))
         elif self._session.closed:
             raise TransportError("the HTTP session passed as session= is closed", sent=False)
+        if self._gate is None:
+            self._gate = asyncio.Semaphore(_slots(self._session))
         return self._session
 
     async def send(
@@ -99,6 +115,7 @@ class Transport:
         elif fields:
             params = encode_query(fields)
         started = time.perf_counter()
+        timeout = await self._take_slot(method, path, started)
         try:
             # A caller's session may raise for status or follow redirects: every answer is ours to read.
             async with session.request(
@@ -107,7 +124,7 @@ class Transport:
                 params=params,
                 data=data,
                 headers=headers,
-                timeout=self._timeout,
+                timeout=timeout,
                 allow_redirects=False,
                 raise_for_status=False,
             ) as resp:
@@ -124,9 +141,32 @@ class Transport:
         except (aiohttp.ClientError, OSError) as exc:
             _scrub(exc)
             raise TransportError(f"{method} {path}: connection lost ({type(exc).__name__})", sent=None) from exc
+        finally:
+            assert self._gate is not None
+            self._gate.release()
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed_ms)
         return Response(status, text, retry_after)
+
+    async def _take_slot(self, method: str, path: str, started: float) -> aiohttp.ClientTimeout:
+        """Wait for one of the pool's connections; returns what is left of the request's timeout.
+
+        aiohttp counts a wait for a pooled connection in the request's timeout, and a
+        timeout there looks like one waiting for the answer. Queued here instead, a
+        request that never got a connection is known not to have left (``sent=False``):
+        under a burst, the guard then sends it again instead of reading back every one.
+        """
+        gate = self._gate
+        assert gate is not None
+        if not gate.locked():
+            await gate.acquire()  # returns at once: no timer to start
+            return self._timeout
+        try:
+            async with asyncio.timeout(self._seconds):
+                await gate.acquire()
+        except TimeoutError:
+            raise TransportTimeout(f"{method} {path}: timed out waiting for a free connection", sent=False) from None
+        return aiohttp.ClientTimeout(total=max(self._seconds - (time.perf_counter() - started), 0.001))
 
     async def aclose(self) -> None:
         self._closed = True

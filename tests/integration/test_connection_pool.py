@@ -1,0 +1,100 @@
+"""Requests beyond the connection pool wait in the SDK, where a timeout proves nothing left."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from shakesco_async import EntryState, GuardSettings, OutcomeUnknown, ShakescoClient, TransportTimeout
+from shakesco_async.sandbox import Sandbox
+
+
+@pytest.fixture
+async def one_connection() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1)) as session:
+        yield session
+
+
+def _client(sandbox: Sandbox, tmp_path: Path, session: aiohttp.ClientSession, **options: object) -> ShakescoClient:
+    return ShakescoClient(
+        sandbox.api_key,
+        base_url=sandbox.base_url,
+        ledger=tmp_path / "ledger.sqlite3",
+        session=session,
+        guard=GuardSettings(verify_delay=0.0, lease_ttl=10.0),
+        **options,  # type: ignore[arg-type]
+    )
+
+
+async def test_a_request_that_never_got_a_connection_is_known_not_sent(
+    sandbox: Sandbox, tmp_path: Path, one_connection: aiohttp.ClientSession
+) -> None:
+    sandbox.faults.add("delay", endpoint="/balance", on="read", delay=1.0, count=1)
+    async with _client(sandbox, tmp_path, one_connection, timeout=0.3, max_retries=0) as client:
+        slow, queued = await asyncio.gather(client.balance("c1"), client.event_counter(), return_exceptions=True)
+    assert isinstance(slow, TransportTimeout) and slow.sent is None  # it left: who knows
+    assert isinstance(queued, TransportTimeout) and queued.sent is False
+    assert "free connection" in str(queued)
+
+
+async def test_writes_queued_behind_a_slow_api_are_never_left_in_doubt(
+    sandbox: Sandbox, tmp_path: Path, one_connection: aiohttp.ClientSession
+) -> None:
+    # Every answer comes too late: the writes that got the connection are in doubt (their
+    # reads fail too). The ones that never got it were provably not sent, and must say so.
+    async with _client(sandbox, tmp_path, one_connection, timeout=0.3, max_retries=0) as client:
+        await client.set_event_details("signup", 5, True)
+        await client.claim_tokens("signup", "first")  # the event is known one-time: no read before a claim
+        sandbox.faults.add("delay", on="any", delay=0.6)
+        results = await asyncio.gather(
+            *(client.claim_tokens("signup", f"c{i}", idempotency_key=f"k{i}") for i in range(4)),
+            return_exceptions=True,
+        )
+        entries = {f"k{i}": await client.ledger.get(f"k{i}") for i in range(4)}
+    applied = {write.idempotency_key for write in sandbox.applied_writes("/claim-tokens")}
+    in_doubt = {key for key, entry in entries.items() if entry is not None and entry.state == EntryState.IN_DOUBT}
+    assert in_doubt and set(entries) - applied, "some writes must have been sent, and some not"
+    assert in_doubt <= applied  # only a write that left can be in doubt
+    for key, result in zip(entries, results, strict=True):
+        if key not in applied:
+            assert isinstance(result, TransportTimeout) and "free connection" in str(result)
+            assert entries[key].state == EntryState.RECORDED  # type: ignore[union-attr]  # yours to send again
+        else:
+            assert isinstance(result, OutcomeUnknown)
+
+
+async def test_a_burst_beyond_the_pool_waits_its_turn_and_cancelled_waits_free_nothing_twice(
+    sandbox: Sandbox, tmp_path: Path, one_connection: aiohttp.ClientSession
+) -> None:
+    async with _client(sandbox, tmp_path, one_connection, timeout=5.0) as client:
+        await client.set_event_details("signup", 5, True)
+        receipts = await asyncio.gather(*(client.claim_tokens("signup", f"c{i}") for i in range(20)))
+        assert [r.verified for r in receipts] == [False] * 20
+        sandbox.faults.add("delay", endpoint="/balance", on="read", delay=0.3, count=1)
+        reads = [asyncio.ensure_future(client.balance(f"c{i}")) for i in range(6)]
+        await asyncio.sleep(0.1)  # the first read holds the connection, the rest wait for it
+        for read in reads[1:4]:
+            read.cancel()
+        async with asyncio.timeout(5):  # a slot lost to a cancelled wait would hang this for ever
+            done = await asyncio.gather(*reads, return_exceptions=True)
+            assert await client.balance("c0") == 5
+    assert [isinstance(r, asyncio.CancelledError) for r in done] == [False, True, True, True, False, False]
+    assert len(sandbox.applied_writes("/claim-tokens")) == 20
+
+
+async def test_the_slots_follow_the_sessions_pool() -> None:
+    from shakesco_async._transport import _slots
+
+    for connector, slots in (
+        (aiohttp.TCPConnector(limit=7), 7),
+        (aiohttp.TCPConnector(limit=50, limit_per_host=3), 3),
+        (aiohttp.TCPConnector(limit=0, limit_per_host=4), 4),
+    ):
+        async with aiohttp.ClientSession(connector=connector) as session:
+            assert _slots(session) == slots
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        assert _slots(session) > 10**6  # no limit: no request ever waits in the SDK
