@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import platform
 import time
 from collections.abc import Mapping
@@ -35,6 +36,17 @@ def _slots(session: aiohttp.ClientSession) -> int:
     connector = session.connector
     limits = [n for n in (connector.limit, connector.limit_per_host) if n] if connector is not None else []
     return min(limits, default=_UNLIMITED)
+
+
+def _budget(seconds: float) -> aiohttp.ClientTimeout:
+    """The whole exchange within ``seconds``; the connection, a little sooner.
+
+    A timeout that strikes before the connection is made (DNS, TCP or TLS handshake,
+    aiohttp's pool) is then aiohttp's connect timeout, which proves nothing was sent,
+    rather than the total one, which proves nothing. No rounding of either deadline to
+    whole seconds (aiohttp's default above 5 s), which could put them in either order.
+    """
+    return aiohttp.ClientTimeout(total=seconds, connect=seconds - min(seconds * 0.05, 1.0), ceil_threshold=math.inf)
 
 
 def user_agent(version: str) -> str:
@@ -68,7 +80,7 @@ class Transport:
         self._base_url = base_url
         self._api_key = api_key
         self._seconds = timeout
-        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout = _budget(timeout)
         self._session = session
         self._gate: asyncio.Semaphore | None = None
         self._owns_session = session is None
@@ -166,7 +178,7 @@ class Transport:
                 await gate.acquire()
         except TimeoutError:
             raise TransportTimeout(f"{method} {path}: timed out waiting for a free connection", sent=False) from None
-        return aiohttp.ClientTimeout(total=max(self._seconds - (time.perf_counter() - started), 0.001))
+        return _budget(max(self._seconds - (time.perf_counter() - started), 0.001))
 
     async def aclose(self) -> None:
         self._closed = True

@@ -1,10 +1,17 @@
-"""Requests beyond the connection pool wait in the SDK, where a timeout proves nothing left."""
+"""A request that timed out before it had a connection is known not sent (``sent=False``).
+
+Such requests are either queued behind the pool's connections (they wait in the SDK) or
+stuck connecting (an unreachable host): a write is then sent again or given back as not
+sent, never verified by reads that would time out too and leave it in doubt.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -98,3 +105,45 @@ async def test_the_slots_follow_the_sessions_pool() -> None:
             assert _slots(session) == slots
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
         assert _slots(session) > 10**6  # no limit: no request ever waits in the SDK
+
+
+class _Resolver(aiohttp.abc.AbstractResolver):
+    """Resolves localhost to 127.0.0.1 until ``unreachable``, then never answers (a black hole)."""
+
+    unreachable = False
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+        if self.unreachable:
+            await asyncio.Event().wait()
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_write_to_an_unreachable_api_is_given_back_as_not_sent(sandbox: Sandbox, tmp_path: Path) -> None:
+    resolver = _Resolver()
+    # A new connection, so a new lookup, for every request: the host can vanish between them.
+    connector = aiohttp.TCPConnector(resolver=resolver, use_dns_cache=False, force_close=True)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        base_url = sandbox.base_url.replace("127.0.0.1", "localhost")
+        async with ShakescoClient(
+            sandbox.api_key,
+            base_url=base_url,
+            ledger=tmp_path / "ledger.sqlite3",
+            session=session,
+            timeout=0.3,
+            guard=GuardSettings(verify_delay=0.0, lease_ttl=10.0),
+        ) as client:
+            await client.set_event_details("signup", 5, True)
+            await client.claim_tokens("signup", "first")  # the event is known one-time: no read before a claim
+            resolver.unreachable = True
+            with pytest.raises(TransportTimeout, match="timed out connecting") as caught:
+                await client.claim_tokens("signup", "c1", idempotency_key="k1")
+            entry = await client.ledger.get("k1")
+            resolver.unreachable = False
+            receipt = await client.claim_tokens("signup", "c1", idempotency_key="k1")
+    assert caught.value.sent is False
+    assert entry is not None and entry.state == EntryState.RECORDED  # not in doubt: yours to send again
+    assert receipt.tx_hash is not None and not receipt.replayed
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")][1:] == ["k1"]
