@@ -12,6 +12,7 @@ import math
 import platform
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 import attrs
@@ -27,6 +28,10 @@ __all__ = ["Response", "Transport", "user_agent"]
 log = logging.getLogger("shakesco_async")
 
 
+# A caller's session may carry middlewares (aiohttp 3.12+) that send a request again, as
+# the retry middleware of aiohttp's own cookbook does on a 5xx: behind the guard's back,
+# that is a write applied twice. The SDK's requests run without them.
+_NO_MIDDLEWARES: dict[str, Any] = {"middlewares": ()} if hasattr(aiohttp, "ClientMiddlewareType") else {}
 _POOL = 100  # connections of the SDK's own session
 _UNLIMITED = 1 << 30  # a pool without a limit never makes a request wait
 
@@ -129,7 +134,8 @@ class Transport:
         started = time.perf_counter()
         timeout = await self._take_slot(method, path, started)
         try:
-            # A caller's session may raise for status or follow redirects: every answer is ours to read.
+            # A caller's session may raise for status, follow redirects or retry in its
+            # middlewares: every request and answer is ours alone.
             async with session.request(
                 method,
                 url,
@@ -139,6 +145,7 @@ class Transport:
                 timeout=timeout,
                 allow_redirects=False,
                 raise_for_status=False,
+                **_NO_MIDDLEWARES,
             ) as resp:
                 # JSON is UTF-8 (RFC 8259): no charset sniffing
                 text = (await resp.read()).decode("utf-8", errors="replace")

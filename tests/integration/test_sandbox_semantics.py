@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import aiohttp
 import pytest
@@ -250,3 +251,24 @@ async def test_a_shared_session_that_raises_for_status_changes_nothing(
         counts = await client.ledger.counts()
     assert first.verified is False  # the API's own answer, not a verification
     assert (counts.get(sa.EntryState.COMMITTED), counts.get(sa.EntryState.FAILED)) == (3, 2)
+
+
+@pytest.mark.skipif(not hasattr(aiohttp, "ClientMiddlewareType"), reason="client middlewares are aiohttp 3.12+")
+async def test_a_shared_session_whose_middleware_retries_never_sends_a_write_twice(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    async def retry_5xx(request: Any, handler: Any) -> Any:  # the retry middleware of aiohttp's cookbook
+        for _ in range(3):
+            response = await handler(request)
+            if response.status < 500:
+                break
+        return response
+
+    async with aiohttp.ClientSession(middlewares=(retry_5xx,)) as session:
+        client = make_client(session=session)
+        await _events(client)
+        await client.claim_tokens("purchase", "erin")
+        sandbox.faults.add("fail_after_commit", endpoint="/claim-tokens", count=1)  # applied, then a 502
+        receipt = await client.claim_tokens("purchase", "erin")
+    assert receipt.verified is True  # the guard saw the 502 and read back; the middleware sent nothing
+    assert len(sandbox.applied_writes("/claim-tokens")) == 2
