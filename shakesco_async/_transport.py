@@ -92,6 +92,7 @@ class Transport:
         self._user_agent = user_agent(version)
         self._closed = False
         self._urls: dict[str, yarl.URL] = {}
+        self._texts: dict[str, str] = {}  # the same, encoded, for a query to follow
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -124,13 +125,13 @@ class Transport:
         url = self._urls.get(path)
         if url is None:  # building a URL is costly next to a loopback request; paths are few
             url = self._urls[path] = self._base_url.with_path(self._base_url.path.rstrip("/") + path)
+            self._texts[path] = str(url)
         data: bytes | None = None
-        params: dict[str, str] | None = None
         if method == "POST":
             headers["Content-Type"] = "application/json"
             data = encode_body(fields)
-        elif fields:
-            params = encode_query(fields)
+        elif fields:  # encoded here, not by yarl, which writes a space as "+"
+            url = yarl.URL(f"{self._texts[path]}?{encode_query(fields)}", encoded=True)
         started = time.perf_counter()
         timeout = await self._take_slot(method, path, started)
         try:
@@ -139,7 +140,6 @@ class Transport:
             async with session.request(
                 method,
                 url,
-                params=params,
                 data=data,
                 headers=headers,
                 timeout=timeout,

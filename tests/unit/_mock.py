@@ -43,11 +43,12 @@ QUIET_STATE: dict[str, Any] = {
 
 
 def sent(m: aioresponses, method: str) -> list[tuple[str, dict[str, Any]]]:
-    """(path, kwargs) of every request of ``method`` aioresponses saw, in order."""
+    """(path, kwargs) of every request of ``method`` aioresponses saw, in order; the
+    query, which the SDK writes into the URL, as kwargs["params"]."""
     calls = []
     for (verb, url), requests in m.requests.items():
         if verb == method:
-            calls.extend((url.path, call.kwargs) for call in requests)
+            calls.extend((url.path, {**call.kwargs, "params": dict(url.query)}) for call in requests)
     return calls
 
 
