@@ -7,7 +7,9 @@ SHAKESCO_API_KEY=... python examples/worker.py --real
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -62,6 +64,24 @@ async def main(real: bool) -> None:
         print(f"{done} job runs, {len(sandbox.applied_writes('/claim-tokens'))} awards applied for 20 distinct jobs")
 
 
+async def until_stopped(real: bool) -> None:
+    """Run the worker; SIGTERM (systemd, Kubernetes, `docker stop`) ends it as Ctrl-C does.
+
+    Cancelled, `main` leaves its `async with` blocks: the client closes, waiting for the
+    writes under way and giving back their customers' leases. Killed where it stands, a
+    worker leaves those leases to lapse (lease_ttl, about six minutes by default), and
+    the customers' next writes wait for them.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    with contextlib.suppress(NotImplementedError):  # Windows: no signal handlers in asyncio
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await main(real)
+    except asyncio.CancelledError:
+        log.info("stopped")
+
+
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    asyncio.run(main("--real" in sys.argv))
+    asyncio.run(until_stopped("--real" in sys.argv))

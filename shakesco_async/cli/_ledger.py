@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import os
@@ -18,6 +17,7 @@ from .._errors import ConfigurationError
 from ..ledger import EntryState, Ledger, open_ledger
 from ..ledger._sqlite import ANY_BUSINESS
 from ._output import ProgressBar, entry_dict, print_json, print_table
+from ._run import run as run_command
 
 __all__ = ["add_ledger_parsers"]
 
@@ -108,7 +108,7 @@ def _command(handler: Callable[[argparse.Namespace], Coroutine[Any, Any, int]]) 
     def run(args: argparse.Namespace) -> int:
         if not _is_dsn(args.ledger) and not os.path.exists(args.ledger):
             raise SystemExit(f"shakesco-async: no ledger at {args.ledger!r}")
-        return asyncio.run(handler(args))
+        return run_command(handler(args))
 
     return run
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 from collections.abc import Sequence
 
 from .._errors import ShakescoError
 from ._ledger import add_ledger_parsers
+from ._run import Terminated, run
 from ._sandbox import add_sandbox_parser
 
 __all__ = ["main"]
@@ -27,7 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 def _demo(_: argparse.Namespace) -> int:
     from .._demo import run_demo
 
-    return asyncio.run(run_demo())
+    return run(run_demo())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -35,8 +35,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         status: int = args.run(args)
-    except KeyboardInterrupt:
-        return 130
+    except (KeyboardInterrupt, Terminated) as stop:
+        print("shakesco-async: stopped; what was settled stays settled", file=sys.stderr)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
     except ShakescoError as exc:
         print(f"shakesco-async: {exc}", file=sys.stderr)
         return 2

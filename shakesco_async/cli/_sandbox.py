@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 from ..sandbox import DEMO_API_KEY, FaultMode, Sandbox
+from ._run import run
 
 __all__ = ["add_sandbox_parser", "parse_fault", "serve"]
 
@@ -39,7 +40,7 @@ def parse_fault(spec: str) -> dict[str, Any]:
 def add_sandbox_parser(commands: Any) -> None:
     parser = commands.add_parser("sandbox", help="serve the sandbox Tokens API on loopback")
     add_sandbox_arguments(parser)
-    parser.set_defaults(run=lambda args: asyncio.run(serve(args)))
+    parser.set_defaults(run=lambda args: run(serve(args)))
 
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:

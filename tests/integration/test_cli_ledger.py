@@ -6,7 +6,9 @@ import asyncio
 import csv
 import io
 import json
+import signal
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
 from tests.support.cli import run_cli as _cli
+from tests.support.cli import start_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,6 +153,47 @@ async def test_reconcile_exits_non_zero_while_in_doubt(
     code, out, _ = await _cli("reconcile", "--older-than", "0", "--json", "--ledger", ledger, env=env)
     assert code == 0
     assert json.loads(out)["counts"]["committed"] == 1
+
+
+async def test_reconcile_stopped_by_sigterm_gives_back_its_claims_and_leases(
+    make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    # systemd, Kubernetes and `docker stop` send SIGTERM: it must end the command as Ctrl-C
+    # does, not kill it with its claims and leases held (they would block the customers'
+    # writes, and the next reconcile, until they lapse).
+    client = make_client()
+    await client.set_event_details("signup", 5, True)
+    await client.claim_tokens("signup", "first")  # the event is known one-time: no read before a claim
+    sandbox.faults.add("drop_after_commit", endpoint="/claim-tokens")
+    sandbox.faults.add("error", on="read", status=503)
+    for n in range(12):
+        with pytest.raises(sa.OutcomeUnknown):
+            await client.claim_tokens("signup", f"c{n}", idempotency_key=f"doubt-{n}")
+    await client.aclose()
+    sandbox.faults.clear()
+    slow = sandbox.faults.add("delay", on="read", delay=0.5)
+    env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url}
+    ledger = str(tmp_path / "ledger.sqlite3")
+    proc = await start_cli("reconcile", "--older-than", "0", "--concurrency", "2", "--ledger", ledger, env=env)
+    async with asyncio.timeout(30):
+        while not slow.fired:  # noqa: ASYNC110 (another process): the pass has claimed, and reads
+            await asyncio.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        _, err = await proc.communicate()
+    assert proc.returncode == 143, err.decode()
+    assert "stopped" in err.decode()
+    db = sqlite3.connect(ledger)
+    try:
+        claimed = db.execute("SELECT COUNT(*) FROM entries WHERE claimed_by IS NOT NULL").fetchone()[0]
+        leased = db.execute("SELECT COUNT(*) FROM leases WHERE expires_at > ?", (time.time(),)).fetchone()[0]
+        open_ = db.execute("SELECT COUNT(*) FROM entries WHERE state = 'in_doubt'").fetchone()[0]
+    finally:
+        db.close()
+    assert (claimed, leased) == (0, 0)
+    assert open_ > 0, "the pass must have been stopped before it settled everything"
+    sandbox.faults.clear()
+    code, out, _ = await _cli("reconcile", "--older-than", "0", "--json", "--ledger", ledger, env=env)
+    assert code == 0 and json.loads(out)["counts"]["committed"] == open_  # nothing left held
 
 
 async def test_reconcile_without_a_key_is_a_clear_error(ledger_file: Path) -> None:
