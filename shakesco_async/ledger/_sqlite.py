@@ -169,6 +169,7 @@ class SQLiteLedger(Ledger):
         self._since_checkpoint = 0
         self._durable_cost = 0.0  # seconds a durable COMMIT took lately (moving average)
         self._synchronous_now: str | None = None  # what the writer connection is set to, if known
+        self._file_id: tuple[int, int] | None = None  # (device, inode) of the file as opened
 
     def __repr__(self) -> str:
         return f"SQLiteLedger(path={str(self.path)!r})"
@@ -190,6 +191,7 @@ class SQLiteLedger(Ledger):
             try:
                 self._writer = await self._connect()
                 self._synchronous_now = None
+                self._file_id = None if str(self.path) == ":memory:" else _file_id(self.path)
                 self._reader = await _connection(str(self.path), isolation_level=None)
                 await self._reader.execute("PRAGMA busy_timeout = 10000")
                 await self._reader.execute("PRAGMA query_only = 1")
@@ -318,6 +320,11 @@ class SQLiteLedger(Ledger):
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         assert self._writer is not None
+        if (gone := self._file_gone()) is not None:
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(gone)
+            return
         switch: str | None = None
         if self.synchronous == "FULL":
             switch = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
@@ -421,6 +428,27 @@ class SQLiteLedger(Ledger):
                 raw.execute("ROLLBACK")
             raise
         return outcomes
+
+    def _file_gone(self) -> LedgerError | None:
+        """An error if the file at the ledger's path is no longer the one this process opened.
+
+        SQLite goes on writing to a file deleted or replaced under it (a clean-up, a restore
+        of a copy): every record would then be lost to the next process, which would open
+        an empty or older ledger and send again writes already sent. So from then on
+        nothing is recorded, and so nothing sent.
+        """
+        if self._file_id is None:
+            return None
+        try:
+            now: tuple[int, int] | None = _file_id(self.path)
+        except OSError:
+            now = None
+        if now == self._file_id:
+            return None
+        return LedgerError(
+            f"ledger file {str(self.path)!r} was deleted or replaced while this process had it open:"
+            " nothing more is recorded or sent. Put the file back, or restart the process"
+        )
 
     def _note_durable(self, seconds: float) -> None:
         # A moving average of the disk's own cost (the commit alone, no hops): an estimate a
@@ -654,6 +682,11 @@ class SQLiteLedger(Ledger):
 
 
 _BUSY_MS = 10000
+
+
+def _file_id(path: Path) -> tuple[int, int]:
+    stat = os.stat(path)
+    return (stat.st_dev, stat.st_ino)
 
 
 def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:
