@@ -79,7 +79,7 @@ def _decimal(name: str, value: Any) -> Decimal:
         if not math.isfinite(value):
             raise ValidationError(f"{name} must be finite, got {value!r}")
         written = Decimal(repr(value))
-        if Decimal(value) != written:
+        if Decimal.from_float(value) != written:  # explicit: no FloatOperation signal, whatever the context
             raise ValidationError(
                 f"{name}={value!r} is not exact as a binary float; pass Decimal({repr(value)!r}) or the string"
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import timedelta
-from decimal import Decimal
+from decimal import Decimal, FloatOperation, Inexact, Rounded, localcontext
 from typing import Any
 
 import pytest
@@ -111,6 +111,25 @@ async def test_exact_floats_are_accepted(unit_client: ShakescoClient) -> None:
         receipt = await unit_client.redeem_tokens("c1", 1.5)
     assert receipt.tx_hash == TX
     assert (await unit_client.ledger.counts())[EntryState.COMMITTED] == 1
+
+
+async def test_a_strict_decimal_context_of_the_callers_changes_nothing(unit_client: ShakescoClient) -> None:
+    # Apps that handle money often set a low precision or trap inexact results and
+    # float mixing: none of it may round an amount, or fail an exact float.
+    from tests.unit._mock import ANY_READ, TX, body_of, sent
+
+    with localcontext() as ctx, aioresponses() as m:
+        ctx.prec = 3
+        for trap in (Inexact, Rounded, FloatOperation):
+            ctx.traps[trap] = True
+        m.get(ANY_READ, payload={"balance": "123456.123456789", "total_spent": "0.000000000000000001"}, repeat=True)
+        m.post("https://tokens.test/redeem-tokens", payload={"tx_hash": TX}, repeat=True)
+        await unit_client.redeem_tokens("c1", 1.5)
+        await unit_client.redeem_tokens("c2", "123456.123456789")
+        balance = await unit_client.balance("c1")
+        bodies = [body_of(kwargs) for _, kwargs in sent(m, "POST")]
+    assert [b["amount"] for b in bodies] == [Decimal("1.5"), Decimal("123456.123456789")]
+    assert balance == Decimal("123456.123456789")
 
 
 async def test_amounts_at_the_edges_go_on_the_wire_exactly(unit_client: ShakescoClient) -> None:
