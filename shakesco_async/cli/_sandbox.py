@@ -54,7 +54,10 @@ def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
 async def serve(args: argparse.Namespace) -> int:
     sandbox = Sandbox(api_keys=tuple(args.api_keys or (DEMO_API_KEY,)), seed=args.seed)
     for fault in args.fault:
-        sandbox.faults.add(**fault)
+        try:
+            sandbox.faults.add(**fault)
+        except ValueError as exc:
+            raise SystemExit(f"shakesco-async sandbox: --fault: {exc}") from None
     base_url = await sandbox.start(args.host, args.port)
     print(f"Shakesco sandbox serving on {base_url}", flush=True)
     print(f"  SHAKESCO_BASE_URL={base_url}", flush=True)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import enum
+import math
 import random
+from collections.abc import Collection
 from typing import Literal
 
 import attrs
 
-__all__ = ["FaultMode", "FaultRule", "Faults"]
+__all__ = ["FaultMode", "FaultRule", "Faults", "known_endpoint"]
 
 
 class FaultMode(enum.StrEnum):
@@ -78,11 +81,22 @@ class FaultRule:
         return matched
 
 
+def known_endpoint(endpoint: str, known: Collection[str], kind: str = "endpoint") -> str:
+    """``endpoint`` with its leading slash; ValueError if ``known`` (when given) lacks it."""
+    path = "/" + endpoint.lstrip("/")
+    if known and path not in known:
+        near = difflib.get_close_matches(path, sorted(known), n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else " (paths look like '/claim-tokens')"
+        raise ValueError(f"the sandbox has no {kind} {path!r}{hint}")
+    return path
+
+
 class Faults:
     """The active fault rules; the first matching rule fires."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, endpoints: Collection[str] = ()) -> None:
         self._rng = rng
+        self._endpoints = frozenset(endpoints)  # the paths a rule may name (empty: any)
         self.rules: list[FaultRule] = []
 
     def add(
@@ -99,10 +113,29 @@ class Faults:
         retry_after: float | None = None,
         after: int = 0,
     ) -> FaultRule:
-        """Add a rule; returns it so a test can read ``rule.fired``."""
+        """Add a rule; returns it so a test can read ``rule.fired``.
+
+        A rule that could never fire (a misspelt endpoint, ``count=0``, a delay of nothing)
+        raises ``ValueError``: a test relying on it would pass without testing anything.
+        """
+        mode = FaultMode(mode)
+        if endpoint is not None:
+            endpoint = known_endpoint(endpoint, self._endpoints)
+        if on not in ("write", "read", "any"):
+            raise ValueError(f"on must be 'write', 'read' or 'any', got {on!r}")
+        if count is not None and count < 1:
+            raise ValueError(f"count must be at least 1 (None: no limit), got {count!r}")
+        if after < 0:
+            raise ValueError(f"after must not be negative, got {after!r}")
         if not 0.0 <= probability <= 1.0:
             raise ValueError("probability must be within 0..1")
-        rule = FaultRule(FaultMode(mode), endpoint, on, count, probability, delay, status, message, retry_after, after)
+        if not 0.0 <= delay < math.inf or not 0.0 <= (retry_after or 0.0) < math.inf:
+            raise ValueError("delay and retry_after are finite seconds, not negative")
+        if mode == FaultMode.DELAY and delay <= 0:
+            raise ValueError("a delay fault needs delay= seconds above 0")
+        if status is not None and not 100 <= status <= 599:
+            raise ValueError(f"status must be an HTTP status (100-599), got {status!r}")
+        rule = FaultRule(mode, endpoint, on, count, probability, delay, status, message, retry_after, after)
         self.rules.append(rule)
         return rule
 

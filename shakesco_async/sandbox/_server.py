@@ -8,14 +8,15 @@ from typing import Self
 
 from aiohttp import web
 
-from ._app import AppliedWrite, make_app
+from ._app import ROUTES, AppliedWrite, make_app
 from ._clock import SandboxClock
-from ._faults import Faults
+from ._faults import Faults, known_endpoint
 from ._state import Business
 
 __all__ = ["DEMO_API_KEY", "Sandbox"]
 
 DEMO_API_KEY = "sk_sandbox_demo"
+_WRITES = frozenset(path for path, (is_write, _) in ROUTES.items() if is_write)
 
 
 class Sandbox:
@@ -29,7 +30,7 @@ class Sandbox:
         self, *, api_keys: tuple[str, ...] = (DEMO_API_KEY,), seed: int | None = None, frozen_clock: bool = False
     ) -> None:
         self.clock = SandboxClock(frozen=frozen_clock)
-        self.faults = Faults(random.Random(seed))
+        self.faults = Faults(random.Random(seed), endpoints=ROUTES)
         self.businesses: dict[str, Business] = {}
         self.applied: list[AppliedWrite] = []
         self.base_url = ""
@@ -66,11 +67,16 @@ class Sandbox:
         self.applied.append(write)
 
     def applied_writes(self, endpoint: str | None = None, *, idempotency_key: str | None = None) -> list[AppliedWrite]:
-        """Applied writes, filtered by path and by the Idempotency-Key header they carried."""
+        """Applied writes, filtered by path and by the Idempotency-Key header they carried.
+
+        A path that is not one of the sandbox's writes raises ``ValueError``: an assertion
+        that nothing was applied to a misspelt path would always pass.
+        """
+        path = None if endpoint is None else known_endpoint(endpoint, _WRITES, "write endpoint")
         return [
             w
             for w in self.applied
-            if (endpoint is None or w.endpoint == "/" + endpoint.lstrip("/"))
+            if (path is None or w.endpoint == path)
             and (idempotency_key is None or w.idempotency_key == idempotency_key)
         ]
 

@@ -14,6 +14,7 @@ from shakesco_async import ShakescoClient
 from shakesco_async._demo import run_demo
 from shakesco_async.cli._sandbox import parse_fault
 from shakesco_async.sandbox import FaultMode, Sandbox
+from tests.support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -101,3 +102,9 @@ def test_pytest_plugin_fixture_in_a_users_project(tmp_path: Path, mode: str) -> 
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+async def test_sandbox_command_refuses_a_fault_that_could_never_fire() -> None:
+    code, out, err = await run_cli("sandbox", "--port", "0", "--fault", "drop_after_commit,endpoint=/claim-token")
+    assert code == 1 and out == ""  # refused before serving
+    assert "did you mean '/claim-tokens'" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
@@ -105,6 +106,41 @@ async def test_faults_target_one_endpoint_or_reads(http: aiohttp.ClientSession, 
     async with http.get(sandbox.base_url + "/balance", params={"customer_ref": "c"}, headers=headers) as resp:
         assert resp.status == 503
     assert (await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("rule", "error"),
+    [
+        ({"mode": "drop_after_commit", "endpoint": "/claim-token"}, "did you mean '/claim-tokens'"),
+        ({"mode": "reset", "endpoint": "/no-such-thing"}, "no endpoint '/no-such-thing'"),
+        ({"mode": "reset", "on": "writes"}, "on must be"),
+        ({"mode": "reset", "count": 0}, "count must be at least 1"),
+        ({"mode": "reset", "after": -1}, "after must not be negative"),
+        ({"mode": "delay", "endpoint": "/balance"}, "needs delay="),
+        ({"mode": "delay", "delay": float("inf")}, "finite seconds"),
+        ({"mode": "error", "status": 42}, "HTTP status"),
+        ({"mode": "reset", "probability": 2}, "within 0..1"),
+        ({"mode": "explode"}, "explode"),
+    ],
+)
+def test_a_rule_that_could_never_fire_is_refused(sandbox: Sandbox, rule: dict[str, Any], error: str) -> None:
+    # A user's test built on a misspelt rule would pass without testing anything.
+    with pytest.raises(ValueError, match=re.escape(error)):
+        sandbox.faults.add(**rule)
+    assert sandbox.faults.rules == []
+
+
+def test_an_endpoint_may_be_named_without_its_slash(sandbox: Sandbox) -> None:
+    assert sandbox.faults.add("reset", endpoint="claim-tokens").endpoint == "/claim-tokens"
+    assert sandbox.applied_writes("claim-tokens") == []
+
+
+def test_the_applied_log_refuses_a_path_that_is_no_write(sandbox: Sandbox) -> None:
+    # `assert not sandbox.applied_writes("/redeem-token")` would otherwise always pass.
+    with pytest.raises(ValueError, match=re.escape("did you mean '/redeem-tokens'")):
+        sandbox.applied_writes("/redeem-token")
+    with pytest.raises(ValueError, match="no write endpoint '/balance'"):
+        sandbox.applied_writes("/balance")
 
 
 @pytest.mark.parametrize(
