@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import asyncpg
@@ -26,20 +27,52 @@ from ._postgres_errors import DB_ERRORS, ledger_error
 
 __all__ = ["AdvisoryLeases"]
 
+# The lease session is marked as this process's when it is taken (a setting of the
+# server's session), and every lock and unlock runs only where the mark is still ours.
+# Through a pooler in transaction mode (pgbouncer, RDS Proxy...) consecutive statements
+# may run on different server sessions, and other clients' statements on ours: session
+# locks taken there would be shared (they are reentrant per server session), and two
+# processes would hold one customer. The mark makes that a refusal, before any lock.
+_MARK = "current_setting('shakesco.lease_session', true) = $1"
+_CLAIM = (
+    "SELECT set_config('shakesco.lease_session', $1, false) AS mark, pg_backend_pid() AS pid,"
+    " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS held"
+)
 _LOCK = (
     "ARRAY(SELECT pg_try_advisory_lock(hashtextextended(n, 0))"
-    " FROM unnest(${}::text[]) WITH ORDINALITY AS l(n, i) ORDER BY i)"
+    f" FROM unnest(${{}}::text[]) WITH ORDINALITY AS l(n, i) WHERE {_MARK} ORDER BY i)"
 )
-_UNLOCK = "ARRAY(SELECT pg_advisory_unlock(hashtextextended(n, 0)) FROM unnest(${}::text[]) AS u(n))"
+_UNLOCK = f"ARRAY(SELECT pg_advisory_unlock(hashtextextended(n, 0)) FROM unnest(${{}}::text[]) AS u(n) WHERE {_MARK})"
 # By what a batch holds (locks, unlocks). One name given back by one owner and asked for
 # by another in the same batch comes out right either way: a session's locks on a name
 # count, so locked first it stays held; unlocked first, another process may take it in
 # between, and then the ask is refused and polls again.
 _SQL = {
-    (True, False): f"SELECT {_LOCK.format(1)} AS locked",
-    (False, True): f"SELECT {_UNLOCK.format(1)} AS unlocked",
-    (True, True): f"SELECT {_LOCK.format(1)} AS locked, {_UNLOCK.format(2)} AS unlocked",
+    (True, False): f"SELECT {_MARK} AS ours, {_LOCK.format(2)} AS locked",
+    (False, True): f"SELECT {_MARK} AS ours, {_UNLOCK.format(2)} AS unlocked",
+    (True, True): f"SELECT {_MARK} AS ours, {_LOCK.format(2)} AS locked, {_UNLOCK.format(3)} AS unlocked",
 }
+_UNLOCK_ALL = f"SELECT pg_advisory_unlock_all() WHERE {_MARK}"
+_PROXIED = (
+    "the PostgreSQL ledger connects through a proxy or pooler (the server's session is not"
+    " the one the connection was opened with). In transaction mode (pgbouncer"
+    " pool_mode=transaction, RDS Proxy...) other clients' statements share its server"
+    " session, and its session locks cannot keep two processes off one customer; the SDK"
+    " cannot tell the mode, so no write is sent. Connect directly, or, through a pooler in"
+    " session mode, open the ledger with PostgresLedger(..., session_pooler=True)"
+)
+_HELD = (
+    "the connection the PostgreSQL ledger took for its leases already holds advisory locks:"
+    " another client's, on a server session a pooler in transaction mode shares (pgbouncer"
+    " pool_mode=transaction, RDS Proxy...), or your own code's, left on a pooled connection."
+    " Its leases could not keep two processes off one customer, so no write is sent"
+)
+_POOLED = (
+    "the PostgreSQL ledger's lease connection is shared with other clients' statements, as"
+    " through a pooler in transaction mode (pgbouncer pool_mode=transaction, RDS Proxy...):"
+    " its session locks cannot keep two processes off one customer, so no write is sent."
+    " Connect the ledger to PostgreSQL directly, or through a pooler in session mode"
+)
 
 
 @attrs.frozen
@@ -54,11 +87,20 @@ class AdvisoryLeases:
     """Leases as advisory locks on one session. ``lock_key`` maps a lease name to the
     text the lock is hashed from (the business is part of it)."""
 
-    def __init__(self, pool: Callable[[], Awaitable[asyncpg.Pool]], lock_key: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        pool: Callable[[], Awaitable[asyncpg.Pool]],
+        lock_key: Callable[[str], str],
+        *,
+        session_pooler: bool = False,
+    ) -> None:
         self._pool = pool
         self._lock_key = lock_key
+        self._session_pooler = session_pooler
         self.session: asyncpg.Connection | None = None
         self.holders: dict[str, str] = {}
+        self._mark = uuid.uuid4().hex  # this process's claim on its lease session
+        self._refused: str | None = None  # why, once a pooler was seen: every lease is refused from then on
         self._batches: Batches[_Ask, bool] = Batches(self._run)
 
     @property
@@ -164,17 +206,22 @@ class AdvisoryLeases:
         assert session is not None
         args = [[self._lock_key(name) for name in names] for names in (locks, unlocks) if names]
         try:
-            row = await session.fetchrow(_SQL[bool(locks), bool(unlocks)], *args)
+            row = await session.fetchrow(_SQL[bool(locks), bool(unlocks)], self._mark, *args)
+            assert row is not None
+            if not row["ours"]:  # nothing was locked or unlocked: the mark filters every name
+                self._refused = _POOLED
+                raise LedgerError(_POOLED)
         except BaseException:
             # Which locks the session holds now is unknown: end it, and with it all of them.
             with contextlib.suppress(*DB_ERRORS):  # one whose connection is gone is detached
                 session.terminate()
             raise
-        assert row is not None
         return iter(row["locked"] if locks else ())
 
     async def _replace_session(self, locks: Sequence[str]) -> None:
-        """Open the lease session, or a new one for a session that ended."""
+        """Open the lease session, or a new one for a session that ended, and mark it ours."""
+        if self._refused is not None:
+            raise LedgerError(self._refused)
         if self.session is not None:
             asking = set(locks)
             if any(name not in asking for name in self.holders):
@@ -184,7 +231,28 @@ class AdvisoryLeases:
             lost, self.session = self.session, None
             with contextlib.suppress(*DB_ERRORS):
                 await (await self._pool()).release(lost)  # one that ended went back by itself
-        self.session = await (await self._pool()).acquire()
+        pool = await self._pool()
+        session = await pool.acquire()
+        try:
+            claim = await session.fetchrow(_CLAIM, self._mark)
+        except BaseException:
+            with contextlib.suppress(*DB_ERRORS):
+                session.terminate()
+            raise
+        assert claim is not None
+        if claim["pid"] != session.get_server_pid() and not self._session_pooler:
+            # The server announced one backend when the connection opened, and this
+            # statement ran on another: a proxy stands between (it hands out its own key).
+            self._refused = _PROXIED
+        elif claim["held"]:
+            # A server session that holds advisory locks already is not ours to lease on:
+            # they are another client's (a pooler shares sessions), or the caller's own.
+            self._refused = _HELD
+        if self._refused is not None:
+            with contextlib.suppress(*DB_ERRORS):
+                await pool.release(session)  # nothing of ours is on it
+            raise LedgerError(self._refused)
+        self.session = session
 
     async def close(self) -> None:
         """Give back every lock, and the session to the pool."""
@@ -200,6 +268,6 @@ class AdvisoryLeases:
                 await pool.release(session)  # one that ended went back to the pool by itself
             return
         try:
-            await session.execute("SELECT pg_advisory_unlock_all()")
+            await session.execute(_UNLOCK_ALL, self._mark)  # not another client's, were it shared
         finally:
             await pool.release(session)

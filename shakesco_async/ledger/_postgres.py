@@ -137,6 +137,11 @@ class PostgresLedger(Ledger):
 
     Idempotency keys are unique per business (the API key's fingerprint). The schema is
     created and migrated on ``open`` unless ``migrate=False`` (see ``schema_sql``).
+
+    Leases are session advisory locks, so the connection must reach PostgreSQL's own
+    session: a proxied connection is refused (``LedgerError``, nothing sent) unless
+    ``session_pooler=True`` says it goes through a pooler in *session* mode. A pooler in
+    transaction mode can never work; the SDK refuses it as soon as it shows.
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class PostgresLedger(Ledger):
         schema: str = "shakesco",
         migrate: bool = True,
         max_connections: int = 10,
+        session_pooler: bool = False,
     ) -> None:
         if not _IDENTIFIER.fullmatch(schema):
             raise ValueError("schema must be a plain lowercase SQL identifier")
@@ -157,7 +163,7 @@ class PostgresLedger(Ledger):
         self.schema = schema
         self._migrate_on_open = migrate
         self._max_connections = max_connections
-        self._leases = AdvisoryLeases(self._pool_conn, self._lock_key)
+        self._leases = AdvisoryLeases(self._pool_conn, self._lock_key, session_pooler=session_pooler)
         self._settles: Batches[Settle, bool] = Batches(
             lambda moves: settle_batch(self._pool_conn, self._t, self.business, moves)
         )

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -24,6 +29,7 @@ from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD, postgres_spec
 from tests.guard._crash import die_at
 from tests.support.cli import run_cli as _cli
+from tests.support.pgbouncer import pgbouncer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,3 +214,90 @@ async def test_unreachable_postgres_is_a_ledger_error_and_sends_nothing(dsn: str
             await client.upgrade_to_shakesco("x", 1)
     assert sandbox.applied == []
     assert "nobody" not in repr(client.ledger)
+
+
+@pytest.fixture
+def bouncer(postgres_dsn: str) -> Callable[[str], contextlib.AbstractContextManager[str]]:
+    """pgbouncer in front of the cluster; in CI its absence is a failure."""
+    if shutil.which("pgbouncer") is None and not os.path.exists("/usr/sbin/pgbouncer"):
+        if os.environ.get("CI"):
+            raise FileNotFoundError("pgbouncer is not installed")
+        pytest.skip("pgbouncer is not installed here")
+    return lambda mode: pgbouncer(postgres_dsn, mode=mode)
+
+
+async def _lease_both(dsn: str, **options: Any) -> list[object]:
+    """Two processes' ledgers ask for one customer's lease in turn: what each got."""
+    ledgers = [PostgresLedger(dsn, business="b", **options) for _ in range(2)]
+    got: list[object] = []
+    try:
+        for n, ledger in enumerate(ledgers):
+            try:
+                got.append(await ledger.acquire(["customer:x"], owner=f"owner-{n}", lease_ttl=30))
+            except sa.LedgerError as exc:
+                got.append(exc)
+    finally:
+        for ledger in ledgers:
+            await ledger.close()
+    return got
+
+
+async def test_a_pooler_in_transaction_mode_is_refused_before_any_lease(
+    postgres_dsn: str, bouncer: Callable[[str], contextlib.AbstractContextManager[str]]
+) -> None:
+    # Through it, both processes' locks land on one server session, where session locks
+    # are reentrant: each would hold the customer (measured: both got the lease).
+    async with PostgresLedger(postgres_dsn, business="b") as ledger:  # the schema, made directly
+        await ledger.counts()
+    with bouncer("transaction") as dsn:
+        refused = await _lease_both(dsn)
+        declared = await _lease_both(dsn, session_pooler=True)  # wrongly declared session mode
+    assert all(isinstance(r, sa.LedgerError) and "proxy or pooler" in str(r) for r in refused)
+    assert declared[0] is None  # the first takes the lease on the one server session...
+    assert isinstance(declared[1], sa.LedgerError) and "already holds advisory locks" in str(declared[1])
+
+
+async def test_a_pooler_in_session_mode_works_once_declared(
+    postgres_dsn: str, bouncer: Callable[[str], contextlib.AbstractContextManager[str]]
+) -> None:
+    async with PostgresLedger(postgres_dsn, business="b") as ledger:
+        await ledger.counts()
+    with bouncer("session") as dsn:
+        undeclared = await _lease_both(dsn)
+        declared = await _lease_both(dsn, session_pooler=True)
+    assert all(isinstance(r, sa.LedgerError) and "session_pooler=True" in str(r) for r in undeclared)
+    assert declared[0] is None and isinstance(declared[1], float)  # the second waits for the first
+
+
+async def test_a_write_through_a_transaction_pooler_sends_nothing(
+    postgres_dsn: str, sandbox: Sandbox, bouncer: Callable[[str], contextlib.AbstractContextManager[str]]
+) -> None:
+    with bouncer("transaction") as dsn:
+        async with sa.ShakescoClient(
+            sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, timeout=2.0, guard=FAST_GUARD
+        ) as client:
+            with pytest.raises(sa.LedgerError, match="proxy or pooler"):
+                await client.upgrade_to_shakesco("ann", 1, idempotency_key="pooled")
+    assert sandbox.applied_writes() == []
+
+
+async def test_a_lease_session_whose_mark_changed_takes_no_lock(postgres_dsn: str) -> None:
+    # What another client's statement on a shared server session looks like from here.
+    ledger = PostgresLedger(postgres_dsn, business="b")
+    try:
+        assert await ledger.acquire(["customer:a"], owner="o1", lease_ttl=30) is None
+        session = ledger._leases.session
+        assert session is not None
+        await session.execute("SELECT set_config('shakesco.lease_session', 'another client', false)")
+        with pytest.raises(sa.LedgerError, match="shared with other clients"):
+            await ledger.acquire(["customer:b"], owner="o2", lease_ttl=30)
+        with pytest.raises(sa.LedgerError, match="shared with other clients"):  # and from then on
+            await ledger.acquire(["customer:c"], owner="o3", lease_ttl=30)
+        conn = await asyncpg.connect(postgres_dsn)
+        try:
+            held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        finally:
+            await conn.close()
+        assert held == 0  # b was never locked; the session (and a's lock) ended with the refusal
+    finally:
+        await ledger.close()
