@@ -5,15 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.support.postgres import _as_postgres, _free_port
+from tests.support.postgres import _as_postgres, _free_port, wait_for_port
 
 
 @contextlib.contextmanager
@@ -38,11 +36,7 @@ def pgbouncer(dsn: str, *, mode: str) -> Iterator[str]:
             shutil.chown(path, "postgres", "postgres")
     subprocess.run(_as_postgres([binary, "-d", str(workdir / "pgbouncer.ini")]), check=True, capture_output=True)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.05)
+        wait_for_port(port, 10)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         with contextlib.suppress(OSError, ValueError):

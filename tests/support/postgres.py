@@ -19,6 +19,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_port(port: int, seconds: float) -> None:
+    """Until something listens on ``port`` of 127.0.0.1 (or ``seconds`` pass)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.05)
+
+
 def _as_postgres(args: list[str]) -> list[str]:
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
         return ["runuser", "-u", "postgres", "--", *args]
@@ -58,11 +67,7 @@ def postgres_cluster() -> Iterator[str]:
         capture_output=True,
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            time.sleep(0.1)
+        wait_for_port(port, 20)
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(
