@@ -155,6 +155,7 @@ async def test_reconcile_exits_non_zero_while_in_doubt(
     assert json.loads(out)["counts"]["committed"] == 1
 
 
+@pytest.mark.slow  # another process
 async def test_reconcile_stopped_by_sigterm_gives_back_its_claims_and_leases(
     make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
 ) -> None:

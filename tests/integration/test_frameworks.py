@@ -81,6 +81,7 @@ async def test_worker_example(capsys: pytest.CaptureFixture[str]) -> None:
     assert "20 awards applied for 20 distinct jobs" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # another process
 async def test_worker_example_stops_cleanly_on_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
