@@ -51,7 +51,13 @@ def _budget(seconds: float) -> aiohttp.ClientTimeout:
     rather than the total one, which proves nothing. No rounding of either deadline to
     whole seconds (aiohttp's default above 5 s), which could put them in either order.
     """
-    return aiohttp.ClientTimeout(total=seconds, connect=seconds - min(seconds * 0.05, 1.0), ceil_threshold=math.inf)
+    return aiohttp.ClientTimeout(total=seconds, connect=seconds - _margin(seconds), ceil_threshold=math.inf)
+
+
+def _margin(seconds: float) -> float:
+    """5% of a timeout, at most a second: how much sooner a connection must be made, and
+    the least a request queued for one must have left to be sent at all."""
+    return min(seconds * 0.05, 1.0)
 
 
 def user_agent(version: str) -> str:
@@ -180,12 +186,19 @@ class Transport:
         if not gate.locked():
             await gate.acquire()  # returns at once: no timer to start
             return self._timeout
+        unsent = TransportTimeout(f"{method} {path}: timed out waiting for a free connection", sent=False)
         try:
             async with asyncio.timeout(self._seconds):
                 await gate.acquire()
         except TimeoutError:
-            raise TransportTimeout(f"{method} {path}: timed out waiting for a free connection", sent=False) from None
-        return _budget(max(self._seconds - (time.perf_counter() - started), 0.001))
+            raise unsent from None
+        left = self._seconds - (time.perf_counter() - started)
+        if left < _margin(self._seconds):
+            # Sent with a sliver of its timeout, a request would most likely time out once
+            # it had left: an unknown outcome, where it is now surely not sent.
+            gate.release()
+            raise unsent
+        return _budget(left)
 
     async def aclose(self) -> None:
         self._closed = True
