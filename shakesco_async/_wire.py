@@ -21,15 +21,20 @@ def decimal_text(value: Decimal) -> str:
     return text or "0"
 
 
-def _encode(value: WireValue) -> str:
-    # json.dumps per value, without its per-call set-up (every write pays this)
+def _text(value: WireValue) -> str:
+    """A value as the API reads it: strings as they are, the rest as JSON writes them."""
     if isinstance(value, str):
-        return _quote(value)
+        return value
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Decimal):
         return decimal_text(value)
     return str(int(value))
+
+
+def _encode(value: WireValue) -> str:
+    # json.dumps per value, without its per-call set-up (every write pays this)
+    return _quote(value) if isinstance(value, str) else _text(value)
 
 
 def encode_body(fields: Mapping[str, WireValue]) -> bytes:
@@ -54,11 +59,3 @@ def _query_text(text: str) -> str:
 
 
 _UNRESERVED = re.compile(r"[A-Za-z0-9._~-]*").fullmatch  # most refs and names: nothing to encode
-
-
-def _text(value: WireValue) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Decimal):
-        return decimal_text(value)
-    return str(value)
