@@ -133,13 +133,13 @@ class WriteGuard:
             if known is None and self.ledger.fences_snapshots:
                 # Read first, then record intent and snapshot in one commit; the fence makes
                 # the ledger drop the snapshot if another process wrote these customers meanwhile.
-                fence = Fence(time.time() - _FENCE_MARGIN, f"{self._owner_prefix}:")
+                fence = Fence.starting_now(f"{self._owner_prefix}:", _FENCE_MARGIN)
                 try:
                     known = await snapshot_of(self._reader, endpoint.path, wire)
                 except (TransportError, APIError, MalformedResponse) as exc:
                     fence, unread = None, exc
                 else:
-                    if time.time() - fence.since > _FENCE_MAX_AGE:
+                    if fence.age() > _FENCE_MAX_AGE:
                         known, fence = None, None  # too old to trust; read again once leased
             entry, others, created, leased = await self._take(intent, owner, known, fence)
             lease = _Lease(owner, intent.leases, leased)

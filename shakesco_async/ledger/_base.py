@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from collections.abc import Awaitable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -10,6 +11,8 @@ from typing import Any, Self
 
 import attrs
 
+from . import _clock as clock
+from ._clock import LeaseEnd, Moment
 from ._entry import EntryState, Intent, LedgerEntry
 
 __all__ = ["Begun", "Fence", "Ledger"]
@@ -33,15 +36,24 @@ class Begun:
 
 @attrs.frozen
 class Fence:
-    """A snapshot read before its intent is recorded: when the read began, and the prefix
-    of this process's lease owners (whose writes the caller already keeps out)."""
+    """A snapshot read before its intent is recorded: when the read began (on both clocks),
+    and the prefix of this process's lease owners (whose writes the caller already keeps out)."""
 
-    since: float
+    since: Moment
     mine: str
 
-    def crossed_by(self, owner: str, until: float) -> bool:
-        """Whether a lease held by ``owner`` until ``until`` overlapped the read."""
-        return until >= self.since and not owner.startswith(self.mine)
+    @classmethod
+    def starting_now(cls, mine: str, margin: float) -> Fence:
+        """A fence for a read that starts now, ``margin`` seconds early to be safe."""
+        return cls(clock.now().shifted(-margin), mine)
+
+    def age(self) -> float:
+        """Seconds since the fence's start, on the clock nobody sets."""
+        return time.monotonic() - self.since.mono
+
+    def crossed_by(self, owner: str, end: LeaseEnd, now: Moment) -> bool:
+        """Whether a lease held by ``owner`` until ``end`` overlapped the read."""
+        return end.reaches(self.since, now) and not owner.startswith(self.mine)
 
 
 class Ledger(abc.ABC):

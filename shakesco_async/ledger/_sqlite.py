@@ -18,10 +18,12 @@ import aiosqlite
 
 from .._errors import LeaseLost, LedgerError
 from .._validate import seconds
+from . import _clock as clock
+from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence, Ledger
+from ._clock import LeaseEnd
 from ._entry import FINAL_STATES, EntryState, Intent, LedgerEntry
 from ._sqlite_batch import (
-    RELEASE_SQL,
     Begin,
     Lease,
     Op,
@@ -101,6 +103,13 @@ _MIGRATIONS: tuple[str, ...] = (
         SELECT 1 FROM entries e WHERE e.business = entry_customers.business AND e.key = entry_customers.key
         AND e.state IN ('committed', 'failed', 'abandoned'));
     CREATE INDEX entry_customers_open ON entry_customers (business, customer, key) WHERE open = 1;
+    """,
+    # 5: a lease also ends by this boot's monotonic clock, so that a wall clock stepped
+    # forward cannot end it under a request still in flight (see _clock).
+    """
+    ALTER TABLE leases ADD COLUMN boot TEXT;
+    ALTER TABLE leases ADD COLUMN mono_from REAL;
+    ALTER TABLE leases ADD COLUMN mono_until REAL;
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -456,32 +465,26 @@ class SQLiteLedger(Ledger):
         self._durable_cost += (seconds - self._durable_cost) / 8
 
     # -- leases ----------------------------------------------------------------------------------
-    def _try_lease(
-        self, db: sqlite3.Connection, customers: Sequence[str], owner: str, ttl: float, now: float
-    ) -> float | None:
+    def _try_lease(self, db: sqlite3.Connection, customers: Sequence[str], owner: str, ttl: float) -> float | None:
         if not customers:
             return None
-        marks = ",".join("?" * len(customers))
-        row = db.execute(
-            f"SELECT MAX(expires_at) FROM leases WHERE business = ? AND customer IN ({marks})"
-            " AND owner != ? AND expires_at > ?",
-            (self.business, *customers, owner, now),
-        ).fetchone()
-        if row is not None and row[0] is not None:
-            return float(row[0])
-        db.executemany(
-            "INSERT INTO leases (business, customer, owner, expires_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at",
-            [(self.business, c, owner, now + ttl) for c in customers],
-        )
+        now = clock.now()
+        busy = [
+            end.wall_end(now)
+            for holder, end in lease_rows.held(db, self.business, customers).values()
+            if holder != owner and end.lasts_past(now, now)
+        ]
+        if busy:
+            return max(busy)
+        until = LeaseEnd.after(now, ttl)
+        lease_rows.take(db, [(self.business, c, owner, until) for c in customers])
         return None
 
     def _release(self, db: sqlite3.Connection, customers: Sequence[str], owner: str) -> None:
-        now = time.time()
-        db.executemany(RELEASE_SQL, [(now, self.business, c, owner) for c in customers])
+        lease_rows.give_back(db, [(self.business, c, owner) for c in customers], clock.now())
 
     def acquire(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> Awaitable[float | None]:
-        return self._submit_now(lambda db: self._try_lease(db, customers, owner, lease_ttl, time.time()), durable=False)
+        return self._submit_now(lambda db: self._try_lease(db, customers, owner, lease_ttl), durable=False)
 
     def lease_entries(
         self, wanted: Sequence[tuple[LedgerEntry, str]], *, lease_ttl: float
@@ -521,13 +524,11 @@ class SQLiteLedger(Ledger):
         names = sorted(set(customers))
 
         def op(db: sqlite3.Connection) -> None:
-            now = time.time()
+            moment = clock.now()
+            now = moment.wall
             # A lease row still naming this owner, even lapsed, means nobody else held the
             # customer since; one naming another owner means the request must not leave.
-            renewed = db.executemany(
-                "UPDATE leases SET expires_at = ? WHERE business = ? AND customer = ? AND owner = ?",
-                [(now + lease_ttl, self.business, c, owner) for c in names],
-            ).rowcount
+            renewed = lease_rows.renew(db, self.business, names, owner, LeaseEnd.after(moment, lease_ttl))
             if renewed != len(names):
                 raise LeaseLost(
                     f"the lease on customers {', '.join(names)} lapsed and another process took one; nothing was sent"

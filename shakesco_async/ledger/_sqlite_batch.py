@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from . import _clock as clock
+from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence
+from ._clock import LeaseEnd
 from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry
-from ._sqlite_rows import COLUMNS, OPEN, dumps, entry_from_row, timestamp
+from ._sqlite_rows import COLUMNS, OPEN, chunks, dumps, entry_from_row, marks, timestamp
 
 __all__ = [
     "LEASE_MEMORY",
-    "RELEASE_SQL",
     "WRITE_LOCK_WAIT",
     "Begin",
     "Lease",
@@ -41,7 +43,6 @@ __all__ = [
 
 LEASE_MEMORY = 3600.0  # seconds an ended lease is remembered; fences are younger than this
 WRITE_LOCK_WAIT = 10.0  # seconds a batch waits for another process's write transaction
-_CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
 
 
 class Begin:
@@ -109,14 +110,6 @@ class Lease:
 Op = Callable[[sqlite3.Connection], Any] | Begin | Settle | Lease
 Outcome = tuple[Any, BaseException | None]
 
-_LEASE_SQL = (
-    "INSERT INTO leases (business, customer, owner, expires_at) VALUES (?, ?, ?, ?)"
-    " ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at"
-)
-RELEASE_SQL = (
-    # A released lease keeps its row, ended now: begin's fence asks who held it lately.
-    "UPDATE leases SET expires_at = MIN(expires_at, ?) WHERE business = ? AND customer = ? AND owner = ?"
-)
 _FINAL = frozenset(state.value for state in FINAL_STATES)
 _LINKS_SQL = "UPDATE entry_customers SET open = ? WHERE business = ? AND key = ? AND open != ?"
 _SETTLE_SQL = (
@@ -175,7 +168,7 @@ def end_batch(db: sqlite3.Connection, *, checkpoint: bool) -> None:
     """Commit; if due, first forget leases that ended long before any fence could ask
     about them, and after, move the WAL into the database without waiting for readers."""
     if checkpoint:
-        db.execute("DELETE FROM leases WHERE expires_at < ?", (time.time() - LEASE_MEMORY,))
+        lease_rows.forget_ended(db, clock.now(), LEASE_MEMORY)
     db.execute("COMMIT")
     if checkpoint:
         db.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -250,21 +243,12 @@ def _run_set(db: sqlite3.Connection, run: Sequence[Op]) -> list[Outcome]:
     return outcomes
 
 
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
-
-
 def open_entries_sql(business_scope: str, customers: int) -> str:
     """Open entries (sending or in doubt, with a snapshot) on some customers, oldest first."""
     return (
         f"SELECT {COLUMNS} FROM entries WHERE {business_scope} AND state IN (?, ?) AND snapshot IS NOT NULL"
         " AND key IN (SELECT key FROM entry_customers"
-        f" WHERE {business_scope} AND customer IN ({_marks(customers)}) AND open = 1)"
+        f" WHERE {business_scope} AND customer IN ({marks(customers)}) AND open = 1)"
         " ORDER BY updated_at, key"
     )
 
@@ -291,8 +275,8 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
         moved = [True] * len(ops)
     else:
         states: dict[str, str] = {}
-        for chunk in _chunks([op.key for op in ops]):
-            sql = f"SELECT key, state FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+        for chunk in chunks([op.key for op in ops]):
+            sql = f"SELECT key, state FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
             states.update(db.execute(sql, (business, *chunk)))
         for op in ops:
             now = states.get(op.key)
@@ -302,9 +286,9 @@ def settle_many(db: sqlite3.Connection, ops: Sequence[Settle]) -> list[bool]:
                 (dropping if op.drop_snapshot else plain).append(op.row)
         _update(db, plain, dropping)
     mark_links(db, [(op.business, op.key, op.state) for op, moves in zip(ops, moved, strict=True) if moves])
-    released = [(time.time(), op.business, name, op.owner) for op in ops for name in op.release]
+    released = [(op.business, name, op.owner) for op in ops if op.owner is not None for name in op.release]
     if released:
-        db.executemany(RELEASE_SQL, released)
+        lease_rows.give_back(db, released, clock.now())
     return moved
 
 
@@ -340,7 +324,7 @@ def _update_if_all_move(db: sqlite3.Connection, ops: Sequence[Settle]) -> bool:
     for (expect, drop), rows in groups.items():
         sql = _SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE") if drop else _SETTLE_SQL
         if expect is not None:
-            sql += f" AND state IN ({_marks(len(expect))})"
+            sql += f" AND state IN ({marks(len(expect))})"
         changed += db.executemany(sql, rows).rowcount
     if changed != len(ops):
         db.execute("ROLLBACK TO settle")
@@ -360,8 +344,8 @@ def _update(db: sqlite3.Connection, plain: list[tuple[Any, ...]], dropping: list
 
 def _existing(db: sqlite3.Connection, business: str, keys: Sequence[str]) -> set[str]:
     found: set[str] = set()
-    for chunk in _chunks(keys):
-        sql = f"SELECT key FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+    for chunk in chunks(keys):
+        sql = f"SELECT key FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
         found.update(key for (key,) in db.execute(sql, (business, *chunk)))
     return found
 
@@ -373,26 +357,20 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
     fence and none of them has an open entry; otherwise the entry starts ``recorded``.
     """
     business = ops[0].business
-    now = time.time()
+    moment = clock.now()
+    now = moment.wall
     found: dict[str, LedgerEntry | tuple[Any, ...]] = {}
     # A key the SDK made a moment ago (random, 128 bits) is new: no need to look it up. Were
     # it not, its insert would fail the run, and the one-at-a-time replay would fail it alone.
     chosen = [op.intent.key for op in ops if op.intent.key_source != KeySource.GENERATED]
-    for chunk in _chunks(chosen):
-        sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+    for chunk in chunks(chosen):
+        sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
         found.update((row[0], row) for row in db.execute(sql, (business, *chunk)))
-    since = min([now, *(op.fence.since for op in ops if op.fence is not None)])
-    held: dict[str, tuple[str, float]] = {}
-    for chunk in _chunks(sorted({name for op in ops for name in op.intent.leases})):
-        sql = (
-            "SELECT customer, owner, expires_at FROM leases"
-            f" WHERE business = ? AND customer IN ({_marks(len(chunk))}) AND expires_at >= ?"
-        )
-        held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, since)))
+    held = lease_rows.held(db, business, [name for op in ops for name in op.intent.leases])
     by_customer = _open_by_customer(db, business, [op for op in ops if op.intent.key not in found])
 
     results: list[Begun] = []
-    leases: list[tuple[str, str, str, float]] = []
+    leases: list[tuple[str, str, str, LeaseEnd]] = []
     rows: list[tuple[Any, ...]] = []
     links: list[tuple[str, str, str]] = []
     for op in ops:
@@ -402,7 +380,11 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             entry = existing if isinstance(existing, LedgerEntry) else entry_from_row(existing)
             results.append(Begun(entry, created=False))
             continue
-        blocking = [held[n][1] for n in intent.leases if n in held and held[n][0] != op.owner and held[n][1] > now]
+        blocking = [
+            held[n][1].wall_end(moment)
+            for n in intent.leases
+            if n in held and held[n][0] != op.owner and held[n][1].lasts_past(moment, moment)
+        ]
         if blocking:
             results.append(Begun(None, created=False, busy_until=max(blocking)))
             continue
@@ -413,9 +395,11 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             )
         )
         snapshot = op.snapshot
-        if op.fence is not None and (others or any(op.fence.crossed_by(*held[n]) for n in intent.leases if n in held)):
+        if op.fence is not None and (
+            others or any(op.fence.crossed_by(*held[n], moment) for n in intent.leases if n in held)
+        ):
             snapshot = None  # read while another process may have been writing: take it again
-        until = now + op.lease_ttl
+        until = LeaseEnd.after(moment, op.lease_ttl)
         for name in intent.leases:
             held[name] = (op.owner, until)
             leases.append((business, name, op.owner, until))
@@ -454,7 +438,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
         found[intent.key] = entry
         results.append(Begun(entry, created=True, others=others))
     if leases:
-        db.executemany(_LEASE_SQL, leases)
+        lease_rows.take(db, leases)
     if rows:
         db.executemany(
             f"INSERT INTO entries (business, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
@@ -468,7 +452,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
 def _open_by_customer(db: sqlite3.Connection, business: str, ops: Sequence[Begin]) -> dict[str, list[LedgerEntry]]:
     """The open entries (with a snapshot) on these intents' customers, by customer, in one query."""
     by_customer: dict[str, list[LedgerEntry]] = {}
-    for chunk in _chunks(sorted({c for op in ops for c in op.intent.customers})):
+    for chunk in chunks(sorted({c for op in ops for c in op.intent.customers})):
         for row in db.execute(open_entries_sql("business = ?", len(chunk)), (business, *OPEN, business, *chunk)):
             entry = entry_from_row(row)
             for customer in entry.customers:
@@ -480,10 +464,10 @@ def lease_many(
     db: sqlite3.Connection, business: str, wanted: Sequence[tuple[LedgerEntry, str]], ttl: float
 ) -> list[tuple[LedgerEntry | None, bool]]:
     """``Ledger.lease_entries`` in a few statements: the entries, their leases, the new leases."""
-    now = time.time()
+    moment = clock.now()
     current: dict[str, tuple[str, float]] = {}
-    for chunk in _chunks([entry.key for entry, _ in wanted]):
-        sql = f"SELECT key, state, updated_at FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+    for chunk in chunks([entry.key for entry, _ in wanted]):
+        sql = f"SELECT key, state, updated_at FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
         current.update((key, (state, updated)) for key, state, updated in db.execute(sql, (business, *chunk)))
     found: dict[str, LedgerEntry] = {}
     changed: list[str] = []
@@ -495,32 +479,27 @@ def lease_many(
             found[entry.key] = entry  # untouched since the caller read it
         else:
             changed.append(entry.key)
-    for chunk in _chunks(changed):
-        sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({_marks(len(chunk))})"
+    for chunk in chunks(changed):
+        sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
         found.update((row[0], entry_from_row(row)) for row in db.execute(sql, (business, *chunk)))
     names = sorted({n for entry, _ in wanted if entry.key in found for n in found[entry.key].leases})
-    held: dict[str, tuple[str, float]] = {}
-    for chunk in _chunks(names):
-        sql = (
-            "SELECT customer, owner, expires_at FROM leases"
-            f" WHERE business = ? AND customer IN ({_marks(len(chunk))}) AND expires_at > ?"
-        )
-        held.update((name, (owner, until)) for name, owner, until in db.execute(sql, (business, *chunk, now)))
+    holders = {
+        name: holder
+        for name, (holder, end) in lease_rows.held(db, business, names).items()
+        if end.lasts_past(moment, moment)
+    }
     out: list[tuple[LedgerEntry | None, bool]] = []
-    leases: list[tuple[str, str, str, float]] = []
+    leases: list[tuple[str, str, str, LeaseEnd]] = []
+    until = LeaseEnd.after(moment, ttl)
     for last, owner in wanted:
         now_entry = found.get(last.key)
-        if (
-            now_entry is None
-            or now_entry.is_final
-            or any(held.get(n, (owner, 0.0))[0] != owner for n in now_entry.leases)
-        ):
+        if now_entry is None or now_entry.is_final or any(holders.get(n, owner) != owner for n in now_entry.leases):
             out.append((now_entry, False))
             continue
         for name in now_entry.leases:
-            held[name] = (owner, now + ttl)
-            leases.append((business, name, owner, now + ttl))
+            holders[name] = owner
+            leases.append((business, name, owner, until))
         out.append((now_entry, True))
     if leases:
-        db.executemany(_LEASE_SQL, leases)
+        lease_rows.take(db, leases)
     return out

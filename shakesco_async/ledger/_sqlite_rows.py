@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from ._entry import EntryState, KeySource, LedgerEntry
 from ._json import canonical_json
 
-__all__ = ["COLUMNS", "OPEN", "OPEN_ALL", "dumps", "entry_from_row", "loads", "timestamp"]
+__all__ = ["COLUMNS", "OPEN", "OPEN_ALL", "chunks", "dumps", "entry_from_row", "loads", "marks", "timestamp"]
 
 COLUMNS = (
     "key, operation, params, params_digest, customers, key_source, state, attempts,"
@@ -18,6 +19,18 @@ COLUMNS = (
 )
 OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
 OPEN_ALL = (EntryState.RECORDED.value, *OPEN)
+_CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
+
+
+def chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
+    """``items`` in runs short enough to bind in one statement."""
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def marks(n: int) -> str:
+    """``n`` parameter marks, comma-separated."""
+    return ",".join("?" * n)
 
 
 def dumps(value: Any) -> str | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
@@ -443,7 +442,7 @@ async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging(
 
 # -- fences: a snapshot read before its intent is recorded ----------------------------------------
 async def test_a_fenced_snapshot_is_kept_only_if_nobody_else_wrote_meanwhile(ledger: Ledger) -> None:
-    fence = Fence(time.time() - 1.0, "me:")
+    fence = Fence.starting_now("me:", 1.0)
     snap = {"total_earned": "0"}
     if not ledger.fences_snapshots:  # PostgreSQL: never kept; the guard reads again once leased
         begun = await ledger.begin(_intent("f0", "cf0"), owner="me:1", lease_ttl=60, snapshot=snap, fence=fence)
@@ -464,7 +463,7 @@ async def test_a_fenced_snapshot_is_kept_only_if_nobody_else_wrote_meanwhile(led
     ours = await ledger.begin(_intent("f3", "cf3"), owner="me:3", lease_ttl=60, snapshot=snap, fence=fence)
     assert ours.entry is not None and ours.entry.state == EntryState.SENDING
     # a lease that ended before the fence does not count either
-    early = Fence(time.time() + 1.0, "me:")
+    early = Fence.starting_now("me:", -1.0)
     assert await ledger.acquire(("cf4",), owner="other:2", lease_ttl=60) is None
     await ledger.release(("cf4",), owner="other:2")
     later = await ledger.begin(_intent("f4", "cf4"), owner="me:4", lease_ttl=60, snapshot=snap, fence=early)
