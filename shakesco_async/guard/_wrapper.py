@@ -112,8 +112,7 @@ class WriteGuard:
         self._lease_slack = settings.lease_slack(timeout, max_retries)  # positive: GuardSettings.check
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
-        self._owner_prefix = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._owner_ids = itertools.count(1)
+        self._owners = _Owners()
         self._cleanups = Cleanups()
 
     # -- entry point ---------------------------------------------------------------------------
@@ -123,7 +122,7 @@ class WriteGuard:
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else sdk_key()
         customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
         intent = Intent(key, endpoint.path, canonical(wire), customers, source)
-        owner = f"{self._owner_prefix}:{next(self._owner_ids)}"
+        owner = self._owners.new()
         if endpoint.path == _SET_EVENT:
             self._events.forget(str(wire["event_name"]))
         known = await known_snapshot(self._reader, self._events, endpoint.path, wire)
@@ -133,7 +132,7 @@ class WriteGuard:
             if known is None and self.ledger.fences_snapshots:
                 # Read first, then record intent and snapshot in one commit; the fence makes
                 # the ledger drop the snapshot if another process wrote these customers meanwhile.
-                fence = Fence.starting_now(f"{self._owner_prefix}:", _FENCE_MARGIN)
+                fence = Fence.starting_now(self._owners.prefix, _FENCE_MARGIN)
                 try:
                     known = await snapshot_of(self._reader, endpoint.path, wire)
                 except (TransportError, APIError, MalformedResponse) as exc:
@@ -492,7 +491,7 @@ class WriteGuard:
         async def run(entries: list[LedgerEntry]) -> None:
             names = [*(f"customer:{c}" for e in entries for c in e.customers), *(f"key:{e.key}" for e in entries)]
             async with waves_gate, self._locks.hold(names):
-                owners = [f"{self._owner_prefix}:{next(self._owner_ids)}" for _ in entries]
+                owners = [self._owners.new() for _ in entries]
                 wanted = list(zip(entries, owners, strict=True))
                 asked = time.monotonic()
                 found = await self._cleanups.taking(
@@ -643,6 +642,29 @@ _FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not
 _FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
 _CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
+
+
+class _Owners:
+    """Lease owners' names: this process's alone, also in a child forked after the client
+    was made (``gunicorn --preload``, a prefork pool), where the parent's names would let
+    two processes hold one customer at once."""
+
+    __slots__ = ("_ids", "_pid", "_prefix")
+
+    def __init__(self) -> None:
+        self._pid = -1
+        self._prefix = ""
+        self._ids = itertools.count(1)
+
+    @property
+    def prefix(self) -> str:
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid, self._prefix = pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}:"
+        return self._prefix
+
+    def new(self) -> str:
+        return f"{self.prefix}{next(self._ids)}"
 
 
 class _Lease:
