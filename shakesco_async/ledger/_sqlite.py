@@ -23,6 +23,7 @@ from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence, Ledger
 from ._clock import LeaseEnd
 from ._entry import FINAL_STATES, EntryState, Intent, LedgerEntry
+from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
 from ._sqlite_batch import (
     Begin,
     Lease,
@@ -155,12 +156,21 @@ class SQLiteLedger(Ledger):
     ``synchronous="FULL"`` (default) makes every commit survive power loss;
     ``"NORMAL"`` is faster but a power cut (not a process crash) may lose the last
     commits, and with them the record that a write was about to be sent.
+
+    A file on a filesystem other hosts can mount (NFS, SMB, CephFS...) is refused: SQLite's
+    locks are one host's. ``allow_shared_filesystem=True`` opens one there that only this
+    host uses.
     """
 
     fences_snapshots = True
 
     def __init__(
-        self, path: str | os.PathLike[str], *, business: str, synchronous: Literal["FULL", "NORMAL"] = "FULL"
+        self,
+        path: str | os.PathLike[str],
+        *,
+        business: str,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+        allow_shared_filesystem: bool = False,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError("synchronous must be 'FULL' or 'NORMAL'")
@@ -169,6 +179,7 @@ class SQLiteLedger(Ledger):
         self.path = Path(path) if str(path) == ":memory:" else Path(path).absolute()
         self.business = business
         self.synchronous = synchronous
+        self.allow_shared_filesystem = allow_shared_filesystem
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._opening: asyncio.Lock | None = None
@@ -211,6 +222,7 @@ class SQLiteLedger(Ledger):
     async def _connect(self) -> aiosqlite.Connection:
         if str(self.path) != ":memory:":
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._refuse_a_shared_filesystem()
             # Owner-only from the first byte: the ledger names customers and amounts.
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
@@ -229,6 +241,16 @@ class SQLiteLedger(Ledger):
             await db.close()
             raise
         return db
+
+    def _refuse_a_shared_filesystem(self) -> None:
+        kind = None if self.allow_shared_filesystem else filesystem_of(self.path.parent)
+        if kind in SHARED_FILESYSTEMS:
+            raise LedgerError(
+                f"ledger {str(self.path)!r} is on a {kind} filesystem, which other hosts can mount:"
+                " SQLite's locks are one host's, so two hosts could both send one write. Keep the file"
+                " on a local disk, or point every host at one PostgreSQL ledger (a postgresql:// DSN)."
+                " A share that only this host uses: SQLiteLedger(..., allow_shared_filesystem=True)"
+            )
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:
         await db.execute("BEGIN IMMEDIATE")

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from shakesco_async import LedgerError, ShakescoClient
+from shakesco_async.ledger import Intent, KeySource, SQLiteLedger
+from shakesco_async.ledger import _filesystems as filesystems
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD
 
@@ -40,3 +42,45 @@ async def test_writes_stop_once_the_ledger_file_is_not_the_one_opened(
     # SQLite would have recorded these in a file no other process can see, and one
     # would have sent them again.
     assert [w.idempotency_key for w in sandbox.applied_writes()] == ["before"]
+
+
+# -- a file on a filesystem other hosts mount (a ReadWriteMany volume on NFS or EFS) -------------
+def _mountinfo(tmp_path: Path, *mounts: tuple[str, str]) -> Path:
+    """A /proc/self/mountinfo listing ``(mount point, filesystem type)`` in mount order."""
+    lines = [
+        f"{i} 1 0:{i} / {point.replace(' ', chr(92) + '040')} rw,relatime shared:{i} - {kind} src rw"
+        for i, (point, kind) in enumerate([("/", "ext4"), *mounts], start=20)
+    ]
+    info = tmp_path / "mountinfo"
+    info.write_text("\n".join(lines) + "\n")
+    return info
+
+
+def test_the_filesystem_of_a_path_is_its_deepest_latest_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = tmp_path / "data dir"
+    (data / "ledgers").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    info = _mountinfo(tmp_path, (str(tmp_path), "tmpfs"), (str(data), "ext4"), (str(data), "nfs4"))
+    monkeypatch.setattr(filesystems, "MOUNTINFO", info)
+    assert filesystems.filesystem_of(data / "ledgers") == "nfs4"  # mounted over the ext4 one
+    assert filesystems.filesystem_of(data) == "nfs4"
+    assert filesystems.filesystem_of(tmp_path / "data") == "tmpfs"  # a prefix of the name is not a parent
+    monkeypatch.setattr(filesystems, "MOUNTINFO", tmp_path / "missing")
+    assert filesystems.filesystem_of(data) is None  # not Linux: nothing known, nothing refused
+
+
+async def test_a_ledger_file_on_a_shared_filesystem_is_refused_before_anything_is_sent(
+    sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shared = tmp_path / "shared"
+    monkeypatch.setattr(filesystems, "MOUNTINFO", _mountinfo(tmp_path, (str(shared), "nfs4")))
+    path = shared / "ledger.sqlite3"
+    async with ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as client:
+        with pytest.raises(LedgerError, match="on a nfs4 filesystem, which other hosts can mount"):
+            await client.upgrade_to_shakesco("ann", 1, idempotency_key="k")
+    assert sandbox.applied_writes("/upgrade-to-shakesco") == [] and not path.exists()
+    # A share only this host uses can be declared so.
+    async with SQLiteLedger(path, business="b", allow_shared_filesystem=True) as ledger:
+        assert (await ledger.begin(Intent("k", "/x", {}, ("c",), KeySource.CALLER), owner="o", lease_ttl=1)).created
