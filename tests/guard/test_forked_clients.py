@@ -4,8 +4,11 @@ and first used in the children: each child is a process of its own to the ledger
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
+
+import pytest
 
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
@@ -14,6 +17,7 @@ from tests.support.ledgers import LedgerSpec
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 async def test_two_children_of_one_client_do_not_both_send_one_job(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
