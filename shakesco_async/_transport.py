@@ -32,6 +32,8 @@ log = logging.getLogger("shakesco_async")
 # the retry middleware of aiohttp's own cookbook does on a 5xx: behind the guard's back,
 # that is a write applied twice. The SDK's requests run without them.
 _NO_MIDDLEWARES: dict[str, Any] = {"middlewares": ()} if hasattr(aiohttp, "ClientMiddlewareType") else {}
+# Before 3.12, a session made with base_url= asserts that every URL is relative to it.
+_BASE_URL_ASSERTS = tuple(int(part) for part in aiohttp.__version__.split(".")[:2]) < (3, 12)
 _POOL = 100  # connections of the SDK's own session
 _UNLIMITED = 1 << 30  # a pool without a limit never makes a request wait
 
@@ -88,6 +90,11 @@ class Transport:
         if session is not None and session.auth is not None:
             # aiohttp refuses every request that has both: fail here, before anything is recorded
             raise ConfigurationError("the session= passed has its own auth; the SDK sends the API key itself")
+        if session is not None and _BASE_URL_ASSERTS and getattr(session, "_base_url", None) is not None:
+            raise ConfigurationError(
+                f"the session= passed was made with base_url=, and aiohttp {aiohttp.__version__} sends nothing"
+                " else through it (AssertionError): pass a session without base_url, or use aiohttp 3.12+"
+            )
         self._base_url = base_url
         self._api_key = api_key
         self._seconds = timeout

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
 import shakesco_async as sa
-from shakesco_async import ShakescoClient
+from shakesco_async import ConfigurationError, ShakescoClient
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 
@@ -272,3 +273,18 @@ async def test_a_shared_session_whose_middleware_retries_never_sends_a_write_twi
         receipt = await client.claim_tokens("purchase", "erin")
     assert receipt.verified is True  # the guard saw the 502 and read back; the middleware sent nothing
     assert len(sandbox.applied_writes("/claim-tokens")) == 2
+
+
+async def test_a_shared_session_with_a_base_url_of_its_own(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A session the app made for another API (base_url=) reaches this one, or is refused
+    up front where aiohttp cannot (before 3.12 it asserts every URL is relative)."""
+    async with aiohttp.ClientSession(base_url="http://127.0.0.1:1") as session:
+        options: dict[str, Any] = {"base_url": sandbox.base_url, "ledger": tmp_path / "l.sqlite3", "session": session}
+        if tuple(int(part) for part in aiohttp.__version__.split(".")[:2]) < (3, 12):
+            with pytest.raises(ConfigurationError, match=r"made with base_url=.*aiohttp 3\.12"):
+                ShakescoClient(sandbox.api_key, **options)
+            return
+        async with ShakescoClient(sandbox.api_key, **options) as client:
+            await client.upgrade_to_shakesco("ann", 5)
+            assert await client.balance("ann") == 5
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
