@@ -34,9 +34,14 @@ __all__ = ["AdvisoryLeases"]
 # locks taken there would be shared (they are reentrant per server session), and two
 # processes would hold one customer. The mark makes that a refusal, before any lock.
 _MARK = "current_setting('shakesco.lease_session', true) = $1"
+# The lease session idles while the requests sent under its locks are in flight: a
+# server or role with idle_session_timeout (PostgreSQL 14+) would end it then, and free
+# their customers for another process to send again. It is switched off for this session.
 _CLAIM = (
     "SELECT set_config('shakesco.lease_session', $1, false) AS mark, pg_backend_pid() AS pid,"
-    " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS held"
+    " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS held,"
+    " CASE WHEN current_setting('server_version_num')::int >= 140000"
+    " THEN set_config('idle_session_timeout', '0', false) END AS never_idle"
 )
 _LOCK = (
     "ARRAY(SELECT pg_try_advisory_lock(hashtextextended(n, 0))"

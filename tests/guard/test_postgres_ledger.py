@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -301,3 +302,20 @@ async def test_a_lease_session_whose_mark_changed_takes_no_lock(postgres_dsn: st
         assert held == 0  # b was never locked; the session (and a's lock) ended with the refusal
     finally:
         await ledger.close()
+
+
+async def test_the_lease_session_is_not_ended_for_idling(postgres_dsn: str) -> None:
+    """A server (or role) with ``idle_session_timeout`` would end the lease session while a
+    write's request is in flight, and free its customer for another process to send again."""
+    idle = f"{postgres_dsn}?idle_session_timeout=200"  # asyncpg sends unknown DSN params as settings
+    schema = postgres_spec(postgres_dsn).schema
+    holder = PostgresLedger(idle, business="b", schema=schema)
+    other = PostgresLedger(postgres_dsn, business="b", schema=schema)
+    try:
+        assert await holder.acquire(["customer:a"], owner="o1", lease_ttl=30) is None
+        await asyncio.sleep(0.8)  # a request in flight: the lease session idles
+        assert await other.acquire(["customer:a"], owner="o2", lease_ttl=30) is not None  # still held
+        assert holder._leases.alive
+    finally:
+        await holder.close()
+        await other.close()
