@@ -41,7 +41,8 @@ _CLAIM = (
     "SELECT set_config('shakesco.lease_session', $1, false) AS mark, pg_backend_pid() AS pid,"
     " (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()) AS held,"
     " CASE WHEN current_setting('server_version_num')::int >= 140000"
-    " THEN set_config('idle_session_timeout', '0', false) END AS never_idle"
+    " THEN set_config('idle_session_timeout', '0', false) END AS never_idle,"
+    " pg_is_in_recovery() AS standby"
 )
 _LOCK = (
     "ARRAY(SELECT pg_try_advisory_lock(hashtextextended(n, 0))"
@@ -71,6 +72,11 @@ _HELD = (
     " another client's, on a server session a pooler in transaction mode shares (pgbouncer"
     " pool_mode=transaction, RDS Proxy...), or your own code's, left on a pooled connection."
     " Its leases could not keep two processes off one customer, so no write is sent"
+)
+_STANDBY = (
+    "the PostgreSQL ledger's lease connection reached a standby (a read-only replica): locks"
+    " there keep no process on the primary off a customer, so no write is sent. Point the"
+    " ledger at the primary (a multi-host DSN: target_session_attrs=read-write)"
 )
 _POOLED = (
     "the PostgreSQL ledger's lease connection is shared with other clients' statements, as"
@@ -245,6 +251,12 @@ class AdvisoryLeases:
                 session.terminate()
             raise
         assert claim is not None
+        if claim["standby"]:
+            # Not for good: the next session may reach the primary (after a failover, say).
+            with contextlib.suppress(*DB_ERRORS):
+                session.terminate()  # not handed out again for records a standby refuses
+                await pool.release(session)
+            raise LedgerError(_STANDBY)
         if claim["pid"] != session.get_server_pid() and not self._session_pooler:
             # The server announced one backend when the connection opened, and this
             # statement ran on another: a proxy stands between (it hands out its own key).

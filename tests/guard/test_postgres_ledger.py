@@ -18,6 +18,7 @@ import shakesco_async as sa
 from shakesco_async.endpoints.rewards import CLAIM_TOKENS
 from shakesco_async.guard._outcome import canonical
 from shakesco_async.ledger import EntryState, Intent, KeySource, open_ledger
+from shakesco_async.ledger._advisory import AdvisoryLeases
 from shakesco_async.ledger._postgres import (
     SCHEMA_VERSION,
     PostgresLedger,
@@ -31,6 +32,7 @@ from tests.conftest import FAST_GUARD, postgres_spec
 from tests.guard._crash import die_at
 from tests.support.cli import run_cli as _cli
 from tests.support.pgbouncer import pgbouncer
+from tests.support.postgres import standby_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -319,3 +321,25 @@ async def test_the_lease_session_is_not_ended_for_idling(postgres_dsn: str) -> N
     finally:
         await holder.close()
         await other.close()
+
+
+async def test_a_lease_session_on_a_standby_is_refused(postgres_dsn: str) -> None:
+    """A multi-host DSN (primary and standby, ``target_session_attrs=any``) can put the lease
+    connection on the standby while the records go to the primary: locks there keep no
+    other process off a customer."""
+    if os.environ.get("SHAKESCO_TEST_POSTGRES_DSN"):
+        pytest.skip("needs a cluster of the tests' own to stream from")
+    with standby_of(postgres_dsn) as standby_dsn:
+        pool = await asyncpg.create_pool(standby_dsn, min_size=1, max_size=2)
+
+        async def on_the_standby() -> asyncpg.Pool:
+            return pool
+
+        leases = AdvisoryLeases(on_the_standby, lambda name: f"b:{name}")
+        try:
+            with pytest.raises(sa.LedgerError, match="standby"):
+                await leases.acquire(["customer:a"], "o1")
+            assert leases.session is None and leases.holders == {}
+        finally:
+            await leases.close()
+            await pool.close()

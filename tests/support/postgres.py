@@ -74,3 +74,30 @@ def postgres_cluster() -> Iterator[str]:
             _as_postgres([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
         )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def standby_of(dsn: str) -> Iterator[str]:
+    """Yield a DSN for a hot standby streaming from the cluster at ``dsn`` (one of ours)."""
+    primary_port = dsn.rsplit(":", 1)[1].split("/", 1)[0]
+    workdir = Path(tempfile.mkdtemp(prefix="shakesco-pg-standby-"))
+    data = workdir / "data"
+    port = _free_port()
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+    backup = [_binary("pg_basebackup"), "-h", "127.0.0.1", "-p", primary_port, "-U", "postgres", "-c", "fast"]
+    subprocess.run(_as_postgres([*backup, "-D", str(data), "-R", "-X", "stream"]), check=True, capture_output=True)
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={workdir} -c hot_standby=on"
+    subprocess.run(
+        _as_postgres([_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        wait_for_port(port, 20)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
