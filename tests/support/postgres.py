@@ -44,60 +44,58 @@ def _binary(name: str) -> str:
 
 
 @contextlib.contextmanager
+def _workdir(prefix: str) -> Iterator[Path]:
+    """A directory the postgres user owns, deleted afterwards."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if os.geteuid() == 0:
+            shutil.chown(workdir, "postgres", "postgres")
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _running(workdir: Path, settings: str = "") -> Iterator[str]:
+    """Start the cluster in ``workdir``/data on a free loopback port; yield its DSN; stop it."""
+    data, port = workdir / "data", _free_port()
+    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={workdir} {settings}"
+    subprocess.run(
+        _as_postgres([_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]),
+        check=True,
+        capture_output=True,
+    )
+    try:
+        wait_for_port(port, 20)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(
+            _as_postgres([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+        )
+
+
+@contextlib.contextmanager
 def postgres_cluster() -> Iterator[str]:
     """Yield a DSN for a fresh cluster, stopped and deleted afterwards."""
     given = os.environ.get("SHAKESCO_TEST_POSTGRES_DSN")
     if given:
         yield given
         return
-    workdir = Path(tempfile.mkdtemp(prefix="shakesco-pg-"))
-    data = workdir / "data"
-    port = _free_port()
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres", "postgres")
-    subprocess.run(
-        _as_postgres([_binary("initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"]),
-        check=True,
-        capture_output=True,
-    )
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={workdir} -c fsync=on"
-    subprocess.run(
-        _as_postgres([_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        wait_for_port(port, 20)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        subprocess.run(
-            _as_postgres([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
-        )
-        shutil.rmtree(workdir, ignore_errors=True)
+    with _workdir("shakesco-pg-") as workdir:
+        initdb = [_binary("initdb"), "-A", "trust", "-U", "postgres", "--no-sync"]
+        subprocess.run(_as_postgres([*initdb, "-D", str(workdir / "data")]), check=True, capture_output=True)
+        with _running(workdir, "-c fsync=on") as dsn:
+            yield dsn
 
 
 @contextlib.contextmanager
 def standby_of(dsn: str) -> Iterator[str]:
     """Yield a DSN for a hot standby streaming from the cluster at ``dsn`` (one of ours)."""
     primary_port = dsn.rsplit(":", 1)[1].split("/", 1)[0]
-    workdir = Path(tempfile.mkdtemp(prefix="shakesco-pg-standby-"))
-    data = workdir / "data"
-    port = _free_port()
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres", "postgres")
     backup = [_binary("pg_basebackup"), "-h", "127.0.0.1", "-p", primary_port, "-U", "postgres", "-c", "fast"]
-    subprocess.run(_as_postgres([*backup, "-D", str(data), "-R", "-X", "stream"]), check=True, capture_output=True)
-    options = f"-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={workdir} -c hot_standby=on"
-    subprocess.run(
-        _as_postgres([_binary("pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start"]),
-        check=True,
-        capture_output=True,
-    )
-    try:
-        wait_for_port(port, 20)
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    finally:
+    with _workdir("shakesco-pg-standby-") as workdir:
         subprocess.run(
-            _as_postgres([_binary("pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]), capture_output=True
+            _as_postgres([*backup, "-D", str(workdir / "data"), "-R", "-X", "stream"]), check=True, capture_output=True
         )
-        shutil.rmtree(workdir, ignore_errors=True)
+        with _running(workdir, "-c hot_standby=on") as standby:
+            yield standby
