@@ -110,7 +110,7 @@ class AdvisoryLeases:
         self._session_pooler = session_pooler
         self.session: asyncpg.Connection | None = None
         self.holders: dict[str, str] = {}
-        self._mark = uuid.uuid4().hex  # this process's claim on its lease session
+        self._mark = ""  # the lease session's own claim on it, drawn as the session is taken
         self._refused: str | None = None  # why, once a pooler was seen: every lease is refused from then on
         self._batches: Batches[_Ask, bool] = Batches(self._run)
 
@@ -244,6 +244,9 @@ class AdvisoryLeases:
                 await (await self._pool()).release(lost)  # one that ended went back by itself
         pool = await self._pool()
         session = await pool.acquire()
+        # Drawn per session, not per ledger object: the children of a process that forked
+        # after making the ledger would otherwise mark theirs alike.
+        self._mark = uuid.uuid4().hex
         try:
             claim = await session.fetchrow(_CLAIM, self._mark)
         except BaseException:

@@ -176,7 +176,7 @@ async def test_a_postgres_lease_session_the_server_ended_is_replaced_once_its_le
     # idle timeout) failed every write from then on.
     client = await _postgres_client(make_client, ledger_spec)
     ledger: Any = client.ledger
-    pid = ledger._leases.session.get_server_pid()
+    pid, mark = ledger._leases.session.get_server_pid(), ledger._leases._mark
     admin = await asyncpg.connect(ledger_spec.location)
     try:
         assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
@@ -190,6 +190,7 @@ async def test_a_postgres_lease_session_the_server_ended_is_replaced_once_its_le
     await client.claim_tokens("visit", "c-1")
     await client.claim_tokens("visit", "c-2")
     assert ledger._leases.alive and ledger._leases.session.get_server_pid() != pid
+    assert ledger._leases._mark != mark  # each session its own (forked children's too)
     assert len(sandbox.applied_writes("/claim-tokens")) == 3
 
 
