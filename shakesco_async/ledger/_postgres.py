@@ -210,6 +210,8 @@ class PostgresLedger(Ledger):
                 self._opened = True
             except DB_ERRORS as exc:
                 raise LedgerError(f"cannot open the PostgreSQL ledger: {type(exc).__name__}: {exc}") from exc
+            except ValueError as exc:  # asyncpg's parse of the DSN (its text never goes in a message)
+                raise LedgerError(f"cannot open the PostgreSQL ledger: the DSN is not valid ({exc})") from None
 
     async def _migrate(self) -> None:
         assert self._pool is not None

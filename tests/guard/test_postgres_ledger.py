@@ -208,15 +208,21 @@ async def test_a_move_that_fails_leaves_the_sqlite_ledger_as_it_was(sandbox: San
         assert (await again.upgrade_to_shakesco("f1", 5, idempotency_key="kept")).replayed
 
 
-@pytest.mark.parametrize("dsn", ["postgresql://nobody@127.0.0.1:1/none"])
-async def test_unreachable_postgres_is_a_ledger_error_and_sends_nothing(dsn: str, sandbox: Sandbox) -> None:
+@pytest.mark.parametrize(
+    ("dsn", "says"),
+    [
+        ("postgresql://nobody:s3cret@127.0.0.1:1/none", "Connect call failed"),
+        ("postgresql://nobody:s3cret@127.0.0.1:5432x/none", "the DSN is not valid"),  # a typo in the port
+    ],
+)
+async def test_unreachable_postgres_is_a_ledger_error_and_sends_nothing(dsn: str, says: str, sandbox: Sandbox) -> None:
     async with sa.ShakescoClient(
         sandbox.api_key, base_url=sandbox.base_url, ledger=dsn, timeout=2.0, guard=FAST_GUARD
     ) as client:
-        with pytest.raises(sa.LedgerError):
+        with pytest.raises(sa.LedgerError, match=says) as raised:
             await client.upgrade_to_shakesco("x", 1)
     assert sandbox.applied == []
-    assert "nobody" not in repr(client.ledger)
+    assert "s3cret" not in str(raised.value) and "nobody" not in repr(client.ledger)
 
 
 @pytest.fixture
