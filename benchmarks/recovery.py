@@ -25,14 +25,15 @@ from _common import bench_client, measure, parser, verdict
 from shakesco_async import ShakescoClient
 from shakesco_async.endpoints.rewards import CLAIM_TOKENS
 from shakesco_async.guard._outcome import canonical
-from shakesco_async.ledger import Intent, KeySource
+from shakesco_async.ledger import EntryState, Intent, KeySource
 from shakesco_async.sandbox import Sandbox
 
 CONCURRENCY = 16
 
 
 async def leave_in_doubt(client: ShakescoClient, sandbox: Sandbox, count: int, tag: str = "") -> None:
-    """As if a process crashed after each claim was sent and applied: state `sending`."""
+    """As if each claim was sent and applied, its answer lost, and the reads that would have
+    told failed too: state `in_doubt`, left for reconcile."""
     business = sandbox.business()
 
     async def one(i: int) -> None:
@@ -40,11 +41,12 @@ async def leave_in_doubt(client: ShakescoClient, sandbox: Sandbox, count: int, t
         wire = CLAIM_TOKENS.prepare({"event_name": "purchase", "customer_ref": ref})
         intent = Intent(f"lost-{tag}{i}", CLAIM_TOKENS.path, canonical(wire), (ref,), KeySource.CALLER)
         await client.ledger.begin(intent, owner="crashed", lease_ttl=0.0)
-        # The crashed process's leases are gone (with PostgreSQL they end with its session).
+        # Its call has ended and given its leases back.
         await client.ledger.release(intent.leases, owner="crashed")
         snapshot = {"total_earned": "0.0"}
         await client.ledger.mark_sending(intent.key, snapshot=snapshot, owner="crashed", customers=(), lease_ttl=0)
         business.claim_tokens("purchase", ref)  # the API applied it; the answer never came
+        await client.ledger.settle(intent.key, EntryState.IN_DOUBT, reason="the reads failed too")
 
     await asyncio.gather(*(one(i) for i in range(count)))
 

@@ -110,6 +110,7 @@ class WriteGuard:
         self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
         self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
         self._lease_slack = settings.lease_slack(timeout, max_retries)  # positive: GuardSettings.check
+        self._in_flight = timeout + settings.verify_delay + _IN_FLIGHT_MARGIN
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
         self._owners = _Owners()
@@ -251,6 +252,7 @@ class WriteGuard:
             raise_recorded(entry.error)
         if entry.state in _OPEN and not marked:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
+            await self._landed(entry, wait=True)
             judgement = await self._judge(entry)
             if judgement.verdict == Verdict.APPLIED:
                 await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
@@ -308,6 +310,24 @@ class WriteGuard:
         except LedgerError as exc:
             log.warning("could not give back the leases of %s (%s); they end when they lapse", lease.names, exc)
 
+    async def _landed(self, entry: LedgerEntry, *, wait: bool) -> bool:
+        """Whether the last request sent for ``entry`` can no longer be on its way (with
+        ``wait``: once it cannot). Its writer's lease can end before that: a PostgreSQL lock
+        ends at once with a dead process's or a lost session's connection, and a call
+        cancelled while waiting for its answer gives its lease back. Read before the API has
+        the request, a write reads as not applied and would be sent again.
+        """
+        if entry.state != EntryState.SENDING:
+            return True
+        age = (await self.ledger.now() - entry.updated_at).total_seconds()
+        left = min(self._in_flight - age, self._in_flight)  # a clock stepped back: no longer than a flight
+        if left <= 0:
+            return True
+        if wait:
+            log.info("write %s may still be on its way; judging it in %.1fs", entry.key, left)
+            await asyncio.sleep(left)
+        return wait
+
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
             return Judgement(Verdict.UNEXPLAINED, entry.reason or "no usable snapshot; resolve by hand")
@@ -339,6 +359,7 @@ class WriteGuard:
                 await self._supersede(other, entry.key)
                 continue
             try:
+                await self._landed(other, wait=True)
                 judgement = await self.resolve(other)
             finally:
                 await self._cleanups.finish(self.ledger.release(extra, owner=owner))
@@ -569,6 +590,8 @@ class WriteGuard:
         if entry.state in _OPEN:
             if entry.snapshot is None:
                 return ("in_doubt", entry.reason or "no usable snapshot; resolve by hand")
+            if not await self._landed(entry, wait=False):
+                return ("busy", "its last request may still be on its way")
             judgement = await self._judge(entry)
             # Verdicts are queued, not awaited: reconcile's last commit is ordered after them,
             # and a verdict lost to a crash leaves the entry open to be judged again.
@@ -639,6 +662,9 @@ def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEnt
 
 _SET_EVENT = "/set-event-details"
 _FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not to the microsecond
+# seconds past the client's timeout and verify_delay before a request sent under a lease
+# that has since ended is taken to have reached the API, or never to
+_IN_FLIGHT_MARGIN = 1.0
 _FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
 _CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Awaitable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -215,6 +215,10 @@ class Ledger(abc.ABC):
         """
 
     # -- inspection ----------------------------------------------------------------------
+    async def now(self) -> datetime:
+        """The time on the clock the entries' ``updated_at`` is read from (this host's here)."""
+        return datetime.now(UTC)
+
     @abc.abstractmethod
     async def get(self, key: str) -> LedgerEntry | None:
         """The entry stored under ``key``."""

@@ -503,6 +503,13 @@ class PostgresLedger(Ledger):
         return await self._get(key)
 
     @ledger_errors
+    async def now(self) -> datetime:
+        # Entries are stamped by the server's clock: ages are measured on it, not on this host's.
+        async with (await self._pool_conn()).acquire() as conn:
+            stamp: datetime = await conn.fetchval("SELECT clock_timestamp()")
+        return stamp
+
+    @ledger_errors
     async def entries(
         self,
         *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from shakesco_async import ShakescoClient
 from shakesco_async.endpoints.transfers import UPGRADE_TO_SHAKESCO
 from shakesco_async.guard._outcome import canonical
@@ -23,7 +25,24 @@ async def die_at(client: ShakescoClient, point: str, key: str, customer: str, so
         await ledger.mark_sending(key, snapshot=snapshot, owner="dead-process", customers=intent.leases, lease_ttl=0.05)
         if point == "sending_applied":
             await client._exchange(UPGRADE_TO_SHAKESCO, wire, key)
+        await long_ago(ledger, key)
     await _die(ledger, intent.leases)
+
+
+async def long_ago(ledger: Ledger, key: str) -> None:
+    """Date the entry's last send a minute back: the process died then, and its request
+    has reached the API (or never will) by now, so the next writer may judge it at once."""
+    if isinstance(ledger, SQLiteLedger):
+        db = sqlite3.connect(ledger.path)
+        try:
+            with db:
+                db.execute("UPDATE entries SET updated_at = updated_at - 60 WHERE key = ?", (key,))
+        finally:
+            db.close()
+        return
+    sql = "UPDATE {} SET updated_at = updated_at - interval '60 s' WHERE key = $1 AND business = $2"
+    async with (await ledger._pool_conn()).acquire() as conn:  # type: ignore[attr-defined]
+        await conn.execute(sql.format(ledger._t), key, ledger.business)  # type: ignore[attr-defined]
 
 
 async def _die(ledger: Ledger, leases: tuple[str, ...]) -> None:

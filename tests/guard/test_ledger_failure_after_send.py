@@ -19,6 +19,7 @@ import shakesco_async as sa
 from shakesco_async.ledger import EntryState
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
+from tests.guard._crash import long_ago
 from tests.support.ledgers import LedgerSpec
 
 
@@ -52,6 +53,7 @@ async def _open_then_reconciled(client: sa.ShakescoClient, key: str, undo: Any) 
     assert entry is not None and entry.state == EntryState.SENDING  # still open, with its snapshot
     assert entry.snapshot is not None
     undo()
+    await long_ago(client.ledger, key)  # reconcile runs after the request could still be on its way
     return await client.reconcile(older_than=0)
 
 

@@ -12,6 +12,7 @@ from shakesco_async import GuardSettings
 from shakesco_async.ledger import EntryState
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
+from tests.guard._crash import long_ago
 
 GUARD = GuardSettings(verify_delay=0.0)
 
@@ -168,6 +169,7 @@ async def test_an_outcome_lost_before_it_is_durable_is_verified_not_resent(
     client.ledger.settle = real_settle  # type: ignore[method-assign]
     entry = await client.ledger.get("lost-outcome")
     assert entry is not None and entry.state == EntryState.SENDING
+    await long_ago(client.ledger, "lost-outcome")  # reconcile runs once it cannot be on its way
     summary = await client.reconcile(older_than=0)
     assert summary.counts["committed"] == 1
     replay = await client.claim_tokens(event, "lost-outcome", idempotency_key="lost-outcome")

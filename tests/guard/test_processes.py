@@ -80,8 +80,10 @@ async def test_sigkill_at_random_moments_then_recover(ledger_spec: LedgerSpec, r
         await child.communicate()
         assert child.returncode == -signal.SIGKILL
         sandbox.faults.clear()
-        # The worker comes back and replays its whole queue with the same keys.
-        async with _client(sandbox, ledger_spec, guard=GuardSettings(verify_delay=0.0, lease_wait=30.0)) as client:
+        # The worker comes back and replays its whole queue with the same keys (and its
+        # settings: a write it was sending when killed is judged once it cannot be on its way).
+        settings = GuardSettings(verify_delay=0.0, lease_wait=30.0)
+        async with _client(sandbox, ledger_spec, timeout=2.0, guard=settings) as client:
             await asyncio.gather(
                 *(client.claim_tokens("purchase", f"cust-{i % 4}", idempotency_key=f"job-{i}") for i in range(JOBS))
             )

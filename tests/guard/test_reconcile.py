@@ -15,7 +15,7 @@ from shakesco_async.guard import _wrapper as wrapper_module
 from shakesco_async.ledger import EntryState, KeySource
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
-from tests.guard._crash import POINTS, die_at
+from tests.guard._crash import POINTS, die_at, long_ago
 
 # (crash point, who chose the key) -> (reconcile outcome, final state, times applied)
 EXPECTED = {
@@ -469,6 +469,8 @@ async def test_a_ledger_failure_after_a_resend_is_logged_and_the_next_pass_settl
     entry = await client.ledger.get("unsent")
     assert entry is not None and entry.state == EntryState.SENDING  # open, with its snapshot
     monkeypatch.undo()
+    assert (await client.reconcile(older_than=0)).counts["busy"] == 1  # its request may be on its way
+    await long_ago(client.ledger, "unsent")
     summary = await client.reconcile(older_than=0)
     assert summary.counts["committed"] == 1  # verified applied, not sent again
     assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1

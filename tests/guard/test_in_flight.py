@@ -1,0 +1,87 @@
+"""A write whose lease ended while its request was still on its way is not judged (nor
+sent again) until that request can no longer reach the API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+import pytest
+
+import shakesco_async as sa
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import ClientFactory
+from tests.support.ledgers import LedgerSpec
+
+_SETTINGS = sa.GuardSettings(verify_delay=0.0, lease_ttl=30.0)  # with make_client's timeout of 2 s
+
+
+async def _end_the_lease(how: str, call: asyncio.Task[Any], client: Any, spec: LedgerSpec) -> None:
+    if how == "cancelled":  # the caller gave up waiting for the answer: its lease is given back
+        call.cancel()
+        await asyncio.gather(call, return_exceptions=True)
+        return
+    # The process died (or lost its lease session): PostgreSQL ends its locks at once.
+    admin = await asyncpg.connect(spec.location)
+    try:
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", client.ledger._leases.session.get_server_pid())
+    finally:
+        await admin.close()
+
+
+@pytest.mark.parametrize("how", ["cancelled", "session ended"])
+async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec, how: str
+) -> None:
+    if how == "session ended" and ledger_spec.backend != "postgres":
+        pytest.skip("a SQLite lease outlives its process")
+    first = make_client(guard=_SETTINGS)
+    await first.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
+    on_its_way = asyncio.Event()
+    send_once = first.guard._send_once
+    landing: list[asyncio.Task[Any]] = []
+
+    async def slow_network(*args: Any) -> Any:
+        # The request has left; it reaches the API a second later, whatever the caller does.
+        async def arrive() -> Any:
+            await asyncio.sleep(1.0)
+            return await send_once(*args)
+
+        landing.append(asyncio.ensure_future(arrive()))
+        on_its_way.set()
+        return await asyncio.shield(landing[0])
+
+    first.guard._send_once = slow_network  # type: ignore[method-assign]
+    call = asyncio.create_task(first.claim_tokens("visit", "cust", idempotency_key="job-1"))
+    await on_its_way.wait()
+    await _end_the_lease(how, call, first, ledger_spec)
+    again = await make_client(guard=_SETTINGS).claim_tokens("visit", "cust", idempotency_key="job-1")
+    await asyncio.gather(*landing, return_exceptions=True)
+    assert again.replayed and again.verified  # judged once the first request had landed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+async def test_reconcile_leaves_a_write_that_may_still_be_on_its_way_for_its_next_pass(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    first = make_client(guard=_SETTINGS)
+    await first.set_event_details("visit", 10, False)
+    on_its_way = asyncio.Event()
+    send_once = first.guard._send_once
+
+    async def never_answered(*args: Any) -> Any:
+        on_its_way.set()
+        await asyncio.Event().wait()
+        return await send_once(*args)
+
+    first.guard._send_once = never_answered  # type: ignore[method-assign]
+    call = asyncio.create_task(first.claim_tokens("visit", "cust", idempotency_key="job-1"))
+    await on_its_way.wait()
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    reconciler = make_client(guard=_SETTINGS)
+    summary = await reconciler.reconcile(older_than=0)
+    assert summary.counts.get("busy") == 1 and sandbox.applied_writes("/claim-tokens") == []
+    entry = await reconciler.ledger.get("job-1")
+    assert entry is not None and entry.state == sa.EntryState.SENDING  # not judged yet
