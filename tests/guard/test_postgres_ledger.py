@@ -211,7 +211,7 @@ async def test_a_move_that_fails_leaves_the_sqlite_ledger_as_it_was(sandbox: San
 @pytest.mark.parametrize(
     ("dsn", "says"),
     [
-        ("postgresql://nobody:s3cret@127.0.0.1:1/none", "Connect call failed"),
+        ("postgresql://nobody:s3cret@127.0.0.1:1/none", "cannot open the PostgreSQL ledger: Connection"),
         ("postgresql://nobody:s3cret@127.0.0.1:5432x/none", "the DSN is not valid"),  # a typo in the port
     ],
 )
