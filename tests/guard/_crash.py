@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 from shakesco_async import ShakescoClient
 from shakesco_async.endpoints.transfers import UPGRADE_TO_SHAKESCO
 from shakesco_async.guard._outcome import canonical
 from shakesco_async.guard._verify import snapshot_of
 from shakesco_async.ledger import Intent, KeySource, Ledger, SQLiteLedger
+from tests.support.ledgers import sqlite_execute
 
 POINTS = ("recorded", "sending_unsent", "sending_applied")
 
@@ -33,12 +32,7 @@ async def long_ago(ledger: Ledger, key: str) -> None:
     """Date the entry's last send a minute back: the process died then, and its request
     has reached the API (or never will) by now, so the next writer may judge it at once."""
     if isinstance(ledger, SQLiteLedger):
-        db = sqlite3.connect(ledger.path)
-        try:
-            with db:
-                db.execute("UPDATE entries SET updated_at = updated_at - 60 WHERE key = ?", (key,))
-        finally:
-            db.close()
+        sqlite_execute(ledger.path, "UPDATE entries SET updated_at = updated_at - 60 WHERE key = ?", (key,))
         return
     sql = "UPDATE {} SET updated_at = updated_at - interval '60 s' WHERE key = $1 AND business = $2"
     async with (await ledger._pool_conn()).acquire() as conn:  # type: ignore[attr-defined]

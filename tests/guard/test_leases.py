@@ -15,7 +15,7 @@ from shakesco_async.ledger import EntryState, KeySource
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
-from tests.support.ledgers import LedgerSpec
+from tests.support.ledgers import LedgerSpec, sqlite_execute
 from tests.support.pg_session import lease_session
 
 _SHORT = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=0.3)
@@ -48,15 +48,11 @@ async def test_a_retry_is_not_sent_once_another_process_took_the_lease(
             return await send_once(*args)
         # As if this process stalled past its lease and another one took the customer
         # (the request itself never reached the API; verification proves that).
-        db = sqlite3.connect(ledger_spec.location)
-        try:
-            with db:
-                db.execute(
-                    "UPDATE leases SET owner = 'another-process', expires_at = ? WHERE customer = 'lapsed'",
-                    (time.time() + 60,),
-                )
-        finally:
-            db.close()
+        sqlite_execute(
+            ledger_spec.location,
+            "UPDATE leases SET owner = 'another-process', expires_at = ? WHERE customer = 'lapsed'",
+            (time.time() + 60,),
+        )
         raise sa.TransportError("connection reset", sent=None)
 
     client.guard._send_once = lose_the_lease_and_the_answer  # type: ignore[method-assign]

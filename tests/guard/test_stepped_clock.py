@@ -21,6 +21,7 @@ from shakesco_async.ledger import _clock as clock
 from shakesco_async.ledger import _sqlite_batch as sqlite_batch
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
+from tests.support.ledgers import sqlite_execute
 
 
 @pytest.fixture
@@ -113,15 +114,8 @@ async def test_a_fence_sees_a_write_made_while_the_wall_clock_went_back(
 
 
 def _set_lease(path: Path, **columns: Any) -> None:
-    db = sqlite3.connect(path)
-    try:
-        with db:
-            db.execute(
-                f"UPDATE leases SET {', '.join(f'{name} = ?' for name in columns)} WHERE customer = 'c'",
-                tuple(columns.values()),
-            )
-    finally:
-        db.close()
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    sqlite_execute(path, f"UPDATE leases SET {assignments} WHERE customer = 'c'", tuple(columns.values()))
 
 
 @pytest.mark.parametrize(

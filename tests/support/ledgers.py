@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -35,3 +37,13 @@ class LedgerSpec:
 
 def sqlite_spec(directory: Path) -> LedgerSpec:
     return LedgerSpec("sqlite", str(directory / "ledger.sqlite3"))
+
+
+def sqlite_execute(path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> None:
+    """Run one statement on a SQLite ledger file and commit it, as another process would."""
+    db = sqlite3.connect(path)
+    try:
+        with db:
+            db.execute(sql, params)
+    finally:
+        db.close()
