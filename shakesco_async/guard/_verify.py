@@ -20,7 +20,7 @@ from .._errors import APIError, MalformedResponse, NotFound, TransportError
 from ..endpoints import EndpointMethods
 from ._events import EventKinds
 
-__all__ = ["VERIFIERS", "Judgement", "Verdict", "Verifier", "known_snapshot", "snapshot_of", "verify"]
+__all__ = ["VERIFIERS", "Judgement", "Verdict", "Verifier", "compare", "known_snapshot", "snapshot_of", "verify"]
 
 Params = Mapping[str, Any]
 Snapshot = dict[str, Any]
@@ -347,6 +347,22 @@ async def verify(reader: EndpointMethods, operation: str, params: Params, before
         after = await verifier.read(reader, params)
     except (TransportError, APIError, MalformedResponse) as exc:
         return Judgement(Verdict.UNREADABLE, f"verification read failed: {exc}")
+    return _judged(verifier, params, before, after)
+
+
+def compare(operation: str, params: Params, before: Snapshot, after: Snapshot) -> Judgement | None:
+    """Judge ``after``, a later pre-send snapshot of the same write, against ``before``.
+
+    None when either was not read from the API (a repeatable write's, a one-time claim's):
+    such a snapshot says nothing about the state.
+    """
+    verifier = _verifier(operation, before)
+    if verifier.repeatable or verifier is _ONE_TIME_CLAIM or _verifier(operation, after) is not verifier:
+        return None
+    return _judged(verifier, params, before, after)
+
+
+def _judged(verifier: Verifier, params: Params, before: Snapshot, after: Snapshot) -> Judgement:
     with localcontext() as ctx:
         # Token amounts have up to 78 digits (256 bits at 18 decimals); the default 28
         # would round their differences, and a write would be left in doubt for nothing.

@@ -58,7 +58,7 @@ from ._outcome import (
     result_record,
 )
 from ._settings import GuardSettings
-from ._verify import VERIFIERS, Judgement, Snapshot, Verdict, known_snapshot, snapshot_of, verify
+from ._verify import VERIFIERS, Judgement, Snapshot, Verdict, compare, known_snapshot, snapshot_of, verify
 
 __all__ = ["Resend", "Settled", "WriteGuard", "wave_size"]
 
@@ -331,10 +331,7 @@ class WriteGuard:
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
             return Judgement(Verdict.UNEXPLAINED, entry.reason or "no usable snapshot; resolve by hand")
-        judgement = await verify(self._reader, entry.operation, entry.params, entry.snapshot)
-        if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
-            return Judgement(Verdict.NOT_APPLIED, "sending it again is harmless")
-        return judgement
+        return await self._verified(entry, entry.snapshot)
 
     async def resolve(self, entry: LedgerEntry) -> Judgement:
         """Judge an open entry (caller holds its customers' leases) and record the verdict."""
@@ -399,9 +396,17 @@ class WriteGuard:
     ) -> object:
         """Send until applied, refused, or in doubt. ``marked``: the intent's commit already
         recorded the entry as sending, with its snapshot. ``wire``: the request, when this
-        call made the entry from it (else it is rebuilt from the entry's parameters)."""
+        call made the entry from it (else it is rebuilt from the entry's parameters).
+
+        An attempt verified not applied may still be carried out (the API had it, and
+        finished after the verification read). So once one was, every later step of the
+        call also judges the state against the first attempt's snapshot: the read taken
+        before each new attempt, and the state behind a refusal of one.
+        """
         if wire is None:
             wire = endpoint.prepare(entry.params)
+        first: Snapshot | None = None  # the state before this call's first attempt
+        unknown: Exception | None = None  # why an attempt before this one may still land
         attempt = 0
         while True:
             attempt += 1
@@ -417,16 +422,25 @@ class WriteGuard:
                 except (TransportError, APIError, MalformedResponse):
                     await self._give_up_unsent(entry, lease, "could not read the pre-send state")
                     raise
+                if first is not None and unknown is not None:
+                    moved = compare(entry.operation, entry.params, first, snapshot)
+                    if moved is not None and moved.verdict != Verdict.NOT_APPLIED:
+                        await self._act_on(entry, lease, moved, unknown, late=True)
+                        return result_from_record(_VERIFIED, entry.key, replayed=False)
                 asked = time.monotonic()
                 await self.ledger.mark_sending(
                     entry.key, snapshot=snapshot, owner=lease.owner, customers=lease.names, lease_ttl=self._lease_ttl
                 )
                 lease.since = asked
+            if first is None:
+                first = snapshot
             retry_after: float | None = None
             try:
                 result = await self._send_once(endpoint, wire, entry.key)
             except APIError as exc:
                 if is_definitive(exc):
+                    if unknown is not None and await self._refusal_explained(entry, lease, first, exc):
+                        return result_from_record(_VERIFIED, entry.key, replayed=False)
                     await self._finish(entry, lease, EntryState.FAILED, sent=True, error=error_record(exc))
                     raise
                 if refuses_credentials(exc):  # no use sending again until the key works
@@ -436,11 +450,14 @@ class WriteGuard:
                     failure: Exception = exc
                     retry_after = exc.retry_after
                 else:  # a 5xx or a redirect: the outcome is unknown
-                    failure = await self._unknown(entry, lease, snapshot, exc)
+                    failure = unknown = await self._unknown(entry, lease, snapshot, exc)
             except TransportError as exc:
-                failure = exc if exc.sent is False else await self._unknown(entry, lease, snapshot, exc)
+                if exc.sent is False:
+                    failure = exc
+                else:
+                    failure = unknown = await self._unknown(entry, lease, snapshot, exc)
             except MalformedResponse as exc:
-                failure = await self._unknown(entry, lease, snapshot, exc)
+                failure = unknown = await self._unknown(entry, lease, snapshot, exc)
             else:
                 record = result_record(result)
                 await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=record, wait=False)
@@ -455,23 +472,48 @@ class WriteGuard:
             log.info("write %s not applied (%s); sending again in %.2fs", entry.key, failure, delay)
             await asyncio.sleep(delay)
 
+    async def _refusal_explained(self, entry: LedgerEntry, lease: _Lease, first: Snapshot, exc: APIError) -> bool:
+        """Whether an earlier attempt of this call, carried out after it was verified not
+        applied, is why the API refused this one ("Event already claimed", "Insufficient
+        token balance"...): then the write is recorded as applied. Raises when the state
+        cannot tell: the refusal is no proof that the write did not apply."""
+        judgement = await self._verified(entry, first)
+        if judgement.verdict == Verdict.NOT_APPLIED:
+            return False
+        await self._act_on(entry, lease, judgement, exc, late=True)
+        return True
+
     async def _snapshot(self, entry: LedgerEntry) -> Snapshot:
         known = await known_snapshot(self._reader, self._events, entry.operation, entry.params)
         return known if known is not None else await snapshot_of(self._reader, entry.operation, entry.params)
 
-    async def _unknown(self, entry: LedgerEntry, lease: _Lease, snapshot: dict[str, Any], exc: Exception) -> Exception:
+    async def _unknown(self, entry: LedgerEntry, lease: _Lease, snapshot: Snapshot, exc: Exception) -> Exception:
         """Verify after an unknown outcome: a marker if applied, the error if not; raises if in doubt."""
         if self._settings.verify_delay:
             await asyncio.sleep(self._settings.verify_delay)
-        judgement = await verify(self._reader, entry.operation, entry.params, snapshot)
-        if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
-            judgement = Judgement(Verdict.NOT_APPLIED)
+        judgement = await self._verified(entry, snapshot)
         log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
-        if judgement.verdict == Verdict.APPLIED:
-            await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=_VERIFIED)
-            return _Applied(_VERIFIED)
         if judgement.verdict == Verdict.NOT_APPLIED:
             return exc
+        await self._act_on(entry, lease, judgement, exc)
+        return _Applied(_VERIFIED)
+
+    async def _verified(self, entry: LedgerEntry, before: Snapshot) -> Judgement:
+        judgement = await verify(self._reader, entry.operation, entry.params, before)
+        if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
+            return Judgement(Verdict.NOT_APPLIED, "sending it again is harmless")
+        return judgement
+
+    async def _act_on(
+        self, entry: LedgerEntry, lease: _Lease, judgement: Judgement, exc: Exception, *, late: bool = False
+    ) -> None:
+        """Record a verdict other than not applied: applied, or in doubt (raised). ``late``:
+        the state was judged after an attempt verified not applied."""
+        if judgement.verdict == Verdict.APPLIED:
+            if late:
+                log.warning("write %s: an attempt verified not applied was carried out later", entry.key)
+            await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=_VERIFIED)
+            return
         reason = f"{judgement.reason} (after: {exc})"
         await self._finish(entry, lease, EntryState.IN_DOUBT, sent=True, reason=reason)
         raise OutcomeUnknown(entry.key, reason) from exc

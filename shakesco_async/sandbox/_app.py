@@ -194,6 +194,9 @@ def make_app(sandbox: Sandbox) -> web.Application:
             return _before_commit(request, rule)
         try:
             raw = await _raw_params(request, is_write)
+            if rule is not None and rule.mode == FaultMode.COMMIT_LATE:
+                # The body is read first: the client may be gone by the time it is applied.
+                await asyncio.sleep(rule.delay)
             params = {name: kind(raw[name]) if name in raw else _missing() for name, kind in fields}
             with localcontext() as ctx:
                 ctx.prec = 80  # exact for 18 decimals on any realistic balance
@@ -241,7 +244,7 @@ def _before_commit(request: web.Request, rule: FaultRule) -> web.Response:
 
 
 async def _after_commit(request: web.Request, rule: FaultRule | None, body: dict[str, Any]) -> web.StreamResponse:
-    if rule is None:
+    if rule is None or rule.mode == FaultMode.COMMIT_LATE:
         return web.json_response(body)
     if rule.mode == FaultMode.DROP_AFTER_COMMIT:
         return _cut(request, reset=False)

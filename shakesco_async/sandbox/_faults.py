@@ -19,6 +19,10 @@ class FaultMode(enum.StrEnum):
     """Apply the change, then close the connection without an answer."""
     DELAY = "delay"
     """Apply the change, answer only after ``delay`` seconds (so the client times out)."""
+    COMMIT_LATE = "commit_late"
+    """Hold the request ``delay`` seconds, then apply the change and answer: a client with
+    a shorter timeout gives up first, and the change lands after it did (a slow or queued
+    server). Reads made meanwhile see the state before it."""
     FAIL_BEFORE_COMMIT = "fail_before_commit"
     """Answer 502 Transaction failed (or ``status``/``message``); nothing applied."""
     FAIL_AFTER_COMMIT = "fail_after_commit"
@@ -34,6 +38,7 @@ class FaultMode(enum.StrEnum):
 
 
 _APPLIES_BEFORE = frozenset({FaultMode.FAIL_BEFORE_COMMIT, FaultMode.RESET, FaultMode.ERROR})
+_DELAYED = frozenset({FaultMode.DELAY, FaultMode.COMMIT_LATE})
 
 
 @attrs.define
@@ -131,8 +136,8 @@ class Faults:
             raise ValueError("probability must be within 0..1")
         if not 0.0 <= delay < math.inf or not 0.0 <= (retry_after or 0.0) < math.inf:
             raise ValueError("delay and retry_after are finite seconds, not negative")
-        if mode == FaultMode.DELAY and delay <= 0:
-            raise ValueError("a delay fault needs delay= seconds above 0")
+        if mode in _DELAYED and delay <= 0:
+            raise ValueError(f"a {mode.value} fault needs delay= seconds above 0")
         if status is not None and not 100 <= status <= 599:
             raise ValueError(f"status must be an HTTP status (100-599), got {status!r}")
         rule = FaultRule(mode, endpoint, on, count, probability, delay, status, message, retry_after, after)

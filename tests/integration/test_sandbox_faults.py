@@ -86,6 +86,27 @@ async def test_delay_applies_then_answers_late(http: aiohttp.ClientSession, sand
     assert len(sandbox.applied_writes()) == 1
 
 
+async def test_commit_late_applies_after_the_client_gave_up(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
+    sandbox.faults.add("commit_late", endpoint="/upgrade-to-shakesco", delay=0.5)
+    with pytest.raises(asyncio.TimeoutError):
+        await _post(http, sandbox, "/upgrade-to-shakesco", UPGRADE, timeout=0.1)
+    assert sandbox.applied_writes() == []  # what a read made now would see
+    assert sandbox.business().customer("c1").balance == 0
+    for _ in range(100):
+        if sandbox.applied_writes():
+            break
+        await asyncio.sleep(0.05)
+    assert len(sandbox.applied_writes()) == 1
+    assert sandbox.business().customer("c1").balance == 10
+
+
+async def test_commit_late_answers_a_patient_client(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
+    sandbox.faults.add("commit_late", delay=0.2)
+    status, text = await _post(http, sandbox, "/upgrade-to-shakesco", UPGRADE)
+    [write] = sandbox.applied_writes()
+    assert (status, json.loads(text)) == (200, {"tx_hash": write.tx_hash})
+
+
 async def test_count_and_probability(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
     rule = sandbox.faults.add("fail_before_commit", count=2)
     statuses = [(await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] for _ in range(4)]
@@ -118,6 +139,7 @@ async def test_faults_target_one_endpoint_or_reads(http: aiohttp.ClientSession, 
         ({"mode": "reset", "after": -1}, "after must not be negative"),
         ({"mode": "delay", "endpoint": "/balance"}, "needs delay="),
         ({"mode": "delay", "delay": float("inf")}, "finite seconds"),
+        ({"mode": "commit_late"}, "a commit_late fault needs delay="),
         ({"mode": "error", "status": 42}, "HTTP status"),
         ({"mode": "reset", "probability": 2}, "within 0..1"),
         ({"mode": "explode"}, "explode"),
