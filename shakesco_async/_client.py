@@ -81,7 +81,6 @@ class ShakescoClient(EndpointMethods):
             raise ConfigurationError("ledger_scope names a ledger the client opens; a Ledger has its own business=")
         target: Any = resolve_ledger(ledger)
         business = resolve_ledger_scope(ledger_scope, self._api_key)
-        assert business is not None  # there is a key
         self._ledger = open_ledger(target, business=business, synchronous=self._settings.synchronous)
         self._owns_ledger = not isinstance(ledger, Ledger)
         self._reconciler: asyncio.Task[None] | None = None

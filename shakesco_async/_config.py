@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+from typing import overload
 
 import yarl
 
@@ -89,6 +90,12 @@ def resolve_ledger(ledger: object) -> object:
     return ledger if ledger is not None else os.environ.get("SHAKESCO_LEDGER", DEFAULT_LEDGER)
 
 
+@overload
+def resolve_ledger_scope(scope: object, api_key: ApiKey) -> str: ...
+@overload
+def resolve_ledger_scope(scope: object, api_key: None) -> str | None: ...
+@overload
+def resolve_ledger_scope(scope: object, api_key: ApiKey | None) -> str | None: ...
 def resolve_ledger_scope(scope: object, api_key: ApiKey | None) -> str | None:
     """The name a client's entries are kept under in the ledger: ``scope``, else env
     ``SHAKESCO_LEDGER_SCOPE``, else the API key's fingerprint (None without a key).

@@ -32,6 +32,11 @@ def add_ledger_parsers(commands: Any) -> None:
         help="ledger file or postgresql:// DSN (env SHAKESCO_LEDGER)",
     )
     common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument(
+        "--allow-shared-filesystem",
+        action="store_true",
+        help="open a SQLite ledger on a network filesystem (NFS, SMB...) that only this host uses",
+    )
 
     ledger = commands.add_parser("ledger", help="inspect the ledger of guarded writes")
     sub = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -125,11 +130,15 @@ async def _open(args: argparse.Namespace) -> AsyncIterator[Ledger]:
         key: ApiKey | None = resolve_api_key(None)
     except ConfigurationError:
         key = None
-    ledger = open_ledger(args.ledger, business=resolve_ledger_scope(None, key) or ANY_BUSINESS)
+    ledger = _ledger(args, resolve_ledger_scope(None, key) or ANY_BUSINESS)
     try:
         yield ledger
     finally:
         await ledger.close()
+
+
+def _ledger(args: argparse.Namespace, business: str) -> Ledger:
+    return open_ledger(args.ledger, business=business, allow_shared_filesystem=args.allow_shared_filesystem)
 
 
 def _row(data: dict[str, Any]) -> list[object]:
@@ -244,18 +253,23 @@ async def _move(args: argparse.Namespace) -> int:
 
 async def _reconcile(args: argparse.Namespace) -> int:
     bar = ProgressBar()
-    async with ShakescoClient(ledger=args.ledger) as client:
-        try:
-            summary = await client.reconcile(
-                older_than=args.older_than,
-                concurrency=args.concurrency,
-                resend=args.resend,
-                dry_run=args.dry_run,
-                limit=args.limit,
-                progress=None if args.json else bar,
-            )
-        finally:
-            bar.close()
+    # Scoped as the client would scope it; opened here for --allow-shared-filesystem.
+    ledger = _ledger(args, resolve_ledger_scope(None, resolve_api_key(None)))
+    try:
+        async with ShakescoClient(ledger=ledger) as client:
+            try:
+                summary = await client.reconcile(
+                    older_than=args.older_than,
+                    concurrency=args.concurrency,
+                    resend=args.resend,
+                    dry_run=args.dry_run,
+                    limit=args.limit,
+                    progress=None if args.json else bar,
+                )
+            finally:
+                bar.close()
+    finally:
+        await ledger.close()
     if args.json:
         print_json(
             {

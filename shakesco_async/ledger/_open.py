@@ -12,11 +12,18 @@ from ._sqlite import SQLiteLedger
 __all__ = ["open_ledger"]
 
 
-def open_ledger(target: object, *, business: str, synchronous: Literal["FULL", "NORMAL"] = "FULL") -> Ledger:
+def open_ledger(
+    target: object,
+    *,
+    business: str,
+    synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    allow_shared_filesystem: bool = False,
+) -> Ledger:
     """The ledger for ``target`` (not yet opened).
 
     A ``Ledger`` as is; a ``postgresql://`` DSN or an asyncpg pool: the shared PostgreSQL
-    ledger (needs the ``postgres`` extra); a file path: the embedded SQLite ledger.
+    ledger (needs the ``postgres`` extra); a file path: the embedded SQLite ledger
+    (``allow_shared_filesystem``: see ``SQLiteLedger``).
     """
     if isinstance(target, Ledger):
         return target
@@ -31,4 +38,6 @@ def open_ledger(target: object, *, business: str, synchronous: Literal["FULL", "
         return PostgresLedger(target, business=business)
     if not isinstance(target, (str, os.PathLike)):
         raise ConfigurationError(f"ledger must be a file path or a Ledger, got {type(target).__name__}")
-    return SQLiteLedger(target, business=business, synchronous=synchronous)
+    return SQLiteLedger(
+        target, business=business, synchronous=synchronous, allow_shared_filesystem=allow_shared_filesystem
+    )

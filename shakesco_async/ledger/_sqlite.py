@@ -249,7 +249,8 @@ class SQLiteLedger(Ledger):
                 f"ledger {str(self.path)!r} is on a {kind} filesystem, which other hosts can mount:"
                 " SQLite's locks are one host's, so two hosts could both send one write. Keep the file"
                 " on a local disk, or point every host at one PostgreSQL ledger (a postgresql:// DSN)."
-                " A share that only this host uses: SQLiteLedger(..., allow_shared_filesystem=True)"
+                " A share that only this host uses: SQLiteLedger(..., allow_shared_filesystem=True),"
+                " or the command line's --allow-shared-filesystem"
             )
 
     async def _migrate(self, db: aiosqlite.Connection) -> None:

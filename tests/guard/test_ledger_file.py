@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import shutil
 from collections.abc import Callable
@@ -10,10 +12,12 @@ from pathlib import Path
 import pytest
 
 from shakesco_async import LedgerError, ShakescoClient
+from shakesco_async.cli import main as cli_main
 from shakesco_async.ledger import Intent, KeySource, SQLiteLedger
 from shakesco_async.ledger import _filesystems as filesystems
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import FAST_GUARD
+from tests.support.filesystems import mountinfo
 
 
 def _delete(path: Path) -> None:
@@ -45,22 +49,11 @@ async def test_writes_stop_once_the_ledger_file_is_not_the_one_opened(
 
 
 # -- a file on a filesystem other hosts mount (a ReadWriteMany volume on NFS or EFS) -------------
-def _mountinfo(tmp_path: Path, *mounts: tuple[str, str]) -> Path:
-    """A /proc/self/mountinfo listing ``(mount point, filesystem type)`` in mount order."""
-    lines = [
-        f"{i} 1 0:{i} / {point.replace(' ', chr(92) + '040')} rw,relatime shared:{i} - {kind} src rw"
-        for i, (point, kind) in enumerate([("/", "ext4"), *mounts], start=20)
-    ]
-    info = tmp_path / "mountinfo"
-    info.write_text("\n".join(lines) + "\n")
-    return info
-
-
 def test_the_filesystem_of_a_path_is_its_deepest_latest_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     data = tmp_path / "data dir"
     (data / "ledgers").mkdir(parents=True)
     (tmp_path / "data").mkdir()
-    info = _mountinfo(tmp_path, (str(tmp_path), "tmpfs"), (str(data), "ext4"), (str(data), "nfs4"))
+    info = mountinfo(tmp_path, (str(tmp_path), "tmpfs"), (str(data), "ext4"), (str(data), "nfs4"))
     monkeypatch.setattr(filesystems, "MOUNTINFO", info)
     assert filesystems.filesystem_of(data / "ledgers") == "nfs4"  # mounted over the ext4 one
     assert filesystems.filesystem_of(data) == "nfs4"
@@ -73,7 +66,7 @@ async def test_a_ledger_file_on_a_shared_filesystem_is_refused_before_anything_i
     sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shared = tmp_path / "shared"
-    monkeypatch.setattr(filesystems, "MOUNTINFO", _mountinfo(tmp_path, (str(shared), "nfs4")))
+    monkeypatch.setattr(filesystems, "MOUNTINFO", mountinfo(tmp_path, (str(shared), "nfs4")))
     path = shared / "ledger.sqlite3"
     async with ShakescoClient(
         sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
@@ -84,3 +77,30 @@ async def test_a_ledger_file_on_a_shared_filesystem_is_refused_before_anything_i
     # A share only this host uses can be declared so.
     async with SQLiteLedger(path, business="b", allow_shared_filesystem=True) as ledger:
         assert (await ledger.begin(Intent("k", "/x", {}, ("c",), KeySource.CALLER), owner="o", lease_ttl=1)).created
+
+
+def test_the_command_line_opens_a_ledger_on_a_shared_filesystem_only_when_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = tmp_path / "shared"
+    path = shared / "ledger.sqlite3"
+    monkeypatch.setattr(filesystems, "MOUNTINFO", mountinfo(tmp_path, (str(shared), "nfs4")))
+    for name in ("SHAKESCO_LEDGER", "SHAKESCO_LEDGER_SCOPE", "SHAKESCO_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SHAKESCO_API_KEY", "sk_cli_test_key")  # reconcile needs one; no entry needs the API
+
+    async def made() -> None:
+        async with SQLiteLedger(path, business="b", allow_shared_filesystem=True) as ledger:
+            await ledger.begin(Intent("k", "/x", {}, ("c",), KeySource.CALLER), owner="o", lease_ttl=1)
+
+    asyncio.run(made())
+    monkeypatch.setenv("SHAKESCO_LEDGER_SCOPE", "b")
+    assert cli_main(["ledger", "stats", "--ledger", str(path)]) == 2
+    assert "--allow-shared-filesystem" in capsys.readouterr().err
+    assert cli_main(["ledger", "stats", "--ledger", str(path), "--allow-shared-filesystem", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["recorded"] == 1
+    monkeypatch.setenv("SHAKESCO_LEDGER_SCOPE", "another-business")  # nothing for reconcile to send
+    assert cli_main(["reconcile", "--ledger", str(path), "--older-than", "0"]) == 2
+    assert "--allow-shared-filesystem" in capsys.readouterr().err
+    assert cli_main(["reconcile", "--ledger", str(path), "--older-than", "0", "--allow-shared-filesystem"]) == 0
+    assert "settled 0 open entries" in capsys.readouterr().out
