@@ -31,7 +31,8 @@ class GuardSettings:
       and with them the record that a write was about to be sent.
     - ``verify_delay``: seconds to wait after an unknown outcome before reading state
       back, so that a request still being processed by the API lands first.
-    - ``lease_ttl``: seconds a customer lease outlives a crashed process; by default
+    - ``lease_ttl``: seconds a customer lease outlives a crashed process the ledger cannot
+      see exit (PostgreSQL's locks, and SQLite's leases on Linux, end with it); by default
       long enough for a write with all its retries and verification reads. It must be
       longer than the client's ``timeout`` plus ``verify_delay``: a lease that lapses
       while a write is in flight lets another process judge it, or send it again.

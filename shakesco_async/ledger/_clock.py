@@ -76,6 +76,10 @@ class LeaseEnd(NamedTuple):
         mono = self._monotonic(now)
         return self.wall >= moment.wall or (mono is not None and mono >= moment.mono)
 
+    def cut_short(self, at: Moment) -> LeaseEnd:
+        """This lease, ended by ``at`` at the latest on both clocks."""
+        return self._replace(wall=min(self.wall, at.wall), mono=None if self.mono is None else min(self.mono, at.mono))
+
     def wall_end(self, now: Moment) -> float:
         """When it ends, on the wall clock: the later of its own and the monotonic clock's."""
         mono = self._monotonic(now)

@@ -112,6 +112,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE leases ADD COLUMN mono_from REAL;
     ALTER TABLE leases ADD COLUMN mono_until REAL;
     """,
+    # 6: a lease names the process that took it, and ends once that process has exited
+    # (see _processes), not minutes later.
+    """
+    ALTER TABLE leases ADD COLUMN holder TEXT;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 MOVED = 1_000_000
@@ -494,7 +499,7 @@ class SQLiteLedger(Ledger):
         now = clock.now()
         busy = [
             end.wall_end(now)
-            for holder, end in lease_rows.held(db, self.business, customers).values()
+            for holder, end in lease_rows.held(db, self.business, customers, now).values()
             if holder != owner and end.lasts_past(now, now)
         ]
         if busy:

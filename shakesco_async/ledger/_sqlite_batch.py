@@ -366,7 +366,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
     for chunk in chunks(chosen):
         sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
         found.update((row[0], row) for row in db.execute(sql, (business, *chunk)))
-    held = lease_rows.held(db, business, [name for op in ops for name in op.intent.leases])
+    held = lease_rows.held(db, business, [name for op in ops for name in op.intent.leases], moment)
     by_customer = _open_by_customer(db, business, [op for op in ops if op.intent.key not in found])
 
     results: list[Begun] = []
@@ -485,7 +485,7 @@ def lease_many(
     names = sorted({n for entry, _ in wanted if entry.key in found for n in found[entry.key].leases})
     holders = {
         name: holder
-        for name, (holder, end) in lease_rows.held(db, business, names).items()
+        for name, (holder, end) in lease_rows.held(db, business, names, moment).items()
         if end.lasts_past(moment, moment)
     }
     out: list[tuple[LedgerEntry | None, bool]] = []

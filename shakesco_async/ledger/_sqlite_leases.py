@@ -1,7 +1,8 @@
 """The SQLite ledger's lease rows: taken, renewed, given back, read and forgotten.
 
 Every statement on the ``leases`` table is here, so that each row carries both of the
-clocks ``_clock.LeaseEnd`` judges it by.
+clocks ``_clock.LeaseEnd`` judges it by, and the process that took it (``_processes``): a
+lease whose process has exited ends at once.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ._clock import BOOT, LeaseEnd, Moment
+from ._processes import exited, this_process
 from ._sqlite_rows import chunks, marks
 
 __all__ = ["forget_ended", "give_back", "held", "renew", "take"]
 
 _TAKE_SQL = (
-    "INSERT INTO leases (business, customer, owner, expires_at, boot, mono_from, mono_until)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner,"
+    "INSERT INTO leases (business, customer, owner, expires_at, boot, mono_from, mono_until, holder)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (business, customer) DO UPDATE SET owner = excluded.owner,"
     " expires_at = excluded.expires_at, boot = excluded.boot, mono_from = excluded.mono_from,"
-    " mono_until = excluded.mono_until"
+    " mono_until = excluded.mono_until, holder = excluded.holder"
 )
 # A released lease keeps its row, ended now: begin's fence asks who held it lately.
 _GIVE_BACK_SQL = (
@@ -33,7 +35,11 @@ _RENEW_SQL = (
 
 def take(db: sqlite3.Connection, leases: Iterable[tuple[str, str, str, LeaseEnd]]) -> None:
     """Lease each ``(business, customer, owner, end)``, over whatever row was there."""
-    db.executemany(_TAKE_SQL, [(business, name, owner, *end) for business, name, owner, end in leases])
+    me = this_process()
+    db.executemany(
+        _TAKE_SQL,
+        [(business, name, owner, *end, f"{me}|{owner}" if me else None) for business, name, owner, end in leases],
+    )
 
 
 def renew(db: sqlite3.Connection, business: str, names: Sequence[str], owner: str, end: LeaseEnd) -> int:
@@ -46,17 +52,28 @@ def give_back(db: sqlite3.Connection, leases: Iterable[tuple[str, str, str]], at
     db.executemany(_GIVE_BACK_SQL, [(at.wall, at.mono, business, name, owner) for business, name, owner in leases])
 
 
-def held(db: sqlite3.Connection, business: str, names: Sequence[str]) -> dict[str, tuple[str, LeaseEnd]]:
-    """The lease row of each of ``names`` that has one, ended or not: its owner and end."""
+def held(db: sqlite3.Connection, business: str, names: Sequence[str], now: Moment) -> dict[str, tuple[str, LeaseEnd]]:
+    """The lease row of each of ``names`` that has one, ended or not: its owner and end (by
+    ``now`` at the latest if the process that took it has exited)."""
     found: dict[str, tuple[str, LeaseEnd]] = {}
     for chunk in chunks(sorted(set(names))):
         sql = (
-            "SELECT customer, owner, expires_at, boot, mono_from, mono_until FROM leases"
+            "SELECT customer, owner, expires_at, boot, mono_from, mono_until, holder FROM leases"
             f" WHERE business = ? AND customer IN ({marks(len(chunk))})"
         )
-        for name, owner, *end in db.execute(sql, (business, *chunk)):
-            found[name] = (owner, LeaseEnd(*end))
+        for name, owner, *clocks, holder in db.execute(sql, (business, *chunk)):
+            end = LeaseEnd(*clocks)
+            if holder is not None and end.boot == BOOT and end.lasts_past(now, now) and _gone(holder, owner):
+                end = end.cut_short(now)
+            found[name] = (owner, end)
     return found
+
+
+def _gone(holder: str, owner: str) -> bool:
+    # Only a holder written with this owner counts: an SDK of ledger schema 5 takes a lease
+    # over without setting it, and the row would name the last holder's process.
+    identity, _, written_for = holder.partition("|")
+    return written_for == owner and exited(identity)
 
 
 def forget_ended(db: sqlite3.Connection, now: Moment, memory: float) -> None:

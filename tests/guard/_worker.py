@@ -1,7 +1,7 @@
 """A child process doing guarded writes, for the crash and multi-process tests.
 
     python -m tests.guard._worker BASE_URL API_KEY BACKEND LOCATION SCHEMA JOBS LEASE_TTL
-    python -m tests.guard._worker hold API_KEY BACKEND LOCATION SCHEMA CUSTOMER
+    python -m tests.guard._worker hold API_KEY BACKEND LOCATION SCHEMA CUSTOMER LEASE_TTL
 
 Each job i claims the repeatable event "purchase" for customer cust-(i % 4) with the
 idempotency key job-i, as a worker replaying its queue after a restart would. ``hold``
@@ -44,10 +44,10 @@ async def work(base_url: str, api_key: str, spec: LedgerSpec, jobs: int, lease_t
     return 1 if failed else 0
 
 
-async def hold(api_key: str, spec: LedgerSpec, customer: str) -> int:
+async def hold(api_key: str, spec: LedgerSpec, customer: str, lease_ttl: float) -> int:
     ledger = spec.make(api_key)
     await ledger.open()
-    assert await ledger.acquire([customer], owner="doomed", lease_ttl=1.0) is None
+    assert await ledger.acquire([customer], owner="doomed", lease_ttl=lease_ttl) is None
     print("held", flush=True)
     await asyncio.sleep(120)
     return 0
@@ -55,8 +55,8 @@ async def hold(api_key: str, spec: LedgerSpec, customer: str) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "hold":
-        key, backend, location, schema, customer = sys.argv[2:7]
-        sys.exit(asyncio.run(hold(key, LedgerSpec.from_argv(backend, location, schema), customer)))
+        key, backend, location, schema, customer, ttl = sys.argv[2:8]
+        sys.exit(asyncio.run(hold(key, LedgerSpec.from_argv(backend, location, schema), customer, float(ttl))))
     url, key, backend, location, schema, count, ttl = sys.argv[1:8]
     spec = LedgerSpec.from_argv(backend, location, schema)
     sys.exit(asyncio.run(work(url, key, spec, int(count), float(ttl))))

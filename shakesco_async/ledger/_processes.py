@@ -1,0 +1,96 @@
+"""Whether the process that took a SQLite lease has exited (Linux, this host only).
+
+A lease outlives a crashed process for its whole lifetime (minutes with the defaults),
+and with it the customers whose writes were in flight. A process of this boot and pid
+namespace that has exited can be seen to have: its pid is gone, or now names a process
+started at another moment. Its lease then ends at once, as a PostgreSQL lock ends with
+its connection; a write it was sending is still judged only once its request cannot be
+on its way (the guard's ``_landed``).
+
+Anything less certain counts as alive: another boot or namespace, a /proc this process
+cannot read, a system without /proc.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["exited", "identity_of", "this_process"]
+
+_PROC = Path("/proc")
+
+
+def _pid_namespace() -> str:
+    try:
+        # /proc must be this namespace's: /proc/self then names our own pid.
+        if os.readlink(_PROC / "self") != str(os.getpid()):
+            return ""
+        return os.readlink(_PROC / "self" / "ns" / "pid")
+    except OSError:
+        return ""
+
+
+def _started(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot), or None if there is none
+    that has not exited. Raises ``OSError`` when /proc cannot tell."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()  # the name, in parentheses, may hold anything
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped: its sockets are closed
+        return None
+    return fields[19]
+
+
+def identity_of(pid: int) -> str:
+    """``pid``'s identity on this host: namespace, pid and start; "" if it cannot be told."""
+    namespace = _pid_namespace()
+    if not namespace:
+        return ""
+    try:
+        started = _started(pid)
+    except (OSError, ValueError, IndexError):
+        return ""
+    return "" if started is None else f"{namespace}/{pid}/{started}"
+
+
+_this: tuple[int, str] = (-1, "")
+
+
+def this_process() -> str:
+    """This process's identity (again after a fork: the child is another process)."""
+    global _this
+    pid = os.getpid()
+    if _this[0] != pid:
+        _this = (pid, identity_of(pid))
+    return _this[1]
+
+
+def exited(identity: str) -> bool:
+    """True only when ``identity`` names a process of this pid namespace that has exited.
+
+    The caller checks the boot: a start time counts from it.
+    """
+    try:
+        namespace, pid_text, started = identity.rsplit("/", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    ours = this_process()
+    if pid <= 0 or not namespace or identity == ours or not ours.startswith(namespace + "/"):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # another user's process: it exists
+    except OSError:
+        return False
+    try:
+        now = _started(pid)
+    except (OSError, ValueError, IndexError):
+        return False  # hidden (hidepid) or unreadable: it may be the same process
+    return now is None or now != started  # reaped, or its pid now another process's

@@ -1,0 +1,113 @@
+"""A SQLite lease ends once the process that took it has exited, and only then."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shakesco_async.ledger import SQLiteLedger
+from shakesco_async.ledger import _processes as processes
+from tests.support.ledgers import sqlite_execute
+
+pytestmark = pytest.mark.skipif(not processes.this_process(), reason="needs Linux's /proc")
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def test_a_live_process_has_not_exited(child: subprocess.Popen[bytes]) -> None:
+    me = processes.this_process()
+    assert me == processes.identity_of(os.getpid())
+    assert not processes.exited(me)
+    them = processes.identity_of(child.pid)
+    assert them and them != me
+    assert not processes.exited(them)
+
+
+def test_a_killed_process_has_exited_reaped_or_not(child: subprocess.Popen[bytes]) -> None:
+    them = processes.identity_of(child.pid)
+    child.send_signal(signal.SIGKILL)
+    for _ in range(500):  # a zombie until reaped: exited all the same
+        if processes.exited(them):
+            break
+        os.sched_yield()
+    assert processes.exited(them)
+    child.wait()
+    assert processes.exited(them)
+
+
+def test_a_pid_that_now_names_another_process_has_exited(child: subprocess.Popen[bytes]) -> None:
+    namespace, pid, started = processes.identity_of(child.pid).rsplit("/", 2)
+    assert processes.exited(f"{namespace}/{pid}/{int(started) + 1}")  # same pid, another start
+
+
+@pytest.mark.parametrize(
+    "identity",
+    ["", "garbage", "pid:[1]/{pid}/1", "{ns}/0/1", "{ns}/-1/1", "{ns}/x/1", "{ns}/{pid}"],
+    ids=["empty", "garbage", "another-namespace", "pid-0", "pid-negative", "not-a-pid", "no-start"],
+)
+def test_what_cannot_be_told_counts_as_alive(child: subprocess.Popen[bytes], identity: str) -> None:
+    namespace = processes.this_process().rsplit("/", 2)[0]
+    child.kill()
+    child.wait()  # it has exited: only a sound identity may say so
+    assert not processes.exited(identity.format(ns=namespace, pid=child.pid))
+
+
+def _exited_identity() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    identity = processes.identity_of(proc.pid)
+    proc.wait()
+    assert identity and processes.exited(identity)
+    return identity
+
+
+async def test_the_ledger_ends_a_lease_whose_process_exited(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    dead = _exited_identity()
+    async with SQLiteLedger(path, business="b") as ledger:
+        assert await ledger.acquire(("c",), owner="them:1", lease_ttl=300) is None
+        assert await ledger.acquire(("c",), owner="us:1", lease_ttl=300) is not None  # their process lives: ours
+        sqlite_execute(path, "UPDATE leases SET holder = ? WHERE customer = 'c'", (f"{dead}|them:1",))
+        assert await ledger.acquire(("c",), owner="us:1", lease_ttl=300) is None
+        db = sqlite3.connect(path)
+        try:
+            [(holder,)] = db.execute("SELECT holder FROM leases WHERE customer = 'c'").fetchall()
+        finally:
+            db.close()
+        assert holder == f"{processes.this_process()}|us:1"  # taken over: this process holds it now
+        assert await ledger.acquire(("c",), owner="us:2", lease_ttl=300) is not None
+
+
+async def test_a_holder_written_for_another_owner_is_not_believed(tmp_path: Path) -> None:
+    # An SDK of ledger schema 5 takes a lease over without writing its holder: the row
+    # then names the process of the lease before, which may have exited long ago.
+    path = tmp_path / "ledger.sqlite3"
+    dead = _exited_identity()
+    async with SQLiteLedger(path, business="b") as ledger:
+        assert await ledger.acquire(("c",), owner="old:1", lease_ttl=300) is None
+        taken_over = "UPDATE leases SET owner = 'old-sdk:1', holder = ? WHERE customer = 'c'"
+        sqlite_execute(path, taken_over, (f"{dead}|old:1",))
+        assert await ledger.acquire(("c",), owner="us:1", lease_ttl=300) is not None
+
+
+async def test_a_lease_from_another_boot_is_judged_by_its_clocks_alone(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    dead = _exited_identity()
+    async with SQLiteLedger(path, business="b") as ledger:
+        assert await ledger.acquire(("c",), owner="them:1", lease_ttl=300) is None
+        sqlite_execute(
+            path, "UPDATE leases SET holder = ?, boot = 'another-boot' WHERE customer = 'c'", (f"{dead}|them:1",)
+        )
+        assert await ledger.acquire(("c",), owner="us:1", lease_ttl=300) is not None
