@@ -31,17 +31,14 @@ def _pid_namespace() -> str:
         return ""
 
 
-def _started(pid: int) -> str | None:
-    """When process ``pid`` started (clock ticks since boot), or None if there is none
-    that has not exited. Raises ``OSError`` when /proc cannot tell."""
-    try:
-        stat = (_PROC / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
-    except FileNotFoundError:
-        return None
+def _stat(pid: int) -> tuple[str, str]:
+    """Process ``pid``'s state and start (clock ticks since boot); ``OSError`` if /proc has none."""
+    stat = (_PROC / str(pid) / "stat").read_text(encoding="ascii", errors="replace")
     fields = stat[stat.rindex(")") + 2 :].split()  # the name, in parentheses, may hold anything
-    if fields[0] in ("Z", "X"):  # exited, not yet reaped: its sockets are closed
-        return None
-    return fields[19]
+    return fields[0], fields[19]
+
+
+_EXITED = ("Z", "X")  # exited, not yet reaped: its sockets are closed
 
 
 def identity_of(pid: int) -> str:
@@ -50,10 +47,10 @@ def identity_of(pid: int) -> str:
     if not namespace:
         return ""
     try:
-        started = _started(pid)
+        state, started = _stat(pid)
     except (OSError, ValueError, IndexError):
         return ""
-    return "" if started is None else f"{namespace}/{pid}/{started}"
+    return "" if state in _EXITED else f"{namespace}/{pid}/{started}"
 
 
 _this: tuple[int, str] = (-1, "")
@@ -90,7 +87,7 @@ def exited(identity: str) -> bool:
     except OSError:
         return False
     try:
-        now = _started(pid)
+        state, now = _stat(pid)
     except (OSError, ValueError, IndexError):
-        return False  # hidden (hidepid) or unreadable: it may be the same process
-    return now is None or now != started  # reaped, or its pid now another process's
+        return False  # it exists but /proc hides it (hidepid), or it exited this instant
+    return state in _EXITED or now != started  # a zombie, or its pid now another process's

@@ -111,3 +111,31 @@ async def test_a_lease_from_another_boot_is_judged_by_its_clocks_alone(tmp_path:
             path, "UPDATE leases SET holder = ?, boot = 'another-boot' WHERE customer = 'c'", (f"{dead}|them:1",)
         )
         assert await ledger.acquire(("c",), owner="us:1", lease_ttl=300) is not None
+
+
+def test_without_a_proc_of_this_namespace_nothing_has_exited(
+    child: subprocess.Popen[bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    them = processes.identity_of(child.pid)
+    child.kill()
+    child.wait()
+    assert processes.exited(them)
+    # A /proc of another pid namespace (or none): /proc/self does not name this process.
+    (tmp_path / "self").symlink_to(tmp_path / "1")
+    monkeypatch.setattr(processes, "_PROC", tmp_path)
+    monkeypatch.setattr(processes, "_this", (-1, ""))
+    assert processes.this_process() == ""
+    assert not processes.exited(them)
+
+
+def test_a_process_proc_hides_is_alive(child: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    # Mounted with hidepid, /proc shows only this user's processes; kill(pid, 0) still tells.
+    them = processes.identity_of(child.pid)
+    dead = _exited_identity()
+
+    def hidden(pid: int) -> tuple[str, str]:
+        raise FileNotFoundError(pid)
+
+    monkeypatch.setattr(processes, "_stat", hidden)
+    assert not processes.exited(them)
+    assert processes.exited(dead)
