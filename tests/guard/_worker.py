@@ -2,10 +2,13 @@
 
     python -m tests.guard._worker BASE_URL API_KEY BACKEND LOCATION SCHEMA JOBS LEASE_TTL
     python -m tests.guard._worker hold API_KEY BACKEND LOCATION SCHEMA CUSTOMER LEASE_TTL
+    python -m tests.guard._worker redeem BASE_URL API_KEY BACKEND LOCATION SCHEMA CUSTOMER KEY
 
 Each job i claims the repeatable event "purchase" for customer cust-(i % 4) with the
 idempotency key job-i, as a worker replaying its queue after a restart would. ``hold``
-takes a customer's lease, says so, and waits to be killed.
+takes a customer's lease, says so, and waits to be killed. ``redeem`` redeems 10 tokens
+of a customer under a key, with a five-minute lease and a 2 s timeout, and is killed while
+its request is on its way.
 """
 
 from __future__ import annotations
@@ -53,7 +56,20 @@ async def hold(api_key: str, spec: LedgerSpec, customer: str, lease_ttl: float) 
     return 0
 
 
+async def redeem(base_url: str, api_key: str, spec: LedgerSpec, customer: str, key: str) -> int:
+    ledger = spec.make(api_key)
+    settings = GuardSettings(verify_delay=0.0, lease_ttl=300.0)
+    async with ShakescoClient(api_key, base_url=base_url, ledger=ledger, timeout=2.0, guard=settings) as client:
+        await client.redeem_tokens(customer, 10, idempotency_key=key)
+    await ledger.close()
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "redeem":
+        url, key, backend, location, schema, customer, idempotency_key = sys.argv[2:9]
+        spec = LedgerSpec.from_argv(backend, location, schema)
+        sys.exit(asyncio.run(redeem(url, key, spec, customer, idempotency_key)))
     if sys.argv[1] == "hold":
         key, backend, location, schema, customer, ttl = sys.argv[2:8]
         sys.exit(asyncio.run(hold(key, LedgerSpec.from_argv(backend, location, schema), customer, float(ttl))))

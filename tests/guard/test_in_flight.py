@@ -4,6 +4,10 @@ sent again) until that request can no longer reach the API."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,6 +19,7 @@ from tests.conftest import ClientFactory
 from tests.support.ledgers import LedgerSpec
 
 _SETTINGS = sa.GuardSettings(verify_delay=0.0, lease_ttl=30.0)  # with make_client's timeout of 2 s
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _end_the_lease(how: str, call: asyncio.Task[Any], client: Any, spec: LedgerSpec) -> None:
@@ -35,7 +40,7 @@ async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
     make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec, how: str
 ) -> None:
     if how == "session ended" and ledger_spec.backend != "postgres":
-        pytest.skip("a SQLite lease outlives its process")
+        pytest.skip("only a PostgreSQL lease lives in a session that can end under a live process")
     first = make_client(guard=_SETTINGS)
     await first.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
     on_its_way = asyncio.Event()
@@ -85,3 +90,38 @@ async def test_reconcile_leaves_a_write_that_may_still_be_on_its_way_for_its_nex
     assert summary.counts.get("busy") == 1 and sandbox.applied_writes("/claim-tokens") == []
     entry = await reconciler.ledger.get("job-1")
     assert entry is not None and entry.state == sa.EntryState.SENDING  # not judged yet
+
+
+async def test_a_process_killed_while_its_write_is_on_its_way_frees_the_customer_not_the_write(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    # Its lease ends with it (SQLite sees its pid gone; PostgreSQL's lock dies with its
+    # connection), minutes early; the request it sent lands a second later, and the job,
+    # redelivered at once, must wait for that before judging it.
+    # The child's settings (timeout 2 s, verify_delay 0), waiting far less than its lease.
+    client = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_wait=10.0))
+    await client.upgrade_to_shakesco("cust", 100)
+    rule = sandbox.faults.add("commit_late", endpoint="/redeem-tokens", count=1, delay=1.0)
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.guard._worker",
+        "redeem",
+        sandbox.base_url,
+        sandbox.api_key,
+        *ledger_spec.argv(),
+        "cust",
+        "job-1",
+        cwd=ROOT,
+    )
+    for _ in range(3000):
+        if rule.fired:
+            break
+        await asyncio.sleep(0.01)
+    assert rule.fired == 1, "the child's request never reached the sandbox"
+    os.kill(child.pid, signal.SIGKILL)
+    await child.wait()
+    again = await client.redeem_tokens("cust", 10, idempotency_key="job-1")
+    assert again.replayed and again.verified  # judged once the child's request had landed
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+    assert await client.balance("cust") == 90
