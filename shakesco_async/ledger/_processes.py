@@ -7,8 +7,8 @@ started at another moment. Its lease then ends at once, as a PostgreSQL lock end
 its connection; a write it was sending is still judged only once its request cannot be
 on its way (the guard's ``_landed``).
 
-Anything less certain counts as alive: another boot or namespace, a /proc this process
-cannot read, a system without /proc.
+Anything less certain counts as alive: another boot, pid namespace or time namespace, a
+/proc this process cannot read, a system without /proc.
 """
 
 from __future__ import annotations
@@ -21,12 +21,21 @@ __all__ = ["exited", "identity_of", "this_process"]
 _PROC = Path("/proc")
 
 
-def _pid_namespace() -> str:
+def _namespaces() -> str:
+    """This process's pid namespace, and its time namespace where there are such: a start
+    time read from /proc counts from the reader's boot time, which a time namespace moves."""
+    ns = _PROC / "self" / "ns"
     try:
         # /proc must be this namespace's: /proc/self then names our own pid.
         if os.readlink(_PROC / "self") != str(os.getpid()):
             return ""
-        return os.readlink(_PROC / "self" / "ns" / "pid")
+        pid = os.readlink(ns / "pid")
+    except OSError:
+        return ""
+    try:
+        return pid + os.readlink(ns / "time")
+    except FileNotFoundError:  # a kernel before 5.6 has no time namespaces
+        return pid
     except OSError:
         return ""
 
@@ -43,7 +52,7 @@ _EXITED = ("Z", "X")  # exited, not yet reaped: its sockets are closed
 
 def identity_of(pid: int) -> str:
     """``pid``'s identity on this host: namespace, pid and start; "" if it cannot be told."""
-    namespace = _pid_namespace()
+    namespace = _namespaces()
     if not namespace:
         return ""
     try:
@@ -66,7 +75,8 @@ def this_process() -> str:
 
 
 def exited(identity: str) -> bool:
-    """True only when ``identity`` names a process of this pid namespace that has exited.
+    """True only when ``identity`` names a process of this pid (and time) namespace that
+    has exited.
 
     The caller checks the boot: a start time counts from it.
     """

@@ -55,14 +55,24 @@ def test_a_pid_that_now_names_another_process_has_exited(child: subprocess.Popen
 
 @pytest.mark.parametrize(
     "identity",
-    ["", "garbage", "pid:[1]/{pid}/1", "{ns}/0/1", "{ns}/-1/1", "{ns}/x/1", "{ns}/{pid}"],
-    ids=["empty", "garbage", "another-namespace", "pid-0", "pid-negative", "not-a-pid", "no-start"],
+    ["", "garbage", "pid:[1]/{pid}/1", "{pidns}time:[1]/{pid}/1", "{ns}/0/1", "{ns}/-1/1", "{ns}/x/1", "{ns}/{pid}"],
+    ids=[
+        "empty",
+        "garbage",
+        "another-pid-namespace",
+        "another-time-namespace",  # its start times count from another boot time
+        "pid-0",
+        "pid-negative",
+        "not-a-pid",
+        "no-start",
+    ],
 )
 def test_what_cannot_be_told_counts_as_alive(child: subprocess.Popen[bytes], identity: str) -> None:
     namespace = processes.this_process().rsplit("/", 2)[0]
     child.kill()
     child.wait()  # it has exited: only a sound identity may say so
-    assert not processes.exited(identity.format(ns=namespace, pid=child.pid))
+    pidns = namespace.partition("time:")[0]
+    assert not processes.exited(identity.format(ns=namespace, pidns=pidns, pid=child.pid))
 
 
 def _exited_identity() -> str:
