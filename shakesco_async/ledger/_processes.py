@@ -3,9 +3,9 @@
 A lease outlives a crashed process for its whole lifetime (minutes with the defaults),
 and with it the customers whose writes were in flight. A process of this boot, pid
 namespace and time namespace that has exited can be seen to have: its pid is gone, or
-now names a process started at another moment. Its lease then ends at once, as a PostgreSQL lock ends with
-its connection; a write it was sending is still judged only once its request cannot be
-on its way (the guard's ``_landed``).
+now names a process started at another moment. Its lease then ends at once, as a
+PostgreSQL lock ends with its connection; a write it was sending is still judged only
+once its request cannot be on its way (the guard's ``_landed``).
 
 Anything less certain counts as alive: another boot, pid namespace or time namespace, a
 /proc this process cannot read, a system without /proc.
