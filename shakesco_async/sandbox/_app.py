@@ -196,7 +196,7 @@ def make_app(sandbox: Sandbox) -> web.Application:
             raw = await _raw_params(request, is_write)
             if rule is not None and rule.mode == FaultMode.COMMIT_LATE:
                 # The body is read first: the client may be gone by the time it is applied.
-                await asyncio.sleep(rule.delay)
+                await rule.hold()
             params = {name: kind(raw[name]) if name in raw else _missing() for name, kind in fields}
             with localcontext() as ctx:
                 ctx.prec = 80  # exact for 18 decimals on any realistic balance

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import difflib
 import enum
 import math
@@ -20,9 +22,9 @@ class FaultMode(enum.StrEnum):
     DELAY = "delay"
     """Apply the change, answer only after ``delay`` seconds (so the client times out)."""
     COMMIT_LATE = "commit_late"
-    """Hold the request ``delay`` seconds, then apply the change and answer: a client with
-    a shorter timeout gives up first, and the change lands after it did (a slow or queued
-    server). Reads made meanwhile see the state before it."""
+    """Hold the request ``delay`` seconds (or until ``release`` is set), then apply the
+    change and answer: a client with a shorter timeout gives up first, and the change lands
+    after it did (a slow or queued server). Reads made meanwhile see the state before it."""
     FAIL_BEFORE_COMMIT = "fail_before_commit"
     """Answer 502 Transaction failed (or ``status``/``message``); nothing applied."""
     FAIL_AFTER_COMMIT = "fail_after_commit"
@@ -61,12 +63,21 @@ class FaultRule:
     message: str | None = None
     retry_after: float | None = None
     after: int = 0
+    release: asyncio.Event | None = None
     fired: int = 0
     seen: int = 0
 
     @property
     def before_commit(self) -> bool:
         return self.mode in _APPLIES_BEFORE
+
+    async def hold(self) -> None:
+        """Wait ``delay`` seconds, or until ``release`` is set (the first, with both)."""
+        if self.release is None:
+            await asyncio.sleep(self.delay)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.release.wait(), self.delay or None)
 
     def answer(self) -> tuple[int, str]:
         """The error this rule answers with: its own, else its mode's."""
@@ -117,8 +128,13 @@ class Faults:
         message: str | None = None,
         retry_after: float | None = None,
         after: int = 0,
+        release: asyncio.Event | None = None,
     ) -> FaultRule:
         """Add a rule; returns it so a test can read ``rule.fired``.
+
+        ``release`` (``commit_late`` only): an ``asyncio.Event`` of the sandbox's loop; the
+        held request is applied once the test sets it, so that it lands exactly where the
+        test wants it (after the client's verification read, say).
 
         A rule that could never fire (a misspelt endpoint, ``count=0``, a delay of nothing)
         raises ``ValueError``: a test relying on it would pass without testing anything.
@@ -136,11 +152,13 @@ class Faults:
             raise ValueError("probability must be within 0..1")
         if not 0.0 <= delay < math.inf or not 0.0 <= (retry_after or 0.0) < math.inf:
             raise ValueError("delay and retry_after are finite seconds, not negative")
-        if mode in _DELAYED and delay <= 0:
+        if release is not None and mode != FaultMode.COMMIT_LATE:
+            raise ValueError(f"release= holds a commit_late fault, not a {mode.value} one")
+        if mode in _DELAYED and delay <= 0 and release is None:
             raise ValueError(f"a {mode.value} fault needs delay= seconds above 0")
         if status is not None and not 100 <= status <= 599:
             raise ValueError(f"status must be an HTTP status (100-599), got {status!r}")
-        rule = FaultRule(mode, endpoint, on, count, probability, delay, status, message, retry_after, after)
+        rule = FaultRule(mode, endpoint, on, count, probability, delay, status, message, retry_after, after, release)
         self.rules.append(rule)
         return rule
 

@@ -1,13 +1,15 @@
 """Writes the API carries out after the client gave up on them (``commit_late``).
 
-Verified not applied a moment after the timeout, such a write lands while the guard waits
-to send it again. The read the guard takes before that second attempt sees it, as does
-the check of a second attempt the API refuses: applied once, recorded as applied.
+The sandbox holds the first attempt until the guard has verified it not applied and is
+waiting to send it again; then it lands. The read the guard takes before the second
+attempt sees it, as does the check of a second attempt the API refuses: applied once,
+recorded as applied.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,39 +24,45 @@ from tests.guard._kinds import VERIFIABLE, Kind
 # Writes whose second application would do harm (the others are sent again by design).
 ONCE_ONLY = [k for k in VERIFIABLE if not VERIFIERS[k.endpoint].repeatable]
 TIMEOUT = 0.3
-LANDS = 0.65  # after the timeout and its verification read, well before the second attempt
-BACKOFF = 1.0
+BACKOFF = 0.3  # the late commit lands at its start: the next loop turn
 
 
 @pytest.fixture
-def slow_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A fixed wait before each second attempt, so a late commit lands inside it."""
+def lands_in_the_backoff(
+    monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox
+) -> Callable[[str], list[Callable[[], None]]]:
+    """Hold ``endpoint``'s next write; release it when the guard, having verified it not
+    applied, backs off before sending again. Returns the list of more things to do then."""
 
-    def fixed(attempt: int, *, retry_after: float | None = None, base: float = 0.0) -> float:
-        return BACKOFF
+    def hold(endpoint: str) -> list[Callable[[], None]]:
+        release = asyncio.Event()
+        then: list[Callable[[], None]] = []
+        sandbox.faults.add("commit_late", endpoint=endpoint, count=1, release=release)
 
-    monkeypatch.setattr(_wrapper, "backoff_delay", fixed)
+        def backoff(attempt: int, *, retry_after: float | None = None, base: float = 0.0) -> float:
+            release.set()
+            for action in then:
+                action()
+            return BACKOFF
+
+        monkeypatch.setattr(_wrapper, "backoff_delay", backoff)
+        return then
+
+    return hold
 
 
-async def _landed(sandbox: Sandbox, endpoint: str, count: int) -> None:
-    for _ in range(200):
-        if len(sandbox.applied_writes(endpoint)) >= count:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"the late commit on {endpoint} never landed")
-
-
-@pytest.mark.usefixtures("slow_backoff")
 @pytest.mark.parametrize("kind", ONCE_ONLY, ids=lambda k: k.name)
 async def test_a_write_landing_after_its_verification_is_applied_once(
-    make_client: ClientFactory, sandbox: Sandbox, kind: Kind
+    make_client: ClientFactory,
+    sandbox: Sandbox,
+    lands_in_the_backoff: Callable[[str], list[Callable[[], None]]],
+    kind: Kind,
 ) -> None:
     client = make_client(timeout=TIMEOUT)
     await kind.setup(client, sandbox)
     before = len(sandbox.applied_writes(kind.endpoint))
-    rule = sandbox.faults.add("commit_late", endpoint=kind.endpoint, count=1, delay=LANDS)
+    lands_in_the_backoff(kind.endpoint)
     result: Any = await kind.call(client, "late")
-    assert rule.fired == 1
     assert len(sandbox.applied_writes(kind.endpoint)) == before + 1
     assert (result.verified, result.tx_hash, result.replayed) == (True, None, False)
     entry = await client.ledger.get("late")
@@ -69,22 +77,16 @@ async def test_a_write_landing_after_its_verification_is_applied_once(
     assert len(sandbox.applied_writes(kind.endpoint)) == before + 1
 
 
-@pytest.mark.usefixtures("slow_backoff")
 async def test_a_refused_second_attempt_that_cannot_be_checked_is_in_doubt(
-    make_client: ClientFactory, sandbox: Sandbox
+    make_client: ClientFactory, sandbox: Sandbox, lands_in_the_backoff: Callable[[str], list[Callable[[], None]]]
 ) -> None:
     client = make_client(timeout=TIMEOUT)
     await client.set_event_details("signup", 50, True)
-    sandbox.faults.add("commit_late", endpoint="/claim-tokens", count=1, delay=LANDS)
-
-    async def reads_fail_once_landed() -> None:
-        await _landed(sandbox, "/claim-tokens", 1)
-        sandbox.faults.add("error", on="read", status=503)
-
-    breaker = asyncio.create_task(reads_fail_once_landed())
+    # From the moment it lands, every read fails (the one-time claim's second attempt
+    # needs none before it leaves).
+    lands_in_the_backoff("/claim-tokens").append(lambda: sandbox.faults.add("error", on="read", status=503))
     with pytest.raises(sa.OutcomeUnknown, match="Event already claimed"):
         await client.claim_tokens("signup", "c1", idempotency_key="refused")
-    await breaker
     entry = await client.ledger.get("refused")
     assert entry is not None and entry.state == EntryState.IN_DOUBT  # not "failed": it was applied
     sandbox.faults.clear()
@@ -96,25 +98,17 @@ async def test_a_refused_second_attempt_that_cannot_be_checked_is_in_doubt(
     assert await client.balance("c1") == 50
 
 
-@pytest.mark.usefixtures("slow_backoff")
 async def test_state_moved_by_more_than_the_write_is_not_sent_again(
-    make_client: ClientFactory, sandbox: Sandbox
+    make_client: ClientFactory, sandbox: Sandbox, lands_in_the_backoff: Callable[[str], list[Callable[[], None]]]
 ) -> None:
     # While the guard waits to send again, its late request lands and someone outside the
     # SDK redeems too: the read before the second attempt cannot be explained by this
     # write, so it is neither sent again nor taken as applied.
     client = make_client(timeout=TIMEOUT)
     await client.upgrade_to_shakesco("c1", 100)
-    sandbox.faults.add("commit_late", endpoint="/redeem-tokens", count=1, delay=LANDS)
-
-    async def outsider() -> None:
-        await _landed(sandbox, "/redeem-tokens", 1)
-        sandbox.business().redeem_tokens(customer_ref="c1", amount=5)
-
-    other = asyncio.create_task(outsider())
+    lands_in_the_backoff("/redeem-tokens").append(lambda: sandbox.business().redeem_tokens("c1", 5))
     with pytest.raises(sa.OutcomeUnknown, match="total_spent moved by 15"):
         await client.redeem_tokens("c1", 10, idempotency_key="crowded")
-    await other
     assert len(sandbox.applied_writes("/redeem-tokens")) == 1
     assert await client.balance("c1") == 85
     entry = await client.ledger.get("crowded")

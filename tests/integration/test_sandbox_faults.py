@@ -107,6 +107,18 @@ async def test_commit_late_answers_a_patient_client(http: aiohttp.ClientSession,
     assert (status, json.loads(text)) == (200, {"tx_hash": write.tx_hash})
 
 
+async def test_commit_late_applies_when_the_test_releases_it(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
+    release = asyncio.Event()
+    sandbox.faults.add("commit_late", endpoint="/upgrade-to-shakesco", release=release)
+    post = asyncio.create_task(_post(http, sandbox, "/upgrade-to-shakesco", UPGRADE))
+    for _ in range(20):  # however long it is held, nothing lands
+        await asyncio.sleep(0.01)
+    assert sandbox.applied_writes() == [] and not post.done()
+    release.set()
+    status, _ = await post
+    assert status == 200 and len(sandbox.applied_writes()) == 1
+
+
 async def test_count_and_probability(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
     rule = sandbox.faults.add("fail_before_commit", count=2)
     statuses = [(await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] for _ in range(4)]
@@ -140,6 +152,7 @@ async def test_faults_target_one_endpoint_or_reads(http: aiohttp.ClientSession, 
         ({"mode": "delay", "endpoint": "/balance"}, "needs delay="),
         ({"mode": "delay", "delay": float("inf")}, "finite seconds"),
         ({"mode": "commit_late"}, "a commit_late fault needs delay="),
+        ({"mode": "delay", "delay": 1, "release": asyncio.Event()}, "release= holds a commit_late fault"),
         ({"mode": "error", "status": 42}, "HTTP status"),
         ({"mode": "reset", "probability": 2}, "within 0..1"),
         ({"mode": "explode"}, "explode"),
