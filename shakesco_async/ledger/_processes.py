@@ -16,15 +16,20 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["exited", "identity_of", "this_process"]
+from ._clock import BOOT
+
+__all__ = ["exited", "holder_exited", "holder_for", "identity_of", "this_process"]
 
 _PROC = Path("/proc")
 
 
 def _namespaces() -> str:
-    """This process's pid namespace, and its time namespace where there are such: a start
-    time read from /proc counts from the reader's boot time, which a time namespace moves."""
+    """This boot, this process's pid namespace, and its time namespace where there are
+    such: a start time read from /proc counts from the reader's boot time, which a time
+    namespace moves. "" when they cannot be told."""
     ns = _PROC / "self" / "ns"
+    if not BOOT:
+        return ""
     try:
         # /proc must be this namespace's: /proc/self then names our own pid.
         if os.readlink(_PROC / "self") != str(os.getpid()):
@@ -33,9 +38,9 @@ def _namespaces() -> str:
     except OSError:
         return ""
     try:
-        return pid + os.readlink(ns / "time")
+        return f"{BOOT}:{pid}{os.readlink(ns / 'time')}"
     except FileNotFoundError:  # a kernel before 5.6 has no time namespaces
-        return pid
+        return f"{BOOT}:{pid}"
     except OSError:
         return ""
 
@@ -51,7 +56,7 @@ _EXITED = ("Z", "X")  # exited, not yet reaped: its sockets are closed
 
 
 def identity_of(pid: int) -> str:
-    """``pid``'s identity on this host: namespace, pid and start; "" if it cannot be told."""
+    """``pid``'s identity on this host: boot and namespaces, pid and start; "" if it cannot be told."""
     namespace = _namespaces()
     if not namespace:
         return ""
@@ -74,12 +79,23 @@ def this_process() -> str:
     return _this[1]
 
 
-def exited(identity: str) -> bool:
-    """True only when ``identity`` names a process of this pid (and time) namespace that
-    has exited.
+def holder_for(owner: str) -> str | None:
+    """What a row taken by ``owner`` records of this process (None where nothing can be told)."""
+    me = this_process()
+    return f"{me}|{owner}" if me else None
 
-    The caller checks the boot: a start time counts from it.
-    """
+
+def holder_exited(holder: str, owner: str) -> bool:
+    """Whether the process ``holder`` (from ``holder_for``) names has exited. Only a holder
+    written for this ``owner`` counts: an SDK of ledger schema 5 takes a lease over without
+    writing one, and the row would still name the last holder's process."""
+    identity, _, written_for = holder.partition("|")
+    return written_for == owner and exited(identity)
+
+
+def exited(identity: str) -> bool:
+    """True only when ``identity`` names a process of this boot, pid namespace and time
+    namespace that has exited."""
     try:
         namespace, pid_text, started = identity.rsplit("/", 2)
         pid = int(pid_text)

@@ -24,6 +24,7 @@ from ._base import Begun, Fence, Ledger
 from ._clock import LeaseEnd
 from ._entry import FINAL_STATES, EntryState, Intent, LedgerEntry
 from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
+from ._processes import holder_exited, holder_for
 from ._sqlite_batch import (
     Begin,
     Lease,
@@ -112,10 +113,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE leases ADD COLUMN mono_from REAL;
     ALTER TABLE leases ADD COLUMN mono_until REAL;
     """,
-    # 6: a lease names the process that took it, and ends once that process has exited
-    # (see _processes), not minutes later.
+    # 6: a lease, and a reconciler's claim, name the process that took them, and end once
+    # that process has exited (see _processes), not minutes later.
     """
     ALTER TABLE leases ADD COLUMN holder TEXT;
+    ALTER TABLE entries ADD COLUMN claimed_holder TEXT;
     """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -612,6 +614,8 @@ class SQLiteLedger(Ledger):
 
         def op(db: sqlite3.Connection) -> list[LedgerEntry]:
             now = time.time()
+            if after is None:  # a pass begins: what reconcilers that have exited claimed is free
+                _free_claims_of_exited(db, self.business, now)
             wanted = -1 if limit is None else limit
             # One statement picks and marks them (SQLite has one writer at a time, so this is
             # exclusive); RETURNING gives no order, so they are put back in age order here.
@@ -623,6 +627,7 @@ class SQLiteLedger(Ledger):
                 "owner": owner,
                 "wanted": wanted,
                 "until": now + ttl,
+                "holder": holder_for(owner),
                 **{f"state{n}": state for n, state in enumerate(_OPEN_ALL)},
             }
             rows = db.execute(_CLAIM_SQL, args).fetchall()
@@ -636,7 +641,7 @@ class SQLiteLedger(Ledger):
             for start in range(0, len(keys), _KEYS_PER_STATEMENT):
                 chunk = keys[start : start + _KEYS_PER_STATEMENT]
                 db.execute(
-                    "UPDATE entries SET claimed_by = NULL, claimed_until = NULL"
+                    "UPDATE entries SET claimed_by = NULL, claimed_until = NULL, claimed_holder = NULL"
                     f" WHERE business = ? AND claimed_by = ? AND key IN ({','.join('?' * len(chunk))})",
                     (self.business, owner, *chunk),
                 )
@@ -718,6 +723,20 @@ def _file_id(path: Path) -> tuple[int, int]:
     return (stat.st_dev, stat.st_ino)
 
 
+def _free_claims_of_exited(db: sqlite3.Connection, business: str, now: float) -> None:
+    """End the claims of reconcilers whose process has exited (read from open entries only)."""
+    states = ",".join("?" * len(_OPEN_ALL))
+    rows = db.execute(
+        f"SELECT DISTINCT claimed_by, claimed_holder FROM entries WHERE business = ? AND state IN ({states})"
+        " AND claimed_until >= ? AND claimed_holder IS NOT NULL",
+        (business, *_OPEN_ALL, now),
+    ).fetchall()
+    db.executemany(
+        f"UPDATE entries SET claimed_until = NULL WHERE business = ? AND state IN ({states}) AND claimed_by = ?",
+        [(business, *_OPEN_ALL, by) for by, holder in rows if holder_exited(holder, by)],
+    )
+
+
 def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:
     return (row[_CREATED_AT], row[0])
 
@@ -733,7 +752,8 @@ _CLAIM_PICK = (
     " ORDER BY created_at, key LIMIT :wanted)"
 )
 _CLAIM_SQL = (
-    "UPDATE entries SET claimed_by = :owner, claimed_until = :until WHERE business = :business AND key IN (SELECT key"
+    "UPDATE entries SET claimed_by = :owner, claimed_until = :until, claimed_holder = :holder"
+    " WHERE business = :business AND key IN (SELECT key"
     " FROM ("
     + " UNION ALL ".join(_CLAIM_PICK.format(state=f"state{n}") for n in range(len(_OPEN_ALL)))
     + f") ORDER BY created_at, key LIMIT :wanted) RETURNING {_COLUMNS}"

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 
 from ._clock import BOOT, LeaseEnd, Moment
-from ._processes import exited, this_process
+from ._processes import holder_exited, holder_for
 from ._sqlite_rows import chunks, marks
 
 __all__ = ["forget_ended", "give_back", "held", "renew", "take"]
@@ -35,10 +35,8 @@ _RENEW_SQL = (
 
 def take(db: sqlite3.Connection, leases: Iterable[tuple[str, str, str, LeaseEnd]]) -> None:
     """Lease each ``(business, customer, owner, end)``, over whatever row was there."""
-    me = this_process()
     db.executemany(
-        _TAKE_SQL,
-        [(business, name, owner, *end, f"{me}|{owner}" if me else None) for business, name, owner, end in leases],
+        _TAKE_SQL, [(business, name, owner, *end, holder_for(owner)) for business, name, owner, end in leases]
     )
 
 
@@ -63,17 +61,10 @@ def held(db: sqlite3.Connection, business: str, names: Sequence[str], now: Momen
         )
         for name, owner, *clocks, holder in db.execute(sql, (business, *chunk)):
             end = LeaseEnd(*clocks)
-            if holder is not None and end.boot == BOOT and end.lasts_past(now, now) and _gone(holder, owner):
+            if holder is not None and end.lasts_past(now, now) and holder_exited(holder, owner):
                 end = end.cut_short(now)
             found[name] = (owner, end)
     return found
-
-
-def _gone(holder: str, owner: str) -> bool:
-    # Only a holder written with this owner counts: an SDK of ledger schema 5 takes a lease
-    # over without setting it, and the row would name the last holder's process.
-    identity, _, written_for = holder.partition("|")
-    return written_for == owner and exited(identity)
 
 
 def forget_ended(db: sqlite3.Connection, now: Moment, memory: float) -> None:

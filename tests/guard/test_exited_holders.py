@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -13,8 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from shakesco_async.ledger import SQLiteLedger
+from shakesco_async import ShakescoClient
+from shakesco_async.ledger import KeySource, SQLiteLedger
 from shakesco_async.ledger import _processes as processes
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import FAST_GUARD
+from tests.guard._crash import die_at
 from tests.support.ledgers import sqlite_execute
 
 pytestmark = pytest.mark.skipif(not processes.this_process(), reason="needs Linux's /proc")
@@ -55,12 +60,23 @@ def test_a_pid_that_now_names_another_process_has_exited(child: subprocess.Popen
 
 @pytest.mark.parametrize(
     "identity",
-    ["", "garbage", "pid:[1]/{pid}/1", "{pidns}time:[1]/{pid}/1", "{ns}/0/1", "{ns}/-1/1", "{ns}/x/1", "{ns}/{pid}"],
+    [
+        "",
+        "garbage",
+        "{boot}:pid:[1]/{pid}/{started}",
+        "{pidns}time:[1]/{pid}/{started}",
+        "another-boot:{boot_less}/{pid}/{started}",
+        "{ns}/0/1",
+        "{ns}/-1/1",
+        "{ns}/x/1",
+        "{ns}/{pid}",
+    ],
     ids=[
         "empty",
         "garbage",
         "another-pid-namespace",
         "another-time-namespace",  # its start times count from another boot time
+        "another-boot",  # start times count from boot
         "pid-0",
         "pid-negative",
         "not-a-pid",
@@ -68,11 +84,13 @@ def test_a_pid_that_now_names_another_process_has_exited(child: subprocess.Popen
     ],
 )
 def test_what_cannot_be_told_counts_as_alive(child: subprocess.Popen[bytes], identity: str) -> None:
-    namespace = processes.this_process().rsplit("/", 2)[0]
+    namespace, pid, started = processes.identity_of(child.pid).rsplit("/", 2)
     child.kill()
     child.wait()  # it has exited: only a sound identity may say so
-    pidns = namespace.partition("time:")[0]
-    assert not processes.exited(identity.format(ns=namespace, pidns=pidns, pid=child.pid))
+    assert processes.exited(f"{namespace}/{pid}/{started}")
+    boot, _, boot_less = namespace.partition(":")
+    parts = {"ns": namespace, "boot": boot, "boot_less": boot_less, "pid": pid, "started": started}
+    assert not processes.exited(identity.format(pidns=namespace.partition("time:")[0], **parts))
 
 
 def _exited_identity() -> str:
@@ -101,22 +119,22 @@ async def test_the_ledger_ends_a_lease_whose_process_exited(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize(
-    "rewrite",
+    ("rewrite", "holder"),
     [
         # An SDK of ledger schema 5 takes a lease over without writing its holder: the row
         # then names the process of the lease before, which may have exited long ago.
-        "UPDATE leases SET owner = 'old-sdk:1', holder = ? WHERE customer = 'c'",
-        # A start time counts from its boot: on another boot it tells nothing.
-        "UPDATE leases SET holder = ?, boot = 'another-boot' WHERE customer = 'c'",
+        ("UPDATE leases SET owner = 'old-sdk:1', holder = ? WHERE customer = 'c'", "{dead}|them:1"),
+        # A start time counts from its boot: a process of another boot tells nothing.
+        ("UPDATE leases SET holder = ? WHERE customer = 'c'", "another-boot:{boot_less}|them:1"),
     ],
     ids=["taken-over-by-an-older-sdk", "another-boot"],
 )
-async def test_a_holder_the_row_cannot_vouch_for_is_not_believed(tmp_path: Path, rewrite: str) -> None:
+async def test_a_holder_the_row_cannot_vouch_for_is_not_believed(tmp_path: Path, rewrite: str, holder: str) -> None:
     path = tmp_path / "ledger.sqlite3"
     dead = _exited_identity()
     async with SQLiteLedger(path, business="b") as ledger:
         assert await ledger.acquire(("c",), owner="them:1", lease_ttl=300) is None
-        sqlite_execute(path, rewrite, (f"{dead}|them:1",))
+        sqlite_execute(path, rewrite, (holder.format(dead=dead, boot_less=dead.partition(":")[2]),))
         assert await ledger.acquire(("c",), owner="us:1", lease_ttl=300) is not None  # judged by its clocks
 
 
@@ -146,3 +164,26 @@ def test_a_process_proc_hides_is_alive(child: subprocess.Popen[bytes], monkeypat
     monkeypatch.setattr(processes, "_stat", hidden)
     assert not processes.exited(them)
     assert processes.exited(dead)
+
+
+@pytest.mark.parametrize("claimer", ["exited", "alive"])
+async def test_a_pass_takes_over_what_an_exited_reconciler_claimed(
+    sandbox: Sandbox, tmp_path: Path, claimer: str
+) -> None:
+    # A reconciler killed mid-pass (SIGKILL, OOM) leaves its pages claimed for five minutes;
+    # once its process is seen to have exited, the next pass settles them at once.
+    path = tmp_path / "ledger.sqlite3"
+    async with ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as client:
+        for n in range(3):
+            await die_at(client, "sending_applied", f"k{n}", f"c{n}", KeySource.CALLER)
+        await asyncio.sleep(0.06)  # the dead writer's leases lapse
+        claimed = await client.ledger.claim_open(owner="reconcile:x:0", older_than=0, limit=None, ttl=300)
+        assert len(claimed) == 3
+        if claimer == "exited":
+            holder = f"{_exited_identity()}|reconcile:x:0"
+            sqlite_execute(path, "UPDATE entries SET claimed_holder = ? WHERE claimed_by = 'reconcile:x:0'", (holder,))
+        summary = await client.reconcile(older_than=0)
+        assert summary.examined == (3 if claimer == "exited" else 0)  # a live one's claims are its own
+        assert summary.counts.get("committed", 0) == summary.examined
