@@ -152,6 +152,8 @@ class Faults:
             raise ValueError("probability must be within 0..1")
         if not 0.0 <= delay < math.inf or not 0.0 <= (retry_after or 0.0) < math.inf:
             raise ValueError("delay and retry_after are finite seconds, not negative")
+        if release is not None and not isinstance(release, asyncio.Event):
+            raise ValueError(f"release must be an asyncio.Event, got {type(release).__name__}")
         if release is not None and mode != FaultMode.COMMIT_LATE:
             raise ValueError(f"release= holds a commit_late fault, not a {mode.value} one")
         if mode in _DELAYED and delay <= 0 and release is None:
