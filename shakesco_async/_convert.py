@@ -1,4 +1,4 @@
-"""The one cattrs converter that turns API JSON into result models, and back for the ledger."""
+"""The one cattrs converter: API JSON into result models, and models and ledger entries back into JSON-ready data."""
 
 from __future__ import annotations
 
@@ -71,7 +71,8 @@ def _make_converter() -> cattrs.Converter:
         lambda t: t == (Decimal | None), lambda v, _: None if v is None else to_decimal(v)
     )
     conv.register_structure_hook_func(lambda t: t == (int | None), lambda v, _: None if v is None else to_int(v))
-    conv.register_unstructure_hook(Decimal, str)
+    # Plain notation: str() would write 0.000000000000000000 as "0E-18", which few readers expect.
+    conv.register_unstructure_hook(Decimal, lambda d: format(d, "f"))
     conv.register_unstructure_hook(datetime, lambda d: d.isoformat())
     return conv
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import attrs
+
+from ._convert import converter
 
 __all__ = [
     "CashbackProgress",
@@ -25,8 +28,20 @@ __all__ = [
 _ZERO = Decimal(0)
 
 
+class _Result:
+    """What every result model offers beside its fields."""
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready data, e.g. to answer a web request with: amounts as
+        decimal strings (never floats, which would round them), times in ISO 8601."""
+        data: dict[str, Any] = converter.unstructure(self)
+        return data
+
+
 @attrs.frozen
-class Receipt:
+class Receipt(_Result):
     """The result of a write.
 
     ``tx_hash`` is None when the write was proven applied by reading state back
@@ -42,7 +57,7 @@ class Receipt:
 
 
 @attrs.frozen
-class Link:
+class Link(_Result):
     """A link the customer opens to finish an action (claim-pending-rewards, receive-from-shakesco)."""
 
     url: str
@@ -52,7 +67,7 @@ class Link:
 
 
 @attrs.frozen
-class StakeInfo:
+class StakeInfo(_Result):
     """One stake record; an unknown index reads as zeros with ``active=False``."""
 
     amount: Decimal = _ZERO
@@ -63,7 +78,7 @@ class StakeInfo:
 
 
 @attrs.frozen
-class VestingInfo:
+class VestingInfo(_Result):
     """The customer's vesting grant (durations in seconds, percentages as 25 = 25%)."""
 
     total_amount: Decimal = _ZERO
@@ -76,7 +91,7 @@ class VestingInfo:
 
 
 @attrs.frozen
-class HappyHour:
+class HappyHour(_Result):
     """The happy-hour promotion; ``multiplier`` is 1 while inactive."""
 
     end_time: datetime | None = None
@@ -85,7 +100,7 @@ class HappyHour:
 
 
 @attrs.frozen
-class TierThresholds:
+class TierThresholds(_Result):
     """Available-balance thresholds of the three tiers."""
 
     bronze: Decimal = _ZERO
@@ -95,7 +110,7 @@ class TierThresholds:
 
 
 @attrs.frozen
-class UserTier:
+class UserTier(_Result):
     """A customer's tier: 0..3 and its label ("None", "Bronze", "Silver", "Gold")."""
 
     tier: int = 0
@@ -103,7 +118,7 @@ class UserTier:
 
 
 @attrs.frozen
-class CashbackSettings:
+class CashbackSettings(_Result):
     """The cashback programme for one currency."""
 
     spend_threshold: Decimal = _ZERO
@@ -113,7 +128,7 @@ class CashbackSettings:
 
 
 @attrs.frozen
-class CashbackProgress:
+class CashbackProgress(_Result):
     """A customer's spend towards the next cashback reward."""
 
     spent: Decimal = _ZERO
@@ -123,7 +138,7 @@ class CashbackProgress:
 
 
 @attrs.frozen
-class UserInfo:
+class UserInfo(_Result):
     """Everything the API knows about one customer."""
 
     available_balance: Decimal = _ZERO
@@ -138,7 +153,7 @@ class UserInfo:
 
 
 @attrs.frozen
-class EventDetails:
+class EventDetails(_Result):
     """An event's allocation and whether it can be claimed only once."""
 
     allocation: Decimal = _ZERO
@@ -146,7 +161,7 @@ class EventDetails:
 
 
 @attrs.frozen
-class TokenInfo:
+class TokenInfo(_Result):
     """Basic facts about the business token; fields beyond name and symbol are inferred."""
 
     name: str = ""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import attrs
 import pytest
 from aioresponses import aioresponses
 
@@ -23,7 +25,9 @@ from shakesco_async import (
     UserInfo,
     UserTier,
     VestingInfo,
+    _models,
 )
+from shakesco_async._convert import converter
 from shakesco_async.endpoints import ALL_ENDPOINTS
 from tests.conftest import UNIT_KEY, UNIT_URL
 from tests.unit._mock import ANY_READ, QUIET_STATE, TX, body_of, sent
@@ -304,3 +308,18 @@ async def test_the_guards_reader_refuses_to_send_a_write(unit_client: ShakescoCl
     with aioresponses() as mock, pytest.raises(RuntimeError, match="only reads"):
         await unit_client.guard._reader.claim_tokens("signup", "c1")
     assert not mock.requests
+
+
+def test_results_turn_into_json_ready_dicts() -> None:
+    """``to_dict`` for a web answer: amounts as plain decimal strings (a float would round
+    them), times in ISO 8601; structuring the dict again gives the same result."""
+    results = [r[4] for r in (*WRITES, *READS) if attrs.has(type(r[4]))]
+    assert {type(r) for r in results} >= {getattr(_models, name) for name in _models.__all__} - {Receipt}
+    results.append(Receipt("0xabc", idempotency_key="k", verified=True))
+    for result in results:
+        data = result.to_dict()
+        json.dumps(data)  # no Decimal, no datetime left
+        assert converter.structure(data, type(result)) == result
+    info = UserInfo(available_balance=Decimal("0.000000000000000000"), total_earned=Decimal("1E+2"))
+    assert (info.to_dict()["available_balance"], info.to_dict()["total_earned"]) == ("0.000000000000000000", "100")
+    assert LINK_RESULT.to_dict()["expires_at"] == "2026-01-01T00:30:00+00:00"

@@ -1,0 +1,113 @@
+"""The README's Python examples, run as a reader would run them: none of them may rot."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from shakesco_async import ShakescoClient
+from shakesco_async.sandbox import Sandbox
+
+ROOT = Path(__file__).resolve().parents[2]
+BLOCKS: list[str] = re.findall(
+    r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.MULTILINE | re.DOTALL
+)
+# What marks each example; every Python block of the README must be one of them.
+MARKS = {
+    "quickstart": "asyncio.run(main())",
+    "reconcile": "client.reconcile(",
+    "fastapi": "FastAPI(",
+    "sandbox": "async def test_",
+}
+
+
+def example(name: str) -> str:
+    found = [block for block in BLOCKS if MARKS[name] in block]
+    assert len(found) == 1, f"README.md: expected one Python block with {MARKS[name]!r}, found {len(found)}"
+    return found[0]
+
+
+def test_every_python_block_of_the_readme_is_run_here() -> None:
+    unclaimed = [block[:60] for block in BLOCKS if not any(mark in block for mark in MARKS.values())]
+    assert BLOCKS and not unclaimed, f"README blocks no test runs: {unclaimed}"
+
+
+async def test_quickstart(sandbox: Sandbox, tmp_path: Path) -> None:
+    (tmp_path / "quickstart.py").write_text(example("quickstart"))
+    env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url, "PATH": ""}
+    outputs = []
+    for _ in range(2):  # run again, as after a crash: the same key answers from the ledger
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "quickstart.py",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        outputs.append(out.decode().split())
+    assert outputs[0] == outputs[1]
+    tx_hash, balance = outputs[0]
+    assert tx_hash.startswith("0x") and balance == "50.0"
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+    assert (tmp_path / "shakesco-ledger.sqlite3").exists()  # the default ledger file, where the comment says
+
+
+async def test_reconcile_example(client: ShakescoClient, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
+    await client.set_event_details("signup", 5, True)
+    sandbox.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+    sandbox.faults.add("error", endpoint="/has-claimed-event", count=5, status=503)
+    with pytest.raises(Exception, match="outcome"):
+        await client.claim_tokens("signup", "u1", idempotency_key="signup:u1")
+    text = example("reconcile").replace("older_than=30", "older_than=0")  # the entry is a moment old
+    body = "".join(f"    {line}\n" for line in text.splitlines())
+    namespace: dict[str, object] = {}
+    exec(f"async def run(client):\n{body}", namespace)
+    await namespace["run"](client)  # type: ignore[operator]
+    assert "'committed': 1" in capsys.readouterr().out
+    assert client._reconciler is not None and not client._reconciler.done()
+
+
+async def test_fastapi_example(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHAKESCO_API_KEY", sandbox.api_key)
+    monkeypatch.setenv("SHAKESCO_BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("SHAKESCO_LEDGER", str(tmp_path / "app.sqlite3"))
+    async with ShakescoClient() as setup:
+        await setup.set_event_details("purchase", 5, False)
+    namespace: dict[str, object] = {}
+    exec(compile(example("fastapi"), "README.md", "exec"), namespace)
+    app = namespace["app"]
+    async with app.router.lifespan_context(app):  # type: ignore[attr-defined]
+        transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            answers = [await http.post("/orders/7/paid", params={"customer_ref": "web-1"}) for _ in range(2)]
+    assert [a.status_code for a in answers] == [200, 200], answers[0].text
+    first, again = (a.json() for a in answers)
+    assert again == {**first, "replayed": True}  # a redelivered webhook: answered from the ledger
+    assert first["tx_hash"].startswith("0x") and first["replayed"] is False
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+@pytest.mark.parametrize("mode", ["strict", "auto"])
+def test_sandbox_example_in_a_users_project(tmp_path: Path, mode: str) -> None:
+    (tmp_path / "pytest.ini").write_text(
+        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    (tmp_path / "test_example.py").write_text(example("sandbox"))
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "1 passed" in run.stdout
