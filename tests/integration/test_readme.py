@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -13,11 +14,12 @@ import pytest
 
 from shakesco_async import ShakescoClient
 from shakesco_async.sandbox import Sandbox
+from tests.support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
-BLOCKS: list[str] = re.findall(
-    r"^```python\n(.*?)^```", (ROOT / "README.md").read_text(), flags=re.MULTILINE | re.DOTALL
-)
+README = (ROOT / "README.md").read_text()
+BLOCKS: list[str] = re.findall(r"^```python\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
+SHELL: list[str] = re.findall(r"^```sh\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
 # What marks each example; every Python block of the README must be one of them.
 MARKS = {
     "quickstart": "asyncio.run(main())",
@@ -111,3 +113,23 @@ def test_sandbox_example_in_a_users_project(tmp_path: Path, mode: str) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
+
+
+async def test_ledger_commands(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Each line of the README's block of ledger and reconcile commands, on a ledger that
+    has the entry it shows."""
+    [block] = [b for b in SHELL if "shakesco-async ledger stats" in b]
+    lines = [shlex.split(line, comments=True) for line in block.splitlines()]
+    env = {
+        "SHAKESCO_API_KEY": sandbox.api_key,
+        "SHAKESCO_BASE_URL": sandbox.base_url,
+        "SHAKESCO_LEDGER": str(tmp_path / "ledger.sqlite3"),
+    }
+    async with ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger=env["SHAKESCO_LEDGER"]) as client:
+        await client.upgrade_to_shakesco("user-7421", 10, idempotency_key="order:1001")
+    assert len(lines) >= 5 and all(line[0] == "shakesco-async" for line in lines)
+    for line in lines:
+        code, out, err = await run_cli(*line[1:], env=env)
+        assert code == 0, f"{shlex.join(line)}: {err}"
+        if line[1:3] == ["ledger", "show"]:
+            assert "committed" in out
