@@ -224,6 +224,7 @@ async def _export(args: argparse.Namespace) -> int:
         "attempts",
         "created_at",
         "updated_at",
+        "in_flight",
         "params",
         "snapshot",
         "result",

@@ -171,7 +171,14 @@ class WriteGuard:
         while True:
             asked = time.monotonic()
             begun = await self._cleanups.taking(
-                self.ledger.begin(intent, owner=owner, lease_ttl=self._lease_ttl, snapshot=known, fence=fence),
+                self.ledger.begin(
+                    intent,
+                    owner=owner,
+                    lease_ttl=self._lease_ttl,
+                    snapshot=known,
+                    fence=fence,
+                    in_flight=self._in_flight,
+                ),
                 lambda begun: self._unbegin(begun, intent, owner),
             )
             if begun.created and begun.entry is not None:
@@ -319,8 +326,11 @@ class WriteGuard:
         """
         if entry.state != EntryState.SENDING:
             return True
+        # The sender's reckoning when it is longer: a process with a shorter timeout than
+        # the one that sent it would otherwise read back while the request may be on its way.
+        flight = max(self._in_flight, entry.in_flight or 0.0)
         age = (await self.ledger.now() - entry.updated_at).total_seconds()
-        left = min(self._in_flight - age, self._in_flight)  # a clock stepped back: no longer than a flight
+        left = min(flight - age, flight)  # a clock stepped back: no longer than a flight
         if left <= 0:
             return True
         if wait:
@@ -429,7 +439,12 @@ class WriteGuard:
                         return result_from_record(_VERIFIED, entry.key, replayed=False)
                 asked = time.monotonic()
                 await self.ledger.mark_sending(
-                    entry.key, snapshot=snapshot, owner=lease.owner, customers=lease.names, lease_ttl=self._lease_ttl
+                    entry.key,
+                    snapshot=snapshot,
+                    owner=lease.owner,
+                    customers=lease.names,
+                    lease_ttl=self._lease_ttl,
+                    in_flight=self._in_flight,
                 )
                 lease.since = asked
             if first is None:

@@ -99,6 +99,7 @@ class Ledger(abc.ABC):
         lease_ttl: float,
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
+        in_flight: float | None = None,
     ) -> Awaitable[Begun]:
         """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
 
@@ -107,7 +108,7 @@ class Ledger(abc.ABC):
         with a ``fence``: it is kept only if no other process leased these customers since
         ``fence.since`` and none of them has an open entry; otherwise the entry starts
         ``recorded`` as without one. A backend without ``fences_snapshots`` never keeps a
-        fenced snapshot.
+        fenced snapshot. ``in_flight`` is stored as the entry's ``in_flight``.
         """
 
     @abc.abstractmethod
@@ -153,9 +154,17 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     async def mark_sending(
-        self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
+        self,
+        key: str,
+        *,
+        snapshot: dict[str, Any] | None,
+        owner: str,
+        customers: Sequence[str],
+        lease_ttl: float,
+        in_flight: float | None = None,
     ) -> None:
-        """Durably record that the request may now be sent (and the pre-send snapshot); renews the lease.
+        """Durably record that the request may now be sent (and the pre-send snapshot, and
+        how long it may be on its way: ``in_flight``); renews the lease.
 
         Raises ``LeaseLost``, changing nothing, when ``owner`` no longer holds ``customers``.
         """

@@ -91,6 +91,10 @@ class LedgerEntry:
     result: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     reason: str | None = None
+    in_flight: float | None = None
+    """Seconds after ``updated_at`` that the last request sent for it may still reach the
+    API, as the process that marked it sending reckoned (its timeout, ``verify_delay`` and a
+    margin); None if not recorded."""
 
     @property
     def is_final(self) -> bool:

@@ -33,13 +33,13 @@ from ._postgres_settle import Settle, settle_batch
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "begin_sql", "claim_sql", "open_entries_sql", "schema_sql"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 ANY_BUSINESS = "*"
 _MIGRATION_LOCK = 0x5348414B  # "SHAK": one migrator at a time
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _COLUMNS = (
     "key, operation, params, params_digest, customers, key_source, state, attempts,"
-    " snapshot, result, error, reason, created_at, updated_at"
+    " snapshot, result, error, reason, created_at, updated_at, in_flight"
 )
 
 
@@ -70,7 +70,7 @@ def begin_sql(table: str) -> str:
     entries on its customers, as ``open_entries`` finds them; no row when the key exists."""
     return (
         f"WITH new AS (INSERT INTO {table} (business, key, operation, params, params_digest, customers, key_source,"
-        " state, attempts, snapshot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " state, attempts, snapshot, in_flight) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
         f" ON CONFLICT (business, key) DO NOTHING RETURNING {_COLUMNS})"
         f" SELECT true AS created, {_COLUMNS} FROM new UNION ALL"
         f" SELECT false, {_COLUMNS} FROM {table} WHERE {_OPEN_SQL} AND snapshot IS NOT NULL AND key != $2"
@@ -119,6 +119,7 @@ def _entry(row: asyncpg.Record) -> LedgerEntry:
         result=row["result"],
         error=row["error"],
         reason=row["reason"],
+        in_flight=row["in_flight"],
     )
 
 
@@ -268,6 +269,7 @@ class PostgresLedger(Ledger):
         lease_ttl: float,
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
+        in_flight: float | None = None,
     ) -> Begun:
         if fence is not None:
             snapshot = None  # advisory locks leave no trace to check a fence against
@@ -292,6 +294,7 @@ class PostgresLedger(Ledger):
                 EntryState.RECORDED.value if snapshot is None else EntryState.SENDING.value,
                 0 if snapshot is None else 1,
                 snapshot,
+                in_flight,
             )
         except BaseException:
             await self.release(intent.leases, owner=owner)
@@ -371,7 +374,14 @@ class PostgresLedger(Ledger):
 
     @ledger_errors
     async def mark_sending(
-        self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
+        self,
+        key: str,
+        *,
+        snapshot: dict[str, Any] | None,
+        owner: str,
+        customers: Sequence[str],
+        lease_ttl: float,
+        in_flight: float | None = None,
     ) -> None:
         # The request may leave right after this: make sure our locks still exist.
         if customers and not self._leases.alive:
@@ -380,12 +390,13 @@ class PostgresLedger(Ledger):
             raise LeaseLost(f"the lease on customers {', '.join(customers)} is no longer held; nothing was sent")
         pool = await self._pool_conn()
         await pool.execute(
-            f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + 1, updated_at = clock_timestamp()"
-            " WHERE business = $3 AND key = $4",
+            f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + 1, updated_at = clock_timestamp(),"
+            " in_flight = $5 WHERE business = $3 AND key = $4",
             EntryState.SENDING.value,
             snapshot,
             self.business,
             key,
+            in_flight,
         )
 
     @ledger_errors
@@ -476,7 +487,7 @@ class PostgresLedger(Ledger):
             for r in rows:
                 status = await conn.execute(
                     f"INSERT INTO {self._t} (business, {_COLUMNS}) VALUES"
-                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+                    " ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
                     " ON CONFLICT (business, key) DO NOTHING",
                     r["business"],
                     r["key"],
@@ -493,6 +504,7 @@ class PostgresLedger(Ledger):
                     r["reason"],
                     r["created_at"],
                     r["updated_at"],
+                    r.get("in_flight"),
                 )
                 inserted += status.endswith(" 1")
         return inserted

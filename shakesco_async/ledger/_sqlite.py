@@ -119,6 +119,11 @@ _MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE leases ADD COLUMN holder TEXT;
     ALTER TABLE entries ADD COLUMN claimed_holder TEXT;
     """,
+    # 7: a write marked sending records how long its request may be on its way, so that a
+    # process with a shorter timeout does not judge it early.
+    """
+    ALTER TABLE entries ADD COLUMN in_flight REAL;
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 MOVED = 1_000_000
@@ -539,8 +544,9 @@ class SQLiteLedger(Ledger):
         lease_ttl: float,
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
+        in_flight: float | None = None,
     ) -> Awaitable[Begun]:
-        return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence))
+        return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence, in_flight))
 
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:
@@ -549,7 +555,14 @@ class SQLiteLedger(Ledger):
         return [_entry(row) for row in await self._read(sql, params)]
 
     async def mark_sending(
-        self, key: str, *, snapshot: dict[str, Any] | None, owner: str, customers: Sequence[str], lease_ttl: float
+        self,
+        key: str,
+        *,
+        snapshot: dict[str, Any] | None,
+        owner: str,
+        customers: Sequence[str],
+        lease_ttl: float,
+        in_flight: float | None = None,
     ) -> None:
         names = sorted(set(customers))
 
@@ -564,9 +577,9 @@ class SQLiteLedger(Ledger):
                     f"the lease on customers {', '.join(names)} lapsed and another process took one; nothing was sent"
                 )
             db.execute(
-                "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + 1, updated_at = ?"
+                "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + 1, updated_at = ?, in_flight = ?"
                 " WHERE business = ? AND key = ?",
-                (EntryState.SENDING.value, _dumps(snapshot), now, self.business, key),
+                (EntryState.SENDING.value, _dumps(snapshot), now, in_flight, self.business, key),
             )
             mark_links(db, [(self.business, key, EntryState.SENDING.value)])
 

@@ -48,7 +48,7 @@ WRITE_LOCK_WAIT = 10.0  # seconds a batch waits for another process's write tran
 class Begin:
     """Record an intent and lease its customers (see ``Ledger.begin``)."""
 
-    __slots__ = ("business", "fence", "intent", "lease_ttl", "owner", "snapshot")
+    __slots__ = ("business", "fence", "in_flight", "intent", "lease_ttl", "owner", "snapshot")
 
     def __init__(
         self,
@@ -58,6 +58,7 @@ class Begin:
         lease_ttl: float,
         snapshot: dict[str, Any] | None,
         fence: Fence | None = None,
+        in_flight: float | None = None,
     ) -> None:
         self.business = business
         self.intent = intent
@@ -65,6 +66,7 @@ class Begin:
         self.lease_ttl = lease_ttl
         self.snapshot = snapshot
         self.fence = fence
+        self.in_flight = in_flight
 
 
 class Settle:
@@ -418,6 +420,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
                 dumps(snapshot),
                 now,
                 now,
+                op.in_flight,
             )
         )
         links.extend((business, customer, intent.key) for customer in intent.customers)
@@ -434,6 +437,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             created_at=at,
             updated_at=at,
             snapshot=snapshot,
+            in_flight=op.in_flight,
         )
         found[intent.key] = entry
         results.append(Begun(entry, created=True, others=others))
@@ -441,7 +445,8 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
         lease_rows.take(db, leases)
     if rows:
         db.executemany(
-            f"INSERT INTO entries (business, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
+            f"INSERT INTO entries (business, {COLUMNS})"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?)",
             rows,
         )
     if links:

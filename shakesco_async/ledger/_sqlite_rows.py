@@ -15,7 +15,7 @@ __all__ = ["COLUMNS", "OPEN", "OPEN_ALL", "chunks", "dumps", "entry_from_row", "
 
 COLUMNS = (
     "key, operation, params, params_digest, customers, key_source, state, attempts,"
-    " snapshot, result, error, reason, created_at, updated_at"
+    " snapshot, result, error, reason, created_at, updated_at, in_flight"
 )
 OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
 OPEN_ALL = (EntryState.RECORDED.value, *OPEN)
@@ -46,7 +46,8 @@ def timestamp(value: float) -> datetime:
 
 
 def entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> LedgerEntry:
-    (key, op, params, digest, customers, source, state, attempts, snap, result, error, reason, created, updated) = row
+    (key, op, params, digest, customers, source, state, attempts) = row[:8]
+    (snap, result, error, reason, created, updated, flight) = row[8:]
     # Enums by dict, no helper calls: reconcile converts every entry it claims, thousands in one step.
     return LedgerEntry(
         key=key,
@@ -63,6 +64,7 @@ def entry_from_row(row: sqlite3.Row | tuple[Any, ...]) -> LedgerEntry:
         result=None if result is None else json.loads(result),
         error=None if error is None else json.loads(error),
         reason=reason,
+        in_flight=flight,
     )
 
 

@@ -1,4 +1,4 @@
--- shakesco-async ledger schema for PostgreSQL, version 4 (every statement is idempotent,
+-- shakesco-async ledger schema for PostgreSQL, version 5 (every statement is idempotent,
 -- so the file also upgrades any older version).
 -- The SDK creates and migrates this itself (PostgresLedger.open). Teams whose DBAs apply
 -- migrations by hand can run this file instead, replacing "shakesco" with their schema
@@ -46,5 +46,9 @@ CREATE INDEX IF NOT EXISTS entries_open_by_age ON shakesco.entries (business, cr
 CREATE INDEX IF NOT EXISTS entries_open_by_customer ON shakesco.entries USING gin (customers) WITH (fastupdate = off)
     WHERE state IN ('sending', 'in_doubt') AND snapshot IS NOT NULL;
 
+-- version 5: a write marked sending records how long its request may be on its way
+-- (seconds after updated_at), so that a process with a shorter timeout does not judge it early.
+ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS in_flight double precision;
+
 DELETE FROM shakesco.schema_version;
-INSERT INTO shakesco.schema_version (version) VALUES (4);
+INSERT INTO shakesco.schema_version (version) VALUES (5);

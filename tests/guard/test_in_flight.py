@@ -67,6 +67,39 @@ async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
 
 
+async def test_a_process_with_a_shorter_timeout_waits_out_the_senders_flight(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    """Processes sharing a ledger may use different timeouts (a web handler's short one, a
+    worker's long one): a write's entry records how long its request may be on its way,
+    and another process waits that out, not its own shorter reckoning."""
+    patient = make_client(guard=_SETTINGS, timeout=4.0)  # its request may be on its way 5 s
+    await patient.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
+    on_its_way = asyncio.Event()
+    send_once = patient.guard._send_once
+    landing: list[asyncio.Task[Any]] = []
+
+    async def slow_api(*args: Any) -> Any:
+        async def arrive() -> Any:  # the API takes 2.5 s, within the sender's timeout
+            await asyncio.sleep(2.5)
+            return await send_once(*args)
+
+        landing.append(asyncio.ensure_future(arrive()))
+        on_its_way.set()
+        return await asyncio.shield(landing[0])
+
+    patient.guard._send_once = slow_api  # type: ignore[method-assign]
+    call = asyncio.create_task(patient.claim_tokens("visit", "cust", idempotency_key="job-1"))
+    await on_its_way.wait()
+    call.cancel()  # its caller gave up: the lease is given back, the request goes on
+    await asyncio.gather(call, return_exceptions=True)
+    hasty = make_client(guard=_SETTINGS, timeout=0.25)  # by its own reckoning, 1.25 s
+    again = await hasty.claim_tokens("visit", "cust", idempotency_key="job-1")
+    await asyncio.gather(*landing, return_exceptions=True)
+    assert again.replayed and again.verified  # judged once the first request had landed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
 async def test_reconcile_leaves_a_write_that_may_still_be_on_its_way_for_its_next_pass(
     make_client: ClientFactory, sandbox: Sandbox
 ) -> None:

@@ -47,6 +47,20 @@ async def test_begin_with_a_snapshot_starts_sending(ledger: Ledger) -> None:
     assert plain.entry is not None and plain.entry.state == EntryState.RECORDED and plain.entry.attempts == 0
 
 
+async def test_an_entry_keeps_how_long_its_request_may_be_on_its_way(ledger: Ledger) -> None:
+    begun = await ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={}, in_flight=7.5)
+    assert begun.entry is not None and begun.entry.in_flight == 7.5
+    stored = await ledger.get("k1")
+    assert stored is not None and stored.in_flight == 7.5
+    await ledger.mark_sending("k1", snapshot={}, owner="o1", customers=["c1"], lease_ttl=60, in_flight=61.0)
+    again = await ledger.get("k1")
+    assert again is not None and (again.in_flight, again.attempts) == (61.0, 2)
+    [claimed] = await ledger.claim_open(owner="r", older_than=0, limit=None, ttl=60)
+    assert claimed.in_flight == 61.0
+    plain = await ledger.begin(_intent("k2", "c2"), owner="o2", lease_ttl=60)
+    assert plain.entry is not None and plain.entry.in_flight is None
+
+
 async def test_claims_are_oldest_first_disjoint_and_given_back(ledger: Ledger) -> None:
     for i in range(5):
         await ledger.begin(_intent(f"old{i}", f"co{i}"), owner="o", lease_ttl=0)

@@ -83,7 +83,7 @@ async def test_a_version_2_schema_gains_the_indexes_of_open_entries(postgres_dsn
         ledger = PostgresLedger(postgres_dsn, business="b", schema=schema)
         await ledger.open()
         await ledger.close()
-        assert await conn.fetchval(f"SELECT version FROM {schema}.schema_version") == SCHEMA_VERSION == 4
+        assert await conn.fetchval(f"SELECT version FROM {schema}.schema_version") == SCHEMA_VERSION == 5
         # The table is tiny, so the planner is told to avoid a scan: whether it then can use
         # an index depends on the query spelling out that partial index's condition.
         await conn.execute("SET enable_seqscan = off")
@@ -102,7 +102,7 @@ async def test_a_version_2_schema_gains_the_indexes_of_open_entries(postgres_dsn
         check = await conn.fetch("EXPLAIN " + open_entries_sql(table, "business = $3"), "k", ["loyal"], "b")
         assert "entries_open_by_customer" in "\n".join(row[0] for row in check)
         # The same check, made by the statement that records a new write.
-        args = ("b", "k", "/claim-tokens", "{}", "d", ["loyal"], "caller", "recorded", 0, None)
+        args = ("b", "k", "/claim-tokens", "{}", "d", ["loyal"], "caller", "recorded", 0, None, None)
         begin = await conn.fetch("EXPLAIN " + begin_sql(table), *args)
         assert "entries_open_by_customer" in "\n".join(row[0] for row in begin)
     finally:

@@ -259,7 +259,7 @@ async def test_a_version_1_sqlite_ledger_is_migrated_in_place(tmp_path: Path) ->
     assert [e.key for e in claimed] == ["k"]
     await ledger.close()
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
     assert db.execute("SELECT name FROM sqlite_master WHERE name = 'leases_by_expiry'").fetchone()
     db.close()
 
