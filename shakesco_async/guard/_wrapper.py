@@ -259,7 +259,7 @@ class WriteGuard:
             raise_recorded(entry.error)
         if entry.state in _OPEN and not marked:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
-            await self._landed(entry, wait=True)
+            await self._landed(entry, wait=True, lease=lease)
             judgement = await self._judge(entry)
             if judgement.verdict == Verdict.APPLIED:
                 await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
@@ -317,10 +317,13 @@ class WriteGuard:
         except LedgerError as exc:
             log.warning("could not give back the leases of %s (%s); they end when they lapse", lease.names, exc)
 
-    async def _landed(self, entry: LedgerEntry, *, wait: bool) -> bool:
+    async def _landed(
+        self, entry: LedgerEntry, *, wait: bool, lease: _Lease | None = None, also: Sequence[str] = ()
+    ) -> bool:
         """Whether the last request sent for ``entry`` can no longer be on its way (with
-        ``wait``: once it cannot). Its writer's lease can end before that: a PostgreSQL lock
-        ends at once with a dead process's or a lost session's connection, and a call
+        ``wait``: once it cannot, keeping the caller's ``lease``, and the leases ``also``
+        held with it, for that long). Its writer's lease can end before that: a PostgreSQL
+        lock ends at once with a dead process's or a lost session's connection, and a call
         cancelled while waiting for its answer gives its lease back. Read before the API has
         the request, a write reads as not applied and would be sent again.
         """
@@ -335,8 +338,23 @@ class WriteGuard:
             return True
         if wait:
             log.info("write %s may still be on its way; judging it in %.1fs", entry.key, left)
+            if lease is not None:
+                await self._outlast(lease, left, also)
             await asyncio.sleep(left)
         return wait
+
+    async def _outlast(self, lease: _Lease, wait: float, also: Sequence[str]) -> None:
+        """Renew the caller's leases, if need be, to outlast a wait of ``wait`` seconds with
+        time left to judge after it: the write waited for may have a longer flight than
+        this client's lease allows for (its sender's timeout), and a lease lapsing in the
+        wait would let another process write the customer while its state is being judged."""
+        if time.monotonic() + wait - lease.since <= self._lease_slack:
+            return
+        asked = time.monotonic()
+        names = [*lease.names, *also]
+        if await self.ledger.acquire(names, owner=lease.owner, lease_ttl=self._lease_ttl + wait) is not None:
+            raise LeaseLost(f"the lease on customers {', '.join(names)} lapsed and another process took one")
+        lease.since = asked + wait  # a lease of the usual length, starting once the wait ends
 
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
@@ -366,7 +384,7 @@ class WriteGuard:
                 await self._supersede(other, entry.key)
                 continue
             try:
-                await self._landed(other, wait=True)
+                await self._landed(other, wait=True, lease=lease, also=extra)
                 judgement = await self.resolve(other)
             finally:
                 await self._cleanups.finish(self.ledger.release(extra, owner=owner))

@@ -67,12 +67,10 @@ async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
 
 
-async def test_a_process_with_a_shorter_timeout_waits_out_the_senders_flight(
-    make_client: ClientFactory, sandbox: Sandbox
-) -> None:
-    """Processes sharing a ledger may use different timeouts (a web handler's short one, a
-    worker's long one): a write's entry records how long its request may be on its way,
-    and another process waits that out, not its own shorter reckoning."""
+async def _left_on_its_way(make_client: ClientFactory, arrives_after: float) -> list[asyncio.Task[Any]]:
+    """A repeatable claim (job-1 on "cust") by a client with a 4 s timeout, whose request
+    reaches the API ``arrives_after`` seconds after it left, by when its caller has given up
+    (its lease given back). Returns the request's landing, to await at the end."""
     patient = make_client(guard=_SETTINGS, timeout=4.0)  # its request may be on its way 5 s
     await patient.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
     on_its_way = asyncio.Event()
@@ -80,8 +78,8 @@ async def test_a_process_with_a_shorter_timeout_waits_out_the_senders_flight(
     landing: list[asyncio.Task[Any]] = []
 
     async def slow_api(*args: Any) -> Any:
-        async def arrive() -> Any:  # the API takes 2.5 s, within the sender's timeout
-            await asyncio.sleep(2.5)
+        async def arrive() -> Any:
+            await asyncio.sleep(arrives_after)
             return await send_once(*args)
 
         landing.append(asyncio.ensure_future(arrive()))
@@ -91,12 +89,42 @@ async def test_a_process_with_a_shorter_timeout_waits_out_the_senders_flight(
     patient.guard._send_once = slow_api  # type: ignore[method-assign]
     call = asyncio.create_task(patient.claim_tokens("visit", "cust", idempotency_key="job-1"))
     await on_its_way.wait()
-    call.cancel()  # its caller gave up: the lease is given back, the request goes on
+    call.cancel()
     await asyncio.gather(call, return_exceptions=True)
+    return landing
+
+
+async def test_a_process_with_a_shorter_timeout_waits_out_the_senders_flight(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    """Processes sharing a ledger may use different timeouts (a web handler's short one, a
+    worker's long one): a write's entry records how long its request may be on its way,
+    and another process waits that out, not its own shorter reckoning."""
+    landing = await _left_on_its_way(make_client, arrives_after=2.5)  # within the sender's timeout
     hasty = make_client(guard=_SETTINGS, timeout=0.25)  # by its own reckoning, 1.25 s
     again = await hasty.claim_tokens("visit", "cust", idempotency_key="job-1")
     await asyncio.gather(*landing, return_exceptions=True)
     assert again.replayed and again.verified  # judged once the first request had landed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+async def test_a_wait_longer_than_the_waiters_lease_keeps_the_customer(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    """Waiting out another process's longer flight, a call renews its own lease when that
+    would lapse first (SQLite leases run out; PostgreSQL locks do not): no other process
+    can write the customer while the call is about to judge its state."""
+    landing = await _left_on_its_way(make_client, arrives_after=1.0)
+    hasty = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=2.0), timeout=0.25)
+    waiting = asyncio.create_task(hasty.claim_tokens("visit", "cust", idempotency_key="job-1"))
+    await asyncio.sleep(3.0)  # hasty's lease, as first taken, has lapsed; the flight has not
+    assert not waiting.done()
+    other = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=30.0, lease_wait=0.0))
+    with pytest.raises(sa.LedgerError, match="lease"):
+        await other.claim_tokens("visit", "cust", idempotency_key="job-2")
+    again = await waiting
+    await asyncio.gather(*landing, return_exceptions=True)
+    assert again.replayed and again.verified
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
 
 
