@@ -21,7 +21,14 @@ async def die_at(client: ShakescoClient, point: str, key: str, customer: str, so
     assert begun.created
     if point != "recorded":
         snapshot = await snapshot_of(client, intent.operation, intent.params)
-        await ledger.mark_sending(key, snapshot=snapshot, owner="dead-process", customers=intent.leases, lease_ttl=0.05)
+        await ledger.mark_sending(
+            key,
+            snapshot=snapshot,
+            owner="dead-process",
+            customers=intent.leases,
+            lease_ttl=0.05,
+            in_flight=client.guard._in_flight,
+        )
         if point == "sending_applied":
             await client._exchange(UPGRADE_TO_SHAKESCO, wire, key)
         await long_ago(ledger, key)

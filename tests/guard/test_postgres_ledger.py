@@ -160,6 +160,8 @@ async def test_move_a_sqlite_ledger_then_use_the_cli_on_the_dsn(
     env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url, "SHAKESCO_LEDGER": postgres_dsn}
     code, out, _ = await _cli("ledger", "stats", "--json", env=env)
     assert json.loads(out)["sending"] == 1
+    code, out, _ = await _cli("ledger", "show", "left-open", "--json", env=env)
+    assert json.loads(out)["in_flight"] == 2.0 + 1.0  # its sender's timeout and margin moved with it
     code, out, _ = await _cli("reconcile", "--older-than", "0", "--json", env=env)
     assert code == 0 and json.loads(out)["counts"]["committed"] == 1
     assert json.loads(out)["counts"]["resent"] == 1  # "never-sent", now sent once
