@@ -87,9 +87,13 @@ def claim_sql(table: str) -> str:
         f"WITH pick AS MATERIALIZED (SELECT key FROM {table} WHERE business = $3 AND {_OPEN_ALL_SQL}"
         " AND created_at >= COALESCE($4::timestamptz, '-infinity')"
         " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
-        " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1)"
+        " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1"
+        # A claimer whose connection has ended (its process killed) keeps nothing: each
+        # claim names the server process that made it. The list is read once per statement.
+        " OR claimed_holder <> ALL (ARRAY(SELECT pid FROM pg_stat_activity)))"
         " ORDER BY created_at, key LIMIT $6 FOR UPDATE SKIP LOCKED)"
-        f" UPDATE {table} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2)"
+        f" UPDATE {table} AS e SET claimed_by = $1, claimed_until = clock_timestamp() + make_interval(secs => $2),"
+        " claimed_holder = pg_backend_pid()"
         " FROM pick WHERE e.business = $3 AND e.key = pick.key RETURNING "
         + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))
     )
@@ -451,7 +455,7 @@ class PostgresLedger(Ledger):
             return
         pool = await self._pool_conn()
         await pool.execute(
-            f"UPDATE {self._t} SET claimed_by = NULL, claimed_until = NULL"
+            f"UPDATE {self._t} SET claimed_by = NULL, claimed_until = NULL, claimed_holder = NULL"
             " WHERE business = $1 AND claimed_by = $2 AND key = ANY($3::text[])",
             self.business,
             owner,

@@ -47,8 +47,11 @@ CREATE INDEX IF NOT EXISTS entries_open_by_customer ON shakesco.entries USING gi
     WHERE state IN ('sending', 'in_doubt') AND snapshot IS NOT NULL;
 
 -- version 5: a write marked sending records how long its request may be on its way
--- (seconds after updated_at), so that a process with a shorter timeout does not judge it early.
+-- (seconds after updated_at), so that a process with a shorter timeout does not judge it early;
+-- a reconciler's claim names the server process of the connection that made it, and ends
+-- once that process has (the reconciler was killed mid-pass), not minutes later.
 ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS in_flight double precision;
+ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_holder integer;
 
 DELETE FROM shakesco.schema_version;
 INSERT INTO shakesco.schema_version (version) VALUES (5);

@@ -351,3 +351,40 @@ async def test_a_lease_session_on_a_standby_is_refused(postgres_dsn: str) -> Non
         finally:
             await leases.close()
             await pool.close()
+
+
+@pytest.mark.parametrize("claimer", ["ended", "alive"])
+async def test_a_pass_takes_over_what_a_reconciler_whose_connection_ended_claimed(
+    postgres_dsn: str, sandbox: Sandbox, claimer: str
+) -> None:
+    # A reconciler killed mid-pass leaves its pages claimed for five minutes; its claims
+    # name the server process of its connection, and the next pass takes them at once
+    # once that process has ended (as it does when the client's process dies).
+    spec = postgres_spec(postgres_dsn)
+    ledger = spec.make(sandbox.api_key)
+    async with sa.ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=ledger, timeout=2.0, guard=FAST_GUARD
+    ) as client:
+        for n in range(3):
+            await die_at(client, "sending_applied", f"k{n}", f"c{n}", KeySource.CALLER)
+        killed = spec.make(sandbox.api_key)  # another process's ledger
+        admin = await asyncpg.connect(postgres_dsn)
+        try:
+            assert len(await killed.claim_open(owner="reconcile:x:0", older_than=0, limit=None, ttl=300)) == 3
+            if claimer == "ended":
+                pids = {r[0] for r in await admin.fetch(f"SELECT claimed_holder FROM {spec.schema}.entries")}
+                assert len(pids) == 1
+                [pid] = pids
+                assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+                for _ in range(200):
+                    if not await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                        break
+                    await asyncio.sleep(0.01)
+            summary = await client.reconcile(older_than=0)
+            assert summary.examined == (3 if claimer == "ended" else 0)  # a live one's claims are its own
+            assert summary.counts.get("committed", 0) == summary.examined
+        finally:
+            await admin.close()
+            with contextlib.suppress(sa.LedgerError):
+                await killed.close()
+    await ledger.close()
