@@ -35,49 +35,16 @@ async def _end_the_lease(how: str, call: asyncio.Task[Any], client: Any, spec: L
         await admin.close()
 
 
-@pytest.mark.parametrize("how", ["cancelled", "session ended"])
-async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
-    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec, how: str
-) -> None:
-    if how == "session ended" and ledger_spec.backend != "postgres":
-        pytest.skip("only a PostgreSQL lease lives in a session that can end under a live process")
-    first = make_client(guard=_SETTINGS)
-    await first.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
+async def _on_its_way(client: Any, arrives_after: float) -> tuple[asyncio.Task[Any], list[asyncio.Task[Any]]]:
+    """Start a repeatable claim (job-1 on "cust") whose request reaches the API
+    ``arrives_after`` seconds after it left, whatever its caller does. Returns once it has
+    left: the call, and the request's landing (to await at the end)."""
+    await client.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
     on_its_way = asyncio.Event()
-    send_once = first.guard._send_once
+    send_once = client.guard._send_once
     landing: list[asyncio.Task[Any]] = []
 
     async def slow_network(*args: Any) -> Any:
-        # The request has left; it reaches the API a second later, whatever the caller does.
-        async def arrive() -> Any:
-            await asyncio.sleep(1.0)
-            return await send_once(*args)
-
-        landing.append(asyncio.ensure_future(arrive()))
-        on_its_way.set()
-        return await asyncio.shield(landing[0])
-
-    first.guard._send_once = slow_network  # type: ignore[method-assign]
-    call = asyncio.create_task(first.claim_tokens("visit", "cust", idempotency_key="job-1"))
-    await on_its_way.wait()
-    await _end_the_lease(how, call, first, ledger_spec)
-    again = await make_client(guard=_SETTINGS).claim_tokens("visit", "cust", idempotency_key="job-1")
-    await asyncio.gather(*landing, return_exceptions=True)
-    assert again.replayed and again.verified  # judged once the first request had landed
-    assert len(sandbox.applied_writes("/claim-tokens")) == 1
-
-
-async def _left_on_its_way(make_client: ClientFactory, arrives_after: float) -> list[asyncio.Task[Any]]:
-    """A repeatable claim (job-1 on "cust") by a client with a 4 s timeout, whose request
-    reaches the API ``arrives_after`` seconds after it left, by when its caller has given up
-    (its lease given back). Returns the request's landing, to await at the end."""
-    patient = make_client(guard=_SETTINGS, timeout=4.0)  # its request may be on its way 5 s
-    await patient.set_event_details("visit", 10, False)  # repeatable: the API takes every claim
-    on_its_way = asyncio.Event()
-    send_once = patient.guard._send_once
-    landing: list[asyncio.Task[Any]] = []
-
-    async def slow_api(*args: Any) -> Any:
         async def arrive() -> Any:
             await asyncio.sleep(arrives_after)
             return await send_once(*args)
@@ -86,10 +53,32 @@ async def _left_on_its_way(make_client: ClientFactory, arrives_after: float) -> 
         on_its_way.set()
         return await asyncio.shield(landing[0])
 
-    patient.guard._send_once = slow_api  # type: ignore[method-assign]
-    call = asyncio.create_task(patient.claim_tokens("visit", "cust", idempotency_key="job-1"))
+    client.guard._send_once = slow_network
+    call = asyncio.create_task(client.claim_tokens("visit", "cust", idempotency_key="job-1"))
     await on_its_way.wait()
-    call.cancel()
+    return call, landing
+
+
+@pytest.mark.parametrize("how", ["cancelled", "session ended"])
+async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec, how: str
+) -> None:
+    if how == "session ended" and ledger_spec.backend != "postgres":
+        pytest.skip("only a PostgreSQL lease lives in a session that can end under a live process")
+    first = make_client(guard=_SETTINGS)
+    call, landing = await _on_its_way(first, arrives_after=1.0)
+    await _end_the_lease(how, call, first, ledger_spec)
+    again = await make_client(guard=_SETTINGS).claim_tokens("visit", "cust", idempotency_key="job-1")
+    await asyncio.gather(*landing, return_exceptions=True)
+    assert again.replayed and again.verified  # judged once the first request had landed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+async def _given_up(make_client: ClientFactory, arrives_after: float) -> list[asyncio.Task[Any]]:
+    """A claim by a client with a 4 s timeout (its request may be on its way 5 s), whose
+    caller gives up while its request is on its way; returns the request's landing."""
+    call, landing = await _on_its_way(make_client(guard=_SETTINGS, timeout=4.0), arrives_after)
+    call.cancel()  # its lease is given back; the request goes on
     await asyncio.gather(call, return_exceptions=True)
     return landing
 
@@ -100,7 +89,7 @@ async def test_a_process_with_a_shorter_timeout_waits_out_the_senders_flight(
     """Processes sharing a ledger may use different timeouts (a web handler's short one, a
     worker's long one): a write's entry records how long its request may be on its way,
     and another process waits that out, not its own shorter reckoning."""
-    landing = await _left_on_its_way(make_client, arrives_after=2.5)  # within the sender's timeout
+    landing = await _given_up(make_client, arrives_after=2.5)  # within the sender's timeout
     hasty = make_client(guard=_SETTINGS, timeout=0.25)  # by its own reckoning, 1.25 s
     again = await hasty.claim_tokens("visit", "cust", idempotency_key="job-1")
     await asyncio.gather(*landing, return_exceptions=True)
@@ -114,7 +103,7 @@ async def test_a_wait_longer_than_the_waiters_lease_keeps_the_customer(
     """Waiting out another process's longer flight, a call renews its own lease when that
     would lapse first (SQLite leases run out; PostgreSQL locks do not): no other process
     can write the customer while the call is about to judge its state."""
-    landing = await _left_on_its_way(make_client, arrives_after=1.0)
+    landing = await _given_up(make_client, arrives_after=1.0)
     hasty = make_client(guard=sa.GuardSettings(verify_delay=0.0, lease_ttl=2.0), timeout=0.25)
     waiting = asyncio.create_task(hasty.claim_tokens("visit", "cust", idempotency_key="job-1"))
     await asyncio.sleep(3.0)  # hasty's lease, as first taken, has lapsed; the flight has not

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from shakesco_async._demo import run_demo
 from shakesco_async.cli._sandbox import parse_fault
 from shakesco_async.sandbox import FaultMode, Sandbox
 from tests.support.cli import run_cli
+from tests.support.user_project import run_users_pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -79,10 +79,9 @@ async def test_pytest_plugin_fixture(shakesco_sandbox: Sandbox, tmp_path: Path) 
 def test_pytest_plugin_fixture_in_a_users_project(tmp_path: Path, mode: str) -> None:
     """The fixture as a user's suite gets it: pytest-asyncio's default mode is strict, where
     only fixtures it was told about are run (a plain async fixture is an error there)."""
-    (tmp_path / "pytest.ini").write_text(
-        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
-    )
-    (tmp_path / "test_award.py").write_text(
+    run = run_users_pytest(
+        tmp_path,
+        mode,
         "import pytest\n"
         "from shakesco_async import ShakescoClient\n\n\n"
         "@pytest.mark.asyncio\n"
@@ -91,14 +90,7 @@ def test_pytest_plugin_fixture_in_a_users_project(tmp_path: Path, mode: str) -> 
         "        shakesco_sandbox.api_key, base_url=shakesco_sandbox.base_url, ledger=tmp_path / 'l.sqlite3'\n"
         "    ) as client:\n"
         "        await client.upgrade_to_shakesco('u1', 3)\n"
-        "    assert len(shakesco_sandbox.applied) == 1\n"
-    )
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_award.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        "    assert len(shakesco_sandbox.applied) == 1\n",
     )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout

@@ -19,16 +19,6 @@ from shakesco_async.sandbox import Sandbox
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-async def seeded(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
-    monkeypatch.setenv("SHAKESCO_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("SHAKESCO_BASE_URL", sandbox.base_url)
-    monkeypatch.setenv("SHAKESCO_LEDGER", str(tmp_path / "app-ledger.sqlite3"))
-    async with ShakescoClient() as client:
-        await client.set_event_details("purchase", 5, False)
-    return sandbox
-
-
 async def test_fastapi_example(seeded: Sandbox) -> None:
     from examples import fastapi_app
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from shakesco_async import ShakescoClient
 from shakesco_async.sandbox import Sandbox
 from tests.support.cli import run_cli
+from tests.support.user_project import run_users_pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -78,12 +78,7 @@ async def test_reconcile_example(client: ShakescoClient, sandbox: Sandbox, capsy
     assert client._reconciler is not None and not client._reconciler.done()
 
 
-async def test_fastapi_example(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHAKESCO_API_KEY", sandbox.api_key)
-    monkeypatch.setenv("SHAKESCO_BASE_URL", sandbox.base_url)
-    monkeypatch.setenv("SHAKESCO_LEDGER", str(tmp_path / "app.sqlite3"))
-    async with ShakescoClient() as setup:
-        await setup.set_event_details("purchase", 5, False)
+async def test_fastapi_example(seeded: Sandbox) -> None:
     namespace: dict[str, object] = {}
     exec(compile(example("fastapi"), "README.md", "exec"), namespace)
     app = namespace["app"]
@@ -95,22 +90,12 @@ async def test_fastapi_example(sandbox: Sandbox, tmp_path: Path, monkeypatch: py
     first, again = (a.json() for a in answers)
     assert again == {**first, "replayed": True}  # a redelivered webhook: answered from the ledger
     assert first["tx_hash"].startswith("0x") and first["replayed"] is False
-    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+    assert len(seeded.applied_writes("/claim-tokens")) == 1
 
 
 @pytest.mark.parametrize("mode", ["strict", "auto"])
 def test_sandbox_example_in_a_users_project(tmp_path: Path, mode: str) -> None:
-    (tmp_path / "pytest.ini").write_text(
-        f"[pytest]\nasyncio_mode = {mode}\nasyncio_default_fixture_loop_scope = function\n"
-    )
-    (tmp_path / "test_example.py").write_text(example("sandbox"))
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_example.py"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    run = run_users_pytest(tmp_path, mode, example("sandbox"))
     assert run.returncode == 0, run.stdout + run.stderr
     assert "1 passed" in run.stdout
 
