@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import math
@@ -64,10 +65,7 @@ class ShakescoClient(EndpointMethods):
         guard: GuardSettings | None = None,
         ledger_scope: str | None = None,
     ) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-            raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ConfigurationError(f"max_retries must be a non-negative int, got {max_retries!r}")
+        _check_limits(timeout, max_retries)
         self._api_key: ApiKey = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
         self.timeout = float(timeout)
@@ -83,11 +81,7 @@ class ShakescoClient(EndpointMethods):
         business = resolve_ledger_scope(ledger_scope, self._api_key)
         self._ledger = open_ledger(target, business=business, synchronous=self._settings.synchronous)
         self._owns_ledger = not isinstance(ledger, Ledger)
-        self._reconciler: asyncio.Task[None] | None = None
-        self._closed = False
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._under_way = 0  # calls made through the public methods, not yet returned
-        self._idle: asyncio.Event | None = None
+        self._life = _Life()
         self._guard = WriteGuard(
             reader=_GuardReads(self),
             send_once=self._exchange,
@@ -99,6 +93,27 @@ class ShakescoClient(EndpointMethods):
 
     def __repr__(self) -> str:
         return f"ShakescoClient(base_url={str(self.base_url)!r}, ledger={self._ledger!r})"
+
+    def with_options(self, *, timeout: float | None = None, max_retries: int | None = None) -> Self:
+        """This client with another ``timeout`` or ``max_retries`` for the calls made
+        through it, e.g. a web handler's short deadline in a worker's client.
+
+        The copy shares everything else: connections, ledger, in-process customer locks,
+        reconciler and shutdown (closing either closes both). Its writes record their own
+        timeout, so the guard judges them by it wherever they are judged.
+        """
+        timeout = self.timeout if timeout is None else timeout
+        max_retries = self.max_retries if max_retries is None else max_retries
+        _check_limits(timeout, max_retries)
+        self._settings.check(float(timeout))
+        other = copy.copy(self)
+        other.timeout = float(timeout)
+        other.max_retries = max_retries
+        other._transport = self._transport.with_timeout(other.timeout)
+        other._guard = self._guard.sibling(
+            reader=_GuardReads(other), send_once=other._exchange, timeout=other.timeout, max_retries=max_retries
+        )
+        return other
 
     @property
     def ledger(self) -> Ledger:
@@ -122,15 +137,16 @@ class ShakescoClient(EndpointMethods):
         """Refuse new calls, stop the reconciler, wait for the calls under way (a write cut
         off mid-flight would be left in doubt), finish what cancelled calls left to give back,
         then close the HTTP session (unless the caller's) and the ledger (unless passed in)."""
-        self._closed = True
-        if self._reconciler is not None:
-            task, self._reconciler = self._reconciler, None
+        life = self._life
+        life.closed = True
+        if life.reconciler is not None:
+            task, life.reconciler = life.reconciler, None
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        if self._under_way:  # none can start now, so once none is left, none will be
-            if self._idle is None:
-                self._idle = asyncio.Event()
-            await self._idle.wait()
+        if life.under_way:  # none can start now, so once none is left, none will be
+            if life.idle is None:
+                life.idle = asyncio.Event()
+            await life.idle.wait()
         await self._guard.drain()  # leases that cancelled calls took are given back first
         await self._transport.aclose()
         if self._owns_ledger:
@@ -168,23 +184,25 @@ class ShakescoClient(EndpointMethods):
         """Reconcile in the background every ``interval`` seconds until ``aclose()``."""
         check_options(older_than=older_than, concurrency=concurrency, resend=resend, interval=interval)
         self._check_open()
-        if self._reconciler is not None and not self._reconciler.done():
+        life = self._life
+        if life.reconciler is not None and not life.reconciler.done():
             raise RuntimeError("a reconciler is already running for this client")
-        self._reconciler = asyncio.create_task(
+        life.reconciler = asyncio.create_task(
             run_periodically(self._guard, interval, older_than=older_than, concurrency=concurrency, resend=resend),
             name="shakesco-reconciler",
         )
-        return self._reconciler
+        return life.reconciler
 
     # -- the one code path ----------------------------------------------------------------
     def _check_open(self) -> None:
-        if self._closed:
+        life = self._life
+        if life.closed:
             # Before the ledger: a closed client must not record intents, nor reopen its ledger
             raise TransportError("the client is closed", sent=False)
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        elif loop is not self._loop:
+        if life.loop is None:
+            life.loop = loop
+        elif loop is not life.loop:
             # Its HTTP session and ledger queue belong to that loop; here they would fail halfway.
             raise ConfigurationError(
                 "this client is bound to the event loop it was first used in: make one client per"
@@ -196,15 +214,16 @@ class ShakescoClient(EndpointMethods):
         wire = endpoint.prepare(params)
         if not endpoint.is_write and idempotency_key is not None:
             raise ValidationError(f"{endpoint.name}() is a read and takes no idempotency_key")
-        self._under_way += 1
+        life = self._life
+        life.under_way += 1
         try:
             if endpoint.is_write:
                 return await self._guard.execute(endpoint, wire, idempotency_key)
             return await self._read(endpoint, wire)
         finally:
-            self._under_way -= 1
-            if not self._under_way and self._idle is not None:
-                self._idle.set()
+            life.under_way -= 1
+            if not life.under_way and life.idle is not None:
+                life.idle.set()
 
     async def _read(self, endpoint: Endpoint[R], wire: dict[str, WireValue]) -> R:
         """A GET, retried on transport errors, rate limits and 502/503/504."""
@@ -235,6 +254,26 @@ class ShakescoClient(EndpointMethods):
                 f"{endpoint.path} answered {response.status} with a non-JSON body", response.text
             ) from None
         return endpoint.parse(data)
+
+
+class _Life:
+    """What a client and its ``with_options`` copies share of their lifetime."""
+
+    __slots__ = ("closed", "idle", "loop", "reconciler", "under_way")
+
+    def __init__(self) -> None:
+        self.closed = False
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.under_way = 0  # calls made through the public methods, not yet returned
+        self.idle: asyncio.Event | None = None
+        self.reconciler: asyncio.Task[None] | None = None
+
+
+def _check_limits(timeout: object, max_retries: object) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigurationError(f"max_retries must be a non-negative int, got {max_retries!r}")
 
 
 class _GuardReads(EndpointMethods):

@@ -7,6 +7,7 @@ above it touches aiohttp.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import math
 import platform
@@ -66,6 +67,21 @@ def user_agent(version: str) -> str:
     return f"shakesco-async/{version} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
 
 
+class _Pool:
+    """The connections one client's transports share (a client and its ``with_options``
+    copies): the session, the gate on its connections, URLs already built."""
+
+    __slots__ = ("closed", "gate", "owns_session", "session", "texts", "urls")
+
+    def __init__(self, session: aiohttp.ClientSession | None) -> None:
+        self.session = session
+        self.gate: asyncio.Semaphore | None = None
+        self.owns_session = session is None
+        self.closed = False
+        self.urls: dict[str, yarl.URL] = {}
+        self.texts: dict[str, str] = {}  # the same, encoded, for a query to follow
+
+
 @attrs.frozen
 class Response:
     """An HTTP answer, whatever its status."""
@@ -99,24 +115,31 @@ class Transport:
         self._api_key = api_key
         self._seconds = timeout
         self._timeout = _budget(timeout)
-        self._session = session
-        self._gate: asyncio.Semaphore | None = None
-        self._owns_session = session is None
+        self._pool = _Pool(session)
         self._user_agent = user_agent(version)
-        self._closed = False
-        self._urls: dict[str, yarl.URL] = {}
-        self._texts: dict[str, str] = {}  # the same, encoded, for a query to follow
+
+    def with_timeout(self, timeout: float) -> Transport:
+        """A transport with another timeout, on this one's connections."""
+        other = copy.copy(self)
+        other._seconds = timeout
+        other._timeout = _budget(timeout)
+        return other
+
+    @property
+    def _session(self) -> aiohttp.ClientSession | None:
+        return self._pool.session
 
     def _get_session(self) -> aiohttp.ClientSession:
-        if self._closed:
+        pool = self._pool
+        if pool.closed:
             raise TransportError("the client is closed", sent=False)
-        if self._session is None:
-            self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=_POOL))
-        elif self._session.closed:
+        if pool.session is None:
+            pool.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=_POOL))
+        elif pool.session.closed:
             raise TransportError("the HTTP session passed as session= is closed", sent=False)
-        if self._gate is None:
-            self._gate = asyncio.Semaphore(_slots(self._session))
-        return self._session
+        if pool.gate is None:
+            pool.gate = asyncio.Semaphore(_slots(pool.session))
+        return pool.session
 
     async def send(
         self,
@@ -135,16 +158,17 @@ class Transport:
         }
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        url = self._urls.get(path)
+        urls = self._pool.urls
+        url = urls.get(path)
         if url is None:  # building a URL is costly next to a loopback request; paths are few
-            url = self._urls[path] = self._base_url.with_path(self._base_url.path.rstrip("/") + path)
-            self._texts[path] = str(url)
+            url = urls[path] = self._base_url.with_path(self._base_url.path.rstrip("/") + path)
+            self._pool.texts[path] = str(url)
         data: bytes | None = None
         if method == "POST":
             headers["Content-Type"] = "application/json"
             data = encode_body(fields)
         elif fields:  # encoded here, not by yarl, which writes a space as "+"
-            url = yarl.URL(f"{self._texts[path]}?{encode_query(fields)}", encoded=True)
+            url = yarl.URL(f"{self._pool.texts[path]}?{encode_query(fields)}", encoded=True)
         started = time.perf_counter()
         timeout = await self._take_slot(method, path, started)
         try:
@@ -174,8 +198,8 @@ class Transport:
             _scrub(exc)
             raise TransportError(f"{method} {path}: connection lost ({type(exc).__name__})", sent=None) from exc
         finally:
-            assert self._gate is not None
-            self._gate.release()
+            assert self._pool.gate is not None
+            self._pool.gate.release()
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed_ms)
         return Response(status, text, retry_after)
@@ -188,7 +212,7 @@ class Transport:
         request that never got a connection is known not to have left (``sent=False``):
         under a burst, the guard then sends it again instead of reading back every one.
         """
-        gate = self._gate
+        gate = self._pool.gate
         assert gate is not None
         if not gate.locked():
             await gate.acquire()  # returns at once: no timer to start
@@ -208,10 +232,11 @@ class Transport:
         return _budget(left)
 
     async def aclose(self) -> None:
-        self._closed = True
-        if self._session is not None and self._owns_session:
-            await self._session.close()
-        self._session = None
+        pool = self._pool
+        pool.closed = True
+        if pool.session is not None and pool.owns_session:
+            await pool.session.close()
+        pool.session = None
 
     def __repr__(self) -> str:
         return f"Transport(base_url={str(self._base_url)!r})"

@@ -116,6 +116,26 @@ class WriteGuard:
         self._owners = _Owners()
         self._cleanups = Cleanups()
 
+    def sibling(self, *, reader: EndpointMethods, send_once: SendOnce, timeout: float, max_retries: int) -> WriteGuard:
+        """A guard for calls with another timeout and retry count, sharing this one's
+        ledger, in-process locks, event cache, lease owners and cleanups: to the ledger
+        and to each other, the two are one writer."""
+        other = WriteGuard(
+            reader=reader,
+            send_once=send_once,
+            ledger=self.ledger,
+            settings=self._settings,
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        other._locks, other._events, other._owners, other._cleanups = (
+            self._locks,
+            self._events,
+            self._owners,
+            self._cleanups,
+        )
+        return other
+
     # -- entry point ---------------------------------------------------------------------------
     async def execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""

@@ -58,10 +58,10 @@ async def test_aiohttp_example(seeded: Sandbox) -> None:
         assert response.status == 200
         assert (await response.json())["status"] == "awarded"
         client = app[SHAKESCO_CLIENT]
-        assert client._reconciler is not None and not client._reconciler.done()
+        assert client._life.reconciler is not None and not client._life.reconciler.done()
         session = client._transport._session
         assert session is not None and not session.closed
-    assert client._reconciler is None  # stopped with the app
+    assert client._life.reconciler is None  # stopped with the app
     assert session.closed
     assert len(seeded.applied_writes("/claim-tokens")) == 1
 

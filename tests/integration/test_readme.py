@@ -75,7 +75,7 @@ async def test_reconcile_example(client: ShakescoClient, sandbox: Sandbox, capsy
     exec(f"async def run(client):\n{body}", namespace)
     await namespace["run"](client)  # type: ignore[operator]
     assert "'committed': 1" in capsys.readouterr().out
-    assert client._reconciler is not None and not client._reconciler.done()
+    assert client._life.reconciler is not None and not client._life.reconciler.done()
 
 
 async def test_fastapi_example(seeded: Sandbox) -> None:

@@ -369,7 +369,7 @@ async def test_a_closed_client_refuses_calls_before_touching_its_ledger(tmp_path
         assert caught.value.sent is False
     with pytest.raises(TransportError, match="closed"):
         client.start_reconciler(interval=1)
-    assert client._reconciler is None
+    assert client._life.reconciler is None
     assert client.ledger._writer is None  # type: ignore[attr-defined]  # not reopened
     async with ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3") as again:
         assert sum((await again.ledger.counts()).values()) == 0  # no intent was recorded
