@@ -125,10 +125,6 @@ class Transport:
         other._timeout = _budget(timeout)
         return other
 
-    @property
-    def _session(self) -> aiohttp.ClientSession | None:
-        return self._pool.session
-
     def _get_session(self) -> aiohttp.ClientSession:
         pool = self._pool
         if pool.closed:

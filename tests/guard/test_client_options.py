@@ -21,7 +21,7 @@ async def test_the_copy_has_its_own_limits_and_the_clients_connections(
     with pytest.raises(sa.TransportTimeout):
         await quick.balance("c")
     assert await client.balance("c") == 0  # waited out the same delay
-    assert quick._transport._session is client._transport._session is not None
+    assert quick._transport._pool.session is client._transport._pool.session is not None
 
 
 async def test_a_copys_write_is_the_clients_write(make_client: ClientFactory, sandbox: Sandbox) -> None:

@@ -218,7 +218,7 @@ async def test_bad_reconcile_options_are_refused_up_front(
     client = make_client()
     with pytest.raises(sa.ValidationError):
         client.start_reconciler(**options)  # type: ignore[arg-type]
-    assert client._reconciler is None
+    assert client._life.reconciler is None
     if "interval" not in options:
         with pytest.raises(sa.ValidationError):
             await client.reconcile(**options)  # type: ignore[arg-type]

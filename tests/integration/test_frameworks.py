@@ -32,7 +32,7 @@ async def test_fastapi_example(seeded: Sandbox) -> None:
             again = await http.post("/orders/42/paid", json={"customer_ref": "web-1"})  # a redelivered webhook
         assert first.status_code == 200 and first.json()["status"] == "awarded"
         assert again.json()["balance"] == "5.0"
-        session = client._transport._session
+        session = client._transport._pool.session
         assert session is not None and not session.closed
     assert session.closed  # shutdown closed the client
     assert len(seeded.applied_writes("/claim-tokens")) == 1
@@ -59,7 +59,7 @@ async def test_aiohttp_example(seeded: Sandbox) -> None:
         assert (await response.json())["status"] == "awarded"
         client = app[SHAKESCO_CLIENT]
         assert client._life.reconciler is not None and not client._life.reconciler.done()
-        session = client._transport._session
+        session = client._transport._pool.session
         assert session is not None and not session.closed
     assert client._life.reconciler is None  # stopped with the app
     assert session.closed

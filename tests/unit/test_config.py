@@ -172,7 +172,7 @@ async def test_lifecycle_closes_its_own_session() -> None:
         m.get(f"{UNIT_URL}/event-counter", payload={"event_count": "1"})
         async with client:
             assert await client.event_counter() == 1
-            session = client._transport._session
+            session = client._transport._pool.session
             assert session is not None
     assert session.closed
 
@@ -188,7 +188,7 @@ async def test_a_shared_session_is_left_open() -> None:
 
 async def test_no_session_is_created_until_needed() -> None:
     client = ShakescoClient("k", base_url=UNIT_URL)
-    assert client._transport._session is None
+    assert client._transport._pool.session is None
     await client.aclose()
 
 
