@@ -372,7 +372,7 @@ class WriteGuard:
             return
         asked = time.monotonic()
         names = [*lease.names, *also]
-        if await self.ledger.acquire(names, owner=lease.owner, lease_ttl=self._lease_ttl + wait) is not None:
+        if not await self.ledger.renew(names, owner=lease.owner, lease_ttl=self._lease_ttl + wait):
             raise LeaseLost(f"the lease on customers {', '.join(names)} lapsed and another process took one")
         lease.since = asked + wait  # a lease of the usual length, starting once the wait ends
 

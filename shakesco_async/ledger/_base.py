@@ -152,6 +152,13 @@ class Ledger(abc.ABC):
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         """Give up the leases ``owner`` holds on ``customers``."""
 
+    async def renew(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> bool:
+        """Extend ``owner``'s leases on ``customers`` to ``lease_ttl`` from now if no other
+        owner has held one of them since they were taken (one that lapsed unclaimed is
+        renewed); else False, changing nothing. By default ``acquire``, which suits
+        leases that cannot lapse."""
+        return await self.acquire(customers, owner=owner, lease_ttl=lease_ttl) is None
+
     @abc.abstractmethod
     async def mark_sending(
         self,

@@ -260,6 +260,9 @@ class PostgresLedger(Ledger):
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         await self._leases.release(customers, owner)
 
+    async def renew(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> bool:
+        return self._leases.held(customers, owner)  # its locks do not lapse; held on a live session
+
     # -- the write path ----------------------------------------------------------------------------
     async def _get(self, key: str) -> LedgerEntry | None:
         return (await self._get_many([key])).get(key)

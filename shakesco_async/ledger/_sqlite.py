@@ -530,6 +530,21 @@ class SQLiteLedger(Ledger):
         if customers:
             await self._submit(lambda db: self._release(db, customers, owner), durable=False)
 
+    async def renew(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> bool:
+        names = sorted(set(customers))
+
+        def op(db: sqlite3.Connection) -> None:
+            # A row still naming this owner, even lapsed, means nobody else held the customer
+            # since (acquire would take one another owner held and gave back meanwhile).
+            if lease_rows.renew(db, self.business, names, owner, LeaseEnd.after(clock.now(), lease_ttl)) != len(names):
+                raise LeaseLost("another owner held one of these customers")  # undoes the others' renewal
+
+        try:
+            await self._submit(op, durable=False)
+        except LeaseLost:
+            return False
+        return True
+
     # -- the write path ----------------------------------------------------------------------------
     def _open_entries_sql(self, customers: Sequence[str], exclude: str) -> tuple[str, tuple[Any, ...]]:
         scope, args = self._scope

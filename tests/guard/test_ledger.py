@@ -47,6 +47,20 @@ async def test_begin_with_a_snapshot_starts_sending(ledger: Ledger) -> None:
     assert plain.entry is not None and plain.entry.state == EntryState.RECORDED and plain.entry.attempts == 0
 
 
+async def test_renew_extends_only_leases_nobody_else_held_since(ledger: Ledger) -> None:
+    assert await ledger.acquire(["c1", "c2"], owner="a", lease_ttl=0.05) is None
+    await asyncio.sleep(0.1)  # lapsed, and nobody took them: still a's to renew
+    assert await ledger.renew(["c1", "c2"], owner="a", lease_ttl=60)
+    assert await ledger.acquire(["c1"], owner="b", lease_ttl=60) is not None  # renewed: busy
+    assert not await ledger.renew(["c1"], owner="b", lease_ttl=60)  # not b's
+    await ledger.release(["c1"], owner="a")
+    assert await ledger.acquire(["c1"], owner="b", lease_ttl=60) is None
+    await ledger.release(["c1"], owner="b")
+    # b held c1 in between: a cannot renew it (acquire would take it), nor c2 with it.
+    assert not await ledger.renew(["c1", "c2"], owner="a", lease_ttl=60)
+    assert await ledger.renew(["c2"], owner="a", lease_ttl=60)
+
+
 async def test_an_entry_keeps_how_long_its_request_may_be_on_its_way(ledger: Ledger) -> None:
     begun = await ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={}, in_flight=7.5)
     assert begun.entry is not None and begun.entry.in_flight == 7.5
