@@ -534,10 +534,8 @@ class SQLiteLedger(Ledger):
         names = sorted(set(customers))
 
         def op(db: sqlite3.Connection) -> None:
-            # A row still naming this owner, even lapsed, means nobody else held the customer
-            # since (acquire would take one another owner held and gave back meanwhile).
-            if lease_rows.renew(db, self.business, names, owner, LeaseEnd.after(clock.now(), lease_ttl)) != len(names):
-                raise LeaseLost("another owner held one of these customers")  # undoes the others' renewal
+            # Not acquire: that would take back one another owner held and gave up meanwhile.
+            _renew_held(db, self.business, names, owner, LeaseEnd.after(clock.now(), lease_ttl))
 
         try:
             await self._submit(op, durable=False)
@@ -584,13 +582,7 @@ class SQLiteLedger(Ledger):
         def op(db: sqlite3.Connection) -> None:
             moment = clock.now()
             now = moment.wall
-            # A lease row still naming this owner, even lapsed, means nobody else held the
-            # customer since; one naming another owner means the request must not leave.
-            renewed = lease_rows.renew(db, self.business, names, owner, LeaseEnd.after(moment, lease_ttl))
-            if renewed != len(names):
-                raise LeaseLost(
-                    f"the lease on customers {', '.join(names)} lapsed and another process took one; nothing was sent"
-                )
+            _renew_held(db, self.business, names, owner, LeaseEnd.after(moment, lease_ttl))
             db.execute(
                 "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + 1, updated_at = ?, in_flight = ?"
                 " WHERE business = ? AND key = ?",
@@ -749,6 +741,16 @@ _BUSY_MS = 10000
 def _file_id(path: Path) -> tuple[int, int]:
     stat = os.stat(path)
     return (stat.st_dev, stat.st_ino)
+
+
+def _renew_held(db: sqlite3.Connection, business: str, names: Sequence[str], owner: str, end: LeaseEnd) -> None:
+    """Extend ``owner``'s leases on ``names`` to ``end``, or raise ``LeaseLost`` (the op's
+    savepoint then undoes the others). A row still naming this owner, even lapsed, means
+    nobody else held the customer since; one naming another owner means it was lost."""
+    if lease_rows.renew(db, business, names, owner, end) != len(names):
+        raise LeaseLost(
+            f"the lease on customers {', '.join(names)} lapsed and another process took one; nothing was sent"
+        )
 
 
 def _free_claims_of_exited(db: sqlite3.Connection, business: str, now: float) -> None:
