@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -192,30 +193,62 @@ def make_app(sandbox: Sandbox) -> web.Application:
         rule = sandbox.faults.pick(path, is_write)
         if rule is not None and rule.before_commit:
             return _before_commit(request, rule)
-        try:
-            raw = await _raw_params(request, is_write)
-            if rule is not None and rule.mode == FaultMode.COMMIT_LATE:
-                # The body is read first: the client may be gone by the time it is applied.
-                await rule.hold()
+        key = request.headers.get("Idempotency-Key")
+
+        def apply(raw: dict[str, Any]) -> dict[str, Any]:
             params = {name: kind(raw[name]) if name in raw else _missing() for name, kind in fields}
             with localcontext() as ctx:
                 ctx.prec = 80  # exact for 18 decimals on any realistic balance
                 result = getattr(business, path.strip("/").replace("-", "_"))(**params)
+            body: dict[str, Any] = result if isinstance(result, dict) else {}
+            if is_write:
+                tx_hash = None if body else Business.tx_hash()
+                if tx_hash is not None:
+                    body = {"tx_hash": tx_hash}
+                sandbox.record(AppliedWrite(path, raw, tx_hash, sandbox.clock.now(), key, api_key))
+            return body
+
+        try:
+            # The body is read first: the client may be gone by the time it is applied.
+            raw = await _raw_params(request, is_write)
+            if rule is not None and rule.mode == FaultMode.FAIL_THEN_COMMIT:
+                late.start(rule, lambda: apply(raw))
+                return _error(*rule.answer(), rule.retry_after)
+            if rule is not None and rule.mode == FaultMode.COMMIT_LATE:
+                await rule.hold()
+            body = apply(raw)
         except Refusal as refusal:
             return _error(refusal.status, refusal.message)
-        body: dict[str, Any] = result if isinstance(result, dict) else {}
-        if is_write:
-            tx_hash = None if body else Business.tx_hash()
-            if tx_hash is not None:
-                body = {"tx_hash": tx_hash}
-            sandbox.record(
-                AppliedWrite(path, raw, tx_hash, sandbox.clock.now(), request.headers.get("Idempotency-Key"), api_key)
-            )
         return await _after_commit(request, rule, body)
 
+    late = _Late()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
+    app.on_cleanup.append(late.cancel)
     return app
+
+
+class _Late:
+    """Writes a ``fail_then_commit`` fault applies after their answer has gone."""
+
+    def __init__(self) -> None:
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def start(self, rule: FaultRule, apply: Callable[[], object]) -> None:
+        async def later() -> None:
+            await rule.hold()
+            with contextlib.suppress(Refusal):  # the backend refused it: nothing applied
+                apply()
+
+        task = asyncio.create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def cancel(self, _: web.Application) -> None:
+        """At shutdown: a write still held is never applied."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _missing() -> Any:

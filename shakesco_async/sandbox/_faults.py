@@ -25,6 +25,10 @@ class FaultMode(enum.StrEnum):
     """Hold the request ``delay`` seconds (or until ``release`` is set), then apply the
     change and answer: a client with a shorter timeout gives up first, and the change lands
     after it did (a slow or queued server). Reads made meanwhile see the state before it."""
+    FAIL_THEN_COMMIT = "fail_then_commit"
+    """Answer 502 Transaction failed (or ``status``/``message``) at once, and apply the
+    change ``delay`` seconds later (or once ``release`` is set): a gateway that gave up on a
+    backend that carries on. Reads made meanwhile see the state before it."""
     FAIL_BEFORE_COMMIT = "fail_before_commit"
     """Answer 502 Transaction failed (or ``status``/``message``); nothing applied."""
     FAIL_AFTER_COMMIT = "fail_after_commit"
@@ -40,7 +44,8 @@ class FaultMode(enum.StrEnum):
 
 
 _APPLIES_BEFORE = frozenset({FaultMode.FAIL_BEFORE_COMMIT, FaultMode.RESET, FaultMode.ERROR})
-_DELAYED = frozenset({FaultMode.DELAY, FaultMode.COMMIT_LATE})
+_DELAYED = frozenset({FaultMode.DELAY, FaultMode.COMMIT_LATE, FaultMode.FAIL_THEN_COMMIT})
+_HELD = frozenset({FaultMode.COMMIT_LATE, FaultMode.FAIL_THEN_COMMIT})
 
 
 @attrs.define
@@ -132,9 +137,9 @@ class Faults:
     ) -> FaultRule:
         """Add a rule; returns it so a test can read ``rule.fired``.
 
-        ``release`` (``commit_late`` only): an ``asyncio.Event`` of the sandbox's loop; the
-        held request is applied once the test sets it, so that it lands exactly where the
-        test wants it (after the client's verification read, say).
+        ``release`` (``commit_late``, ``fail_then_commit``): an ``asyncio.Event`` of the
+        sandbox's loop; the held request is applied once the test sets it, so that it lands
+        exactly where the test wants it (after the client's verification read, say).
 
         A rule that could never fire (a misspelt endpoint, ``count=0``, a delay of nothing)
         raises ``ValueError``: a test relying on it would pass without testing anything.
@@ -154,8 +159,8 @@ class Faults:
             raise ValueError("delay and retry_after are finite seconds, not negative")
         if release is not None and not isinstance(release, asyncio.Event):
             raise ValueError(f"release must be an asyncio.Event, got {type(release).__name__}")
-        if release is not None and mode != FaultMode.COMMIT_LATE:
-            raise ValueError(f"release= holds a commit_late fault, not a {mode.value} one")
+        if release is not None and mode not in _HELD:
+            raise ValueError(f"release= holds a commit_late or fail_then_commit fault, not a {mode.value} one")
         if mode in _DELAYED and delay <= 0 and release is None:
             raise ValueError(f"a {mode.value} fault needs delay= seconds above 0")
         if status is not None and not 100 <= status <= 599:

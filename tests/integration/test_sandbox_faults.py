@@ -119,6 +119,46 @@ async def test_commit_late_applies_when_the_test_releases_it(http: aiohttp.Clien
     assert status == 200 and len(sandbox.applied_writes()) == 1
 
 
+async def test_fail_then_commit_answers_at_once_and_applies_later(
+    http: aiohttp.ClientSession, sandbox: Sandbox
+) -> None:
+    sandbox.faults.add("fail_then_commit", endpoint="/upgrade-to-shakesco", delay=0.3, status=504)
+    status, text = await _post(http, sandbox, "/upgrade-to-shakesco", UPGRADE)
+    assert (status, json.loads(text)) == (504, {"error": "Transaction failed"})
+    assert sandbox.applied_writes() == []  # what a read made now would see
+    assert sandbox.business().customer("c1").balance == 0
+    for _ in range(100):
+        if sandbox.applied_writes():
+            break
+        await asyncio.sleep(0.05)
+    assert len(sandbox.applied_writes()) == 1
+    assert sandbox.business().customer("c1").balance == 10
+
+
+async def test_fail_then_commit_held_until_released_and_refused_writes_never_land(
+    http: aiohttp.ClientSession, sandbox: Sandbox
+) -> None:
+    release = asyncio.Event()
+    sandbox.faults.add("fail_then_commit", endpoint="/redeem-tokens", release=release)
+    status, _ = await _post(http, sandbox, "/redeem-tokens", {"customer_ref": "nobody", "amount": 5})
+    assert status == 502
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert sandbox.applied_writes() == []  # the backend refused it (no balance): nothing applied
+
+
+async def test_a_write_still_held_when_the_sandbox_stops_is_never_applied() -> None:
+    release = asyncio.Event()
+    async with Sandbox() as sandbox, aiohttp.ClientSession() as http:
+        sandbox.faults.add("fail_then_commit", endpoint="/upgrade-to-shakesco", release=release)
+        assert (await _post(http, sandbox, "/upgrade-to-shakesco", UPGRADE))[0] == 502
+    release.set()
+    for _ in range(20):
+        await asyncio.sleep(0.01)
+    assert sandbox.applied_writes() == []
+
+
 async def test_count_and_probability(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
     rule = sandbox.faults.add("fail_before_commit", count=2)
     statuses = [(await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] for _ in range(4)]
@@ -152,7 +192,8 @@ async def test_faults_target_one_endpoint_or_reads(http: aiohttp.ClientSession, 
         ({"mode": "delay", "endpoint": "/balance"}, "needs delay="),
         ({"mode": "delay", "delay": float("inf")}, "finite seconds"),
         ({"mode": "commit_late"}, "a commit_late fault needs delay="),
-        ({"mode": "delay", "delay": 1, "release": asyncio.Event()}, "release= holds a commit_late fault"),
+        ({"mode": "delay", "delay": 1, "release": asyncio.Event()}, "release= holds a commit_late or fail"),
+        ({"mode": "fail_then_commit"}, "a fail_then_commit fault needs delay="),
         ({"mode": "commit_late", "release": True}, "release must be an asyncio.Event, got bool"),
         ({"mode": "error", "status": 42}, "HTTP status"),
         ({"mode": "reset", "probability": 2}, "within 0..1"),
