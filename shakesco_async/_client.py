@@ -14,7 +14,14 @@ from typing import Any, Self, TypeVar
 
 import aiohttp
 
-from ._config import ApiKey, resolve_api_key, resolve_base_url, resolve_ledger, resolve_ledger_scope
+from ._config import (
+    ApiKey,
+    resolve_api_key,
+    resolve_base_url,
+    resolve_ledger,
+    resolve_ledger_scope,
+    resolve_timeout,
+)
 from ._errors import (
     APIError,
     ConfigurationError,
@@ -59,16 +66,15 @@ class ShakescoClient(EndpointMethods):
         *,
         base_url: str | None = None,
         ledger: Ledger | str | os.PathLike[str] | object | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         max_retries: int = 2,
         session: aiohttp.ClientSession | None = None,
         guard: GuardSettings | None = None,
         ledger_scope: str | None = None,
     ) -> None:
-        _check_limits(timeout, max_retries)
+        self.timeout = _check_limits(resolve_timeout(timeout), max_retries)
         self._api_key: ApiKey = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
-        self.timeout = float(timeout)
         self.max_retries = max_retries
         self._settings = guard or GuardSettings()
         self._settings.check(self.timeout)
@@ -102,12 +108,11 @@ class ShakescoClient(EndpointMethods):
         reconciler and shutdown (closing either closes both). Its writes record their own
         timeout, so the guard judges them by it wherever they are judged.
         """
-        timeout = self.timeout if timeout is None else timeout
         max_retries = self.max_retries if max_retries is None else max_retries
-        _check_limits(timeout, max_retries)
-        self._settings.check(float(timeout))
+        seconds = _check_limits(self.timeout if timeout is None else timeout, max_retries)
+        self._settings.check(seconds)
         other = copy.copy(self)
-        other.timeout = float(timeout)
+        other.timeout = seconds
         other.max_retries = max_retries
         other._transport = self._transport.with_timeout(other.timeout)
         other._guard = self._guard.sibling(
@@ -269,11 +274,13 @@ class _Life:
         self.reconciler: asyncio.Task[None] | None = None
 
 
-def _check_limits(timeout: object, max_retries: object) -> None:
+def _check_limits(timeout: object, max_retries: object) -> float:
+    """The timeout as a float, once both are known good."""
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
         raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise ConfigurationError(f"max_retries must be a non-negative int, got {max_retries!r}")
+    return float(timeout)
 
 
 class _GuardReads(EndpointMethods):

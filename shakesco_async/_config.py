@@ -23,6 +23,7 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://tokens.shakesco.com"
 DEFAULT_LEDGER = "shakesco-ledger.sqlite3"
+DEFAULT_TIMEOUT = 30.0
 
 
 class ApiKey:
@@ -84,6 +85,19 @@ def resolve_base_url(base_url: str | None) -> yarl.URL:
     if url.user or url.password or url.query_string or url.fragment:
         raise ConfigurationError("base_url must not carry credentials, a query or a fragment")
     return url
+
+
+def resolve_timeout(timeout: object) -> object:
+    """``timeout``, else env ``SHAKESCO_TIMEOUT`` (seconds), else 30 s; checked by the client."""
+    if timeout is not None:
+        return timeout
+    raw = os.environ.get("SHAKESCO_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"SHAKESCO_TIMEOUT must be a number of seconds, got {raw!r}") from None
 
 
 def resolve_ledger(ledger: object) -> object:

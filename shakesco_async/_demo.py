@@ -22,8 +22,13 @@ async def run_demo() -> int:
         async with Sandbox() as sandbox:
             ledger = Path(workdir) / "demo-ledger.sqlite3"
             _say(f"Sandbox Tokens API on {sandbox.base_url} (demo key, nothing leaves this machine)")
+            # The sandbox answers in milliseconds: a 1 s timeout keeps the waits below short.
             async with ShakescoClient(
-                sandbox.api_key, base_url=sandbox.base_url, ledger=ledger, guard=GuardSettings(verify_delay=0.2)
+                sandbox.api_key,
+                base_url=sandbox.base_url,
+                ledger=ledger,
+                timeout=1.0,
+                guard=GuardSettings(verify_delay=0.2),
             ) as client:
                 await client.set_event_details("signup", 50, True)
                 await client.set_event_details("purchase", "12.5", False)
@@ -52,11 +57,22 @@ async def run_demo() -> int:
                 _say(f"alice {before} -> {await client.balance('alice')}; times the API applied it: {applied}")
 
                 _say()
-                _say("And a 502 before anything was applied: verified as not applied, then sent once more.")
+                _say("A 502 before anything was applied: the guard reads back at once, and again once the")
+                _say("request can no longer land (timeout + verify_delay after it left); then sends it once more.")
                 sandbox.faults.add("fail_before_commit", endpoint="/redeem-tokens", count=1)
                 receipt = await client.redeem_tokens("alice", 5, idempotency_key="coffee:alice:2")
                 applied = len(sandbox.applied_writes("/redeem-tokens", idempotency_key="coffee:alice:2"))
                 _say(f"receipt tx {receipt.tx_hash}; times applied: {applied}; alice {await client.balance('alice')}")
+
+                _say()
+                _say("A 502 from a gateway while the API carries the redeem out half a second later:")
+                sandbox.faults.add("fail_then_commit", endpoint="/redeem-tokens", count=1, delay=0.5)
+                receipt = await client.redeem_tokens("alice", 5, idempotency_key="coffee:alice:3")
+                applied = len(sandbox.applied_writes("/redeem-tokens", idempotency_key="coffee:alice:3"))
+                _say(
+                    f"receipt: verified={receipt.verified}; times applied: {applied}"
+                    " (sent again at once, it would be 2)"
+                )
 
                 counts = {state.value: n for state, n in (await client.ledger.counts()).items() if n}
                 _say()

@@ -110,7 +110,8 @@ class WriteGuard:
         self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
         self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
         self._lease_slack = settings.lease_slack(timeout, max_retries)  # positive: GuardSettings.check
-        self._in_flight = timeout + settings.verify_delay + _IN_FLIGHT_MARGIN
+        self._landing = timeout + settings.verify_delay  # after it left, an attempt has landed or never will
+        self._in_flight = self._landing + _IN_FLIGHT_MARGIN
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
         self._owners = _Owners()
@@ -488,6 +489,7 @@ class WriteGuard:
             if first is None:
                 first = snapshot
             retry_after: float | None = None
+            left_at = time.monotonic()
             try:
                 result = await self._send_once(endpoint, wire, entry.key)
             except APIError as exc:
@@ -503,14 +505,14 @@ class WriteGuard:
                     failure: Exception = exc
                     retry_after = exc.retry_after
                 else:  # a 5xx or a redirect: the outcome is unknown
-                    failure = unknown = await self._unknown(entry, lease, snapshot, exc)
+                    failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
             except TransportError as exc:
                 if exc.sent is False:
                     failure = exc
                 else:
-                    failure = unknown = await self._unknown(entry, lease, snapshot, exc)
+                    failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
             except MalformedResponse as exc:
-                failure = unknown = await self._unknown(entry, lease, snapshot, exc)
+                failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
             else:
                 record = result_record(result)
                 await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=record, wait=False)
@@ -540,11 +542,26 @@ class WriteGuard:
         known = await known_snapshot(self._reader, self._events, entry.operation, entry.params)
         return known if known is not None else await snapshot_of(self._reader, entry.operation, entry.params)
 
-    async def _unknown(self, entry: LedgerEntry, lease: _Lease, snapshot: Snapshot, exc: Exception) -> Exception:
-        """Verify after an unknown outcome: a marker if applied, the error if not; raises if in doubt."""
+    async def _unknown(
+        self, entry: LedgerEntry, lease: _Lease, snapshot: Snapshot, exc: Exception, left_at: float
+    ) -> Exception:
+        """Verify after an unknown outcome of the attempt that left at ``left_at``
+        (monotonic): a marker if applied, the error if not; raises if in doubt.
+
+        Seen applied, it is applied at once. Any other verdict waits until the attempt
+        can no longer land: an answer that came before the request's deadline (a
+        gateway's 502 or 504, a dropped connection) does not mean the API is done with
+        it, and a write sent again while the first is still being carried out applies twice.
+        """
         if self._settings.verify_delay:
             await asyncio.sleep(self._settings.verify_delay)
         judgement = await self._verified(entry, snapshot)
+        left = left_at + self._landing - time.monotonic()
+        if judgement.verdict != Verdict.APPLIED and left > 0 and not VERIFIERS[entry.operation].repeatable:
+            log.info("write %s: not seen applied yet, and it may still land; judging it in %.1fs", entry.key, left)
+            await self._outlast(lease, left, ())
+            await asyncio.sleep(left)
+            judgement = await self._verified(entry, snapshot)
         log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
         if judgement.verdict == Verdict.NOT_APPLIED:
             return exc

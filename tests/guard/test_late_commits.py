@@ -113,3 +113,46 @@ async def test_state_moved_by_more_than_the_write_is_not_sent_again(
     assert await client.balance("c1") == 85
     entry = await client.ledger.get("crowded")
     assert entry is not None and entry.state == EntryState.IN_DOUBT
+
+
+QUICK = [(k, 502) for k in ONCE_ONLY] + [(k, 504) for k in ONCE_ONLY if k.name == "redeem"]
+
+
+@pytest.mark.parametrize(("kind", "status"), QUICK, ids=lambda v: v.name if isinstance(v, Kind) else str(v))
+async def test_a_quick_failure_is_judged_once_its_request_can_no_longer_land(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch, kind: Kind, status: int
+) -> None:
+    # A gateway answers at once and the API carries the request out a moment later, within
+    # the client's timeout: read back at once, it looks not applied. Sent again then, it
+    # would be applied twice.
+    client = make_client(timeout=TIMEOUT)
+    await kind.setup(client, sandbox)
+    before = len(sandbox.applied_writes(kind.endpoint))
+    monkeypatch.setattr(_wrapper, "backoff_delay", lambda *args, **kwargs: 0.0)
+    sandbox.faults.add("fail_then_commit", endpoint=kind.endpoint, count=1, delay=TIMEOUT / 2, status=status)
+    result: Any = await kind.call(client, "quick")
+    await asyncio.sleep(TIMEOUT / 2)  # past the moment the first attempt lands, had the call not waited
+    assert len(sandbox.applied_writes(kind.endpoint)) == before + 1
+    assert (result.verified, result.tx_hash) == (True, None)
+    entry = await client.ledger.get("quick")
+    assert entry is not None
+    assert (entry.state, entry.attempts) == (EntryState.COMMITTED, 1)
+    await kind.check(client, sandbox)
+
+
+async def test_reads_failing_after_a_quick_failure_leave_it_open_until_it_can_no_longer_land(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    # The read right after the 502 fails: in doubt then would hand the entry to the next
+    # write or reconcile while the API may still carry it out. It is judged again once
+    # it can no longer land, and then the reads tell.
+    client = make_client(timeout=TIMEOUT)
+    await client.upgrade_to_shakesco("c1", 100)
+    sandbox.faults.add("fail_then_commit", endpoint="/redeem-tokens", count=1, delay=TIMEOUT / 2)
+    unread = sandbox.faults.add("error", endpoint="/total-spent", on="read", status=500, after=1, count=1)
+    receipt = await client.redeem_tokens("c1", 10, idempotency_key="unread")
+    assert unread.fired == 1
+    assert (receipt.verified, receipt.tx_hash) == (True, None)
+    assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+    entry = await client.ledger.get("unread")
+    assert entry is not None and entry.state == EntryState.COMMITTED

@@ -26,13 +26,14 @@ START = Decimal(200)
 @pytest.mark.parametrize("seed", [int(s) for s in os.environ.get("SEEDS", "1,2").split(",")])
 async def test_random_faults_never_double_apply(make_client: ClientFactory, sandbox: Sandbox, seed: int) -> None:
     rng = random.Random(seed)
-    client = make_client(timeout=0.5)
+    client = make_client(timeout=0.3)
     await client.set_event_details("purchase", 5, False)
     for ref in CUSTOMERS:
         await client.upgrade_to_shakesco(ref, START)
     for mode in ("drop_after_commit", "fail_before_commit", "fail_after_commit", "reset", "garbage"):
         sandbox.faults.add(mode, probability=0.06)
-    sandbox.faults.add("delay", probability=0.02, delay=0.7)
+    sandbox.faults.add("delay", probability=0.02, delay=0.4)
+    sandbox.faults.add("fail_then_commit", probability=0.02, delay=0.15)  # lands within the timeout
 
     ops = []
     for i in range(300):

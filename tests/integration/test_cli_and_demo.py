@@ -24,6 +24,7 @@ async def test_demo_runs_and_shows_the_guard(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out
     assert "verified=True" in out
     assert "times the API applied it: 1" in out
+    assert "receipt: verified=True; times applied: 1 (sent again at once" in out
     assert "every idempotency key applied at most once: yes" in out
 
 
@@ -56,7 +57,9 @@ async def test_sandbox_command_serves_with_faults(tmp_path: Path) -> None:
         first = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         base_url = first.split(" on ")[1].strip()
         assert base_url.startswith("http://127.0.0.1:")
-        async with ShakescoClient("sk_sandbox_demo", base_url=base_url, ledger=tmp_path / "l.sqlite3") as client:
+        async with ShakescoClient(
+            "sk_sandbox_demo", base_url=base_url, ledger=tmp_path / "l.sqlite3", timeout=0.5
+        ) as client:
             assert await client.event_counter() == 0
             receipt = await client.upgrade_to_shakesco("x", 2)  # 502 first, verified, sent again
             assert receipt.tx_hash is not None

@@ -162,7 +162,7 @@ async def test_reconcile_stopped_by_sigterm_gives_back_its_claims_and_leases(
     # systemd, Kubernetes and `docker stop` send SIGTERM: it must end the command as Ctrl-C
     # does, not kill it with its claims and leases held (they would block the customers'
     # writes, and the next reconcile, until they lapse).
-    client = make_client()
+    client = make_client(timeout=0.3)  # each doubt is declared once its claim can no longer land
     await client.set_event_details("signup", 5, True)
     await client.claim_tokens("signup", "first")  # the event is known one-time: no read before a claim
     sandbox.faults.add("drop_after_commit", endpoint="/claim-tokens")

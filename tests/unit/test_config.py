@@ -43,6 +43,18 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp
     assert "env.sqlite3" in repr(client.ledger)
 
 
+def test_the_timeout_comes_from_the_environment_unless_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SHAKESCO_TIMEOUT", raising=False)
+    assert ShakescoClient("k").timeout == 30.0
+    monkeypatch.setenv("SHAKESCO_TIMEOUT", " 7.5 ")
+    assert ShakescoClient("k").timeout == 7.5
+    assert ShakescoClient("k", timeout=2).timeout == 2.0
+    for bad in ("soon", "0", "-1", "inf", "nan"):
+        monkeypatch.setenv("SHAKESCO_TIMEOUT", bad)
+        with pytest.raises(ConfigurationError, match=r"(?i)timeout"):
+            ShakescoClient("k")
+
+
 def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SHAKESCO_BASE_URL", raising=False)
     assert str(ShakescoClient("k").base_url) == "https://tokens.shakesco.com"

@@ -112,7 +112,12 @@ async def test_write_proven_not_applied_is_resent_with_backoff(
         with pytest.raises(TransactionFailed):
             await unit_client.redeem_tokens("c1", 5, idempotency_key="r2")
         assert len(sent(m, "POST")) == 1 + unit_client.max_retries
-    assert len(sleeps) == unit_client.max_retries
+    # Each attempt is judged once it can no longer land (the timeout after it left: a
+    # 502 came at once), then backed off from: wait, backoff, wait, backoff, wait.
+    landing, backoff = sleeps[0::2], sleeps[1::2]
+    assert len(landing) == 1 + unit_client.max_retries
+    assert len(backoff) == unit_client.max_retries
+    assert all(0 < s <= unit_client.timeout for s in landing)
     entry = await unit_client.ledger.get("r2")
     assert entry is not None
     assert entry.state == "recorded"  # not applied; the same key may be sent again later
