@@ -112,6 +112,7 @@ class WriteGuard:
         self._lease_slack = settings.lease_slack(timeout, max_retries)  # positive: GuardSettings.check
         self._landing = timeout + settings.verify_delay  # after it left, an attempt has landed or never will
         self._in_flight = self._landing + _IN_FLIGHT_MARGIN
+        self._mark_fresh = min(self._lease_slack, _MARK_FRESH)
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
         self._owners = _Owners()
@@ -459,10 +460,11 @@ class WriteGuard:
         attempt = 0
         while True:
             attempt += 1
-            # A marked entry's lease may have been used up before its request leaves
-            # (settling earlier writes takes reads; a loop can stall): then it is renewed,
-            # and checked to be still ours, like any other attempt's.
-            if marked and attempt == 1 and time.monotonic() - lease.since <= self._lease_slack:
+            # A marked entry may have waited before its request leaves (settling earlier
+            # writes takes reads and waits; a loop can stall). Whoever judges it counts its
+            # flight from the mark, with a margin, and its lease may be used up: past that
+            # margin it is read, marked and renewed again, like any other attempt.
+            if marked and attempt == 1 and time.monotonic() - lease.since <= self._mark_fresh:
                 assert entry.snapshot is not None
                 snapshot: Snapshot = entry.snapshot
             else:
@@ -777,6 +779,9 @@ _FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not
 # seconds past the client's timeout and verify_delay before a request sent under a lease
 # that has since ended is taken to have reached the API, or never to
 _IN_FLIGHT_MARGIN = 1.0
+# seconds a request may leave after the commit that marked it sending; the rest of the
+# margin above is for the clocks of the processes sharing the ledger
+_MARK_FRESH = _IN_FLIGHT_MARGIN / 2
 _FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
 _CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}

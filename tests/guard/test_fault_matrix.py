@@ -93,7 +93,7 @@ async def test_an_answer_that_is_neither_success_nor_refusal_is_verified(
     # A 303 is how a gateway in front of an API may answer a POST it has carried out
     # (post/redirect/get): it proves nothing, so it is verified like a lost answer, never
     # stored as the key's failure (a caller would then send the credit again).
-    client = make_client()
+    client = make_client(timeout=0.4)
     await client.upgrade_to_shakesco("st", 100)
     sandbox.faults.add("fail_after_commit", endpoint="/redeem-tokens", count=1, status=status, message="See Other")
     receipt = await client.redeem_tokens("st", 10, idempotency_key=f"redirected-{status}")

@@ -17,7 +17,7 @@ async def _fund(client: sa.ShakescoClient, ref: str) -> None:
 
 
 async def test_unreadable_state_leaves_the_write_in_doubt(make_client: ClientFactory, sandbox: Sandbox) -> None:
-    client = make_client()
+    client = make_client(timeout=0.5)
     await _fund(client, "d1")
     sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
     # Let the pre-send snapshot read through, then fail every verification read.
@@ -38,7 +38,7 @@ async def test_unreadable_state_leaves_the_write_in_doubt(make_client: ClientFac
 
 
 async def test_in_doubt_then_not_applied_is_sent_by_the_same_key(make_client: ClientFactory, sandbox: Sandbox) -> None:
-    client = make_client()
+    client = make_client(timeout=0.5)
     await _fund(client, "d2")
     sandbox.faults.add("reset", endpoint="/redeem-tokens", count=1)  # not applied
     sandbox.faults.add("error", endpoint="/total-spent", after=1, status=503)
@@ -72,7 +72,7 @@ async def test_unexplained_movement_is_in_doubt(make_client: ClientFactory, sand
 
 
 async def test_a_later_write_settles_an_earlier_doubt_first(make_client: ClientFactory, sandbox: Sandbox) -> None:
-    client = make_client()
+    client = make_client(timeout=0.5)
     await _fund(client, "d4")
     sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
     sandbox.faults.add("error", endpoint="/total-spent", after=1, status=503)

@@ -74,6 +74,31 @@ async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
 
 
+async def test_a_request_leaving_long_after_its_mark_is_marked_again(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    """Whoever judges an entry left sending counts its request's flight from the commit
+    that marked it. A request that leaves long after that commit (its call first waited
+    for an earlier write, or its loop stalled) is marked again as it leaves: else the
+    flight counted would end before the request could land."""
+    first = make_client(guard=_SETTINGS, timeout=0.25)  # on its way at most 1.25 s after the mark
+    resolve_others = first.guard._resolve_others
+
+    async def stalled(*args: Any) -> None:
+        await asyncio.sleep(1.5)  # between the intent's commit and the request leaving
+        await resolve_others(*args)
+
+    first.guard._resolve_others = stalled  # type: ignore[method-assign]
+    call, landing = await _on_its_way(first, arrives_after=0.25)
+    call.cancel()
+    await asyncio.gather(call, return_exceptions=True)
+    redelivered = make_client(guard=_SETTINGS, timeout=0.25)
+    again = await redelivered.claim_tokens("visit", "cust", idempotency_key="job-1")
+    await asyncio.gather(*landing, return_exceptions=True)
+    assert again.replayed and again.verified  # judged once the first request had landed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
 async def _given_up(make_client: ClientFactory, arrives_after: float) -> list[asyncio.Task[Any]]:
     """A claim by a client with a 4 s timeout (its request may be on its way 5 s), whose
     caller gives up while its request is on its way; returns the request's landing."""

@@ -77,7 +77,7 @@ async def test_an_applied_write_returns_its_receipt_when_the_record_fails(
 async def test_a_lost_answer_is_reported_as_the_reads_judge_it_when_the_record_fails(
     make_client: ClientFactory, sandbox: Sandbox, broken_records: dict[str, Any], reads_work: bool
 ) -> None:
-    client = make_client()
+    client = make_client(timeout=0.5)
     await client.upgrade_to_shakesco("lf2", 100)
     sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
     if not reads_work:

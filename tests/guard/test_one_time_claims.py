@@ -46,7 +46,7 @@ async def test_lost_answer_is_settled_by_has_claimed(make_client: ClientFactory,
 
 
 async def test_lost_request_is_sent_again(make_client: ClientFactory, sandbox: Sandbox) -> None:
-    client = make_client(guard=GUARD)
+    client = make_client(guard=GUARD, timeout=0.5)
     await _events(client)
     sandbox.faults.add("reset", endpoint="/claim-tokens", count=1)  # never applied
     receipt = await client.claim_tokens("signup", "o3", idempotency_key="reset-1")
@@ -57,7 +57,7 @@ async def test_lost_request_is_sent_again(make_client: ClientFactory, sandbox: S
 async def test_event_made_repeatable_behind_the_cache_leaves_doubt(
     make_client: ClientFactory, sandbox: Sandbox
 ) -> None:
-    client = make_client(guard=GUARD)
+    client = make_client(guard=GUARD, timeout=0.5)
     await _events(client)
     await client.claim_tokens("signup", "o4")  # the guard now knows "signup" as one-time
     await client.claim_tokens("signup", "o5")

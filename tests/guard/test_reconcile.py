@@ -84,7 +84,7 @@ async def test_in_doubt_from_each_fault_is_settled(
 
 
 async def test_unreadable_stays_in_doubt_and_is_reported(make_client: ClientFactory, sandbox: Sandbox) -> None:
-    client = make_client()
+    client = make_client(timeout=0.5)
     await client.upgrade_to_shakesco("q", 100)
     sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
     sandbox.faults.add("error", endpoint="/total-spent", after=1, status=503)

@@ -137,7 +137,7 @@ async def test_reconcile_command(ledger_file: Path, sandbox: Sandbox) -> None:
 async def test_reconcile_exits_non_zero_while_in_doubt(
     make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    client = make_client()
+    client = make_client(timeout=0.5)
     await client.upgrade_to_shakesco("dan", 50)
     sandbox.faults.add("drop_after_commit", endpoint="/redeem-tokens", count=1)
     sandbox.faults.add("error", endpoint="/total-spent", after=1, status=503)
