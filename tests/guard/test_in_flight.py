@@ -75,12 +75,14 @@ async def test_a_redelivered_job_waits_out_the_request_still_on_its_way(
 
 
 async def test_a_request_leaving_long_after_its_mark_is_marked_again(
-    make_client: ClientFactory, sandbox: Sandbox
+    make_client: ClientFactory, sandbox: Sandbox, ledger_spec: LedgerSpec
 ) -> None:
     """Whoever judges an entry left sending counts its request's flight from the commit
     that marked it. A request that leaves long after that commit (its call first waited
     for an earlier write, or its loop stalled) is marked again as it leaves: else the
     flight counted would end before the request could land."""
+    if ledger_spec.backend != "sqlite":
+        pytest.skip("a claim's snapshot is read before its intent is recorded (and marked) only with SQLite")
     first = make_client(guard=_SETTINGS, timeout=0.25)  # on its way at most 1.25 s after the mark
     resolve_others = first.guard._resolve_others
 
