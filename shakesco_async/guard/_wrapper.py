@@ -486,6 +486,7 @@ class WriteGuard:
                     customers=lease.names,
                     lease_ttl=self._lease_ttl,
                     in_flight=self._in_flight,
+                    attempt=not (marked and attempt == 1),  # the intent's commit counted that one
                 )
                 lease.since = asked
             if first is None:

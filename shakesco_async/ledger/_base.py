@@ -169,9 +169,12 @@ class Ledger(abc.ABC):
         customers: Sequence[str],
         lease_ttl: float,
         in_flight: float | None = None,
+        attempt: bool = True,
     ) -> None:
         """Durably record that the request may now be sent (and the pre-send snapshot, and
-        how long it may be on its way: ``in_flight``); renews the lease.
+        how long it may be on its way: ``in_flight``); renews the lease. ``attempt``: this
+        mark is for a new attempt (``attempts`` counts it); False marks again an attempt
+        not sent yet, so that it is judged from the time it leaves.
 
         Raises ``LeaseLost``, changing nothing, when ``owner`` no longer holds ``customers``.
         """

@@ -389,6 +389,7 @@ class PostgresLedger(Ledger):
         customers: Sequence[str],
         lease_ttl: float,
         in_flight: float | None = None,
+        attempt: bool = True,
     ) -> None:
         # The request may leave right after this: make sure our locks still exist.
         if customers and not self._leases.alive:
@@ -397,13 +398,14 @@ class PostgresLedger(Ledger):
             raise LeaseLost(f"the lease on customers {', '.join(customers)} is no longer held; nothing was sent")
         pool = await self._pool_conn()
         await pool.execute(
-            f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + 1, updated_at = clock_timestamp(),"
-            " in_flight = $5 WHERE business = $3 AND key = $4",
+            f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + $6,"
+            " updated_at = clock_timestamp(), in_flight = $5 WHERE business = $3 AND key = $4",
             EntryState.SENDING.value,
             snapshot,
             self.business,
             key,
             in_flight,
+            int(attempt),
         )
 
     @ledger_errors

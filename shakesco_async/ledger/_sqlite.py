@@ -576,6 +576,7 @@ class SQLiteLedger(Ledger):
         customers: Sequence[str],
         lease_ttl: float,
         in_flight: float | None = None,
+        attempt: bool = True,
     ) -> None:
         names = sorted(set(customers))
 
@@ -584,9 +585,9 @@ class SQLiteLedger(Ledger):
             now = moment.wall
             _renew_held(db, self.business, names, owner, LeaseEnd.after(moment, lease_ttl))
             db.execute(
-                "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + 1, updated_at = ?, in_flight = ?"
+                "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + ?, updated_at = ?, in_flight = ?"
                 " WHERE business = ? AND key = ?",
-                (EntryState.SENDING.value, _dumps(snapshot), now, in_flight, self.business, key),
+                (EntryState.SENDING.value, _dumps(snapshot), int(attempt), now, in_flight, self.business, key),
             )
             mark_links(db, [(self.business, key, EntryState.SENDING.value)])
 

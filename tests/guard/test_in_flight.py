@@ -99,6 +99,8 @@ async def test_a_request_leaving_long_after_its_mark_is_marked_again(
     await asyncio.gather(*landing, return_exceptions=True)
     assert again.replayed and again.verified  # judged once the first request had landed
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
+    entry = await redelivered.ledger.get("job-1")
+    assert entry is not None and entry.attempts == 1  # marked twice, sent once
 
 
 async def _given_up(make_client: ClientFactory, arrives_after: float) -> list[asyncio.Task[Any]]:

@@ -69,6 +69,12 @@ async def test_an_entry_keeps_how_long_its_request_may_be_on_its_way(ledger: Led
     await ledger.mark_sending("k1", snapshot={}, owner="o1", customers=["c1"], lease_ttl=60, in_flight=61.0)
     again = await ledger.get("k1")
     assert again is not None and (again.in_flight, again.attempts) == (61.0, 2)
+    # Marked again before it leaves (it waited): judged from then, still the same attempt.
+    await ledger.mark_sending(
+        "k1", snapshot={}, owner="o1", customers=["c1"], lease_ttl=60, in_flight=61.0, attempt=False
+    )
+    remarked = await ledger.get("k1")
+    assert remarked is not None and remarked.attempts == 2 and remarked.updated_at > again.updated_at
     [claimed] = await ledger.claim_open(owner="r", older_than=0, limit=None, ttl=60)
     assert claimed.in_flight == 61.0
     plain = await ledger.begin(_intent("k2", "c2"), owner="o2", lease_ttl=60)
