@@ -1,0 +1,64 @@
+# One command per job, each doing its own set-up: `make demo`, `make test`.
+#
+# The virtualenv is made on first use; what is installed into it is keyed by a hash
+# of pyproject.toml (a stamp file per extra), so a second run installs nothing and a
+# changed pyproject.toml installs again.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+KEY := $(shell $(PYTHON) -c "import hashlib, pathlib; print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:16])")
+BASE := $(VENV)/.installed-base-$(KEY)
+DEV := $(VENV)/.installed-dev-$(KEY)
+
+.PHONY: demo test lint docs bench clean help
+
+help:
+	@echo "make demo   run the demo against the sandbox (no API key needed)"
+	@echo "make test   run the test suite"
+	@echo "make lint   ruff and mypy --strict"
+	@echo "make docs   serve the documentation site locally"
+	@echo "make bench  the benchmarks' smoke runs"
+	@echo "make clean  remove the virtualenv"
+
+$(PY):
+	@$(PYTHON) -c "import sys; sys.exit(0 if sys.version_info >= (3, 11) else 'shakesco-async needs Python 3.11+; run make PYTHON=python3.11 ...')"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(BASE): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	@rm -f $(VENV)/.installed-base-*
+	@touch $@
+
+$(DEV): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-dev-* $(VENV)/.installed-base-*
+	@touch $@ $(BASE)
+
+demo: $(if $(wildcard $(DEV)),$(DEV),$(BASE))
+	$(VENV)/bin/shakesco-async demo
+
+test: $(DEV)
+	$(PY) -m pytest -q
+
+lint: $(DEV)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+docs: $(DEV)
+	@if [ -f mkdocs.yml ]; then \
+		$(PY) -m pip install --quiet -e '.[docs]' && $(PY) -m mkdocs serve; \
+	else \
+		echo "no documentation site yet (mkdocs.yml); the README is the documentation"; \
+	fi
+
+bench: $(DEV)
+	for bench in guard_overhead hot_customer recovery scale postgres_overhead; do \
+		$(PY) benchmarks/$$bench.py --smoke || exit 1; \
+	done
+	$(PY) benchmarks/recovery.py --smoke --postgres
+
+clean:
+	rm -rf $(VENV)
