@@ -30,6 +30,7 @@ __all__ = [
     "ServerError",
     "ShakescoError",
     "StakeAlreadyUnlocked",
+    "TokensNotExpired",
     "TransactionFailed",
     "TransportError",
     "TransportTimeout",
@@ -144,6 +145,13 @@ class NothingClaimable(BadRequest):
     default_message = "No tokens are claimable"
 
 
+class TokensNotExpired(BadRequest):
+    """400 Tokens have not expired yet: ``expire_tokens`` before the customer's
+    inactivity period ran out (``is_expired`` tells beforehand)."""
+
+    default_message = "Tokens have not expired yet"
+
+
 class Unauthorized(APIError):
     """401 Unauthorized: missing or invalid API key."""
 
@@ -212,6 +220,7 @@ class TransactionFailed(ServerError):
 _TABLE: tuple[tuple[int, str, type[APIError]], ...] = (
     (400, "insufficient", InsufficientBalance),
     (400, "no tokens are claimable", NothingClaimable),
+    (400, "tokens have not expired", TokensNotExpired),
     (400, "", InvalidParameters),
     (401, "", Unauthorized),
     (403, "", Forbidden),

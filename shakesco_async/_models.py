@@ -13,11 +13,14 @@ from ._convert import converter
 __all__ = [
     "CashbackProgress",
     "CashbackSettings",
+    "DailyCapSettings",
+    "DailyEarnings",
     "EventDetails",
     "HappyHour",
     "Link",
     "Receipt",
     "StakeInfo",
+    "StakingRate",
     "TierThresholds",
     "TokenInfo",
     "UserInfo",
@@ -78,6 +81,16 @@ class StakeInfo(_Result):
 
 
 @attrs.frozen
+class StakingRate(_Result):
+    """The base staking rate: a stake locked ``base_duration`` seconds earns
+    ``base_reward_percent`` (20 = 20%); ``is_set`` is False until one was set."""
+
+    base_duration: int = 0
+    base_reward_percent: Decimal = _ZERO
+    is_set: bool = False
+
+
+@attrs.frozen
 class VestingInfo(_Result):
     """The customer's vesting grant (durations in seconds, percentages as 25 = 25%)."""
 
@@ -100,6 +113,24 @@ class HappyHour(_Result):
 
 
 @attrs.frozen
+class DailyCapSettings(_Result):
+    """The daily earning cap per customer; ``is_active`` is False when none is set."""
+
+    cap: Decimal = _ZERO
+    is_active: bool = False
+
+
+@attrs.frozen
+class DailyEarnings(_Result):
+    """What a customer earned from claims in the current 24-hour window, which began at
+    ``last_reset_time`` (None before the first claim) and resets 24 hours after it."""
+
+    earned_today: Decimal = _ZERO
+    last_reset_time: datetime | None = None
+    cap: Decimal = _ZERO
+
+
+@attrs.frozen
 class TierThresholds(_Result):
     """Available-balance thresholds of the three tiers."""
 
@@ -109,12 +140,28 @@ class TierThresholds(_Result):
     is_active: bool = False
 
 
+TIERS = ("None", "Bronze", "Silver", "Gold")
+"""The tier labels, lowest first."""
+# The older docs' numbering, still accepted in answers: 0 None, 3 Bronze, 2 Silver, 1 Gold.
+_LEGACY_TIERS = {"0": "None", "3": "Bronze", "2": "Silver", "1": "Gold"}
+
+
+def _tier_label(value: object) -> str:
+    """A tier label as the API writes it; a label of the older numbering is translated,
+    and a label this SDK does not know yet is kept as the API sent it."""
+    text = str(value).strip()
+    if text in _LEGACY_TIERS:
+        return _LEGACY_TIERS[text]
+    known = {label.lower(): label for label in TIERS}
+    return known.get(text.lower(), text)
+
+
 @attrs.frozen
 class UserTier(_Result):
-    """A customer's tier: 0..3 and its label ("None", "Bronze", "Silver", "Gold")."""
+    """A customer's tier: one of ``"None"``, ``"Bronze"``, ``"Silver"``, ``"Gold"``
+    (``"None"`` below Bronze or while no tiers are set)."""
 
-    tier: int = 0
-    tier_label: str = "None"
+    tier: str = attrs.field(default="None", converter=_tier_label)
 
 
 @attrs.frozen
@@ -148,7 +195,7 @@ class UserInfo(_Result):
     total_vested: Decimal = _ZERO
     total_earned: Decimal = _ZERO
     total_spent: Decimal = _ZERO
-    tier: str = "None"
+    tier: str = attrs.field(default="None", converter=_tier_label)
     voting_power: int = 0
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _validate as v
-from .._models import HappyHour, Receipt
+from .._models import DailyCapSettings, DailyEarnings, HappyHour, Receipt
 from ._spec import Caller, model, read, receipt, write
 from ._types import Amount, Duration
 
@@ -12,6 +12,8 @@ END_HAPPY_HOUR = write("/end-happy-hour", parse=receipt)
 HAPPY_HOUR = read("/happy-hour", parse=model(HappyHour))
 SET_DAILY_CAP = write("/set-daily-cap", ("cap_amount", v.amount), parse=receipt)
 REMOVE_DAILY_CAP = write("/remove-daily-cap", parse=receipt)
+DAILY_CAP_SETTINGS = read("/daily-cap-settings", parse=model(DailyCapSettings))
+DAILY_EARNINGS = read("/daily-earnings", ("customer_ref", v.customer_ref), parse=model(DailyEarnings))
 
 
 class PromotionEndpoints(Caller):
@@ -38,3 +40,11 @@ class PromotionEndpoints(Caller):
     async def remove_daily_cap(self, *, idempotency_key: str | None = None) -> Receipt:
         """Remove the daily cap."""
         return await self._call(REMOVE_DAILY_CAP, idempotency_key=idempotency_key)
+
+    async def daily_cap_settings(self) -> DailyCapSettings:
+        """The daily earning cap (``is_active`` is False when none is set)."""
+        return await self._call(DAILY_CAP_SETTINGS)
+
+    async def daily_earnings(self, customer_ref: str) -> DailyEarnings:
+        """What the customer earned from claims in the current 24-hour window."""
+        return await self._call(DAILY_EARNINGS, customer_ref=customer_ref)

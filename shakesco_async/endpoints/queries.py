@@ -33,6 +33,8 @@ HAS_CLAIMED_EVENT = read(
     parse=single("has_claimed", bool),
 )
 LAST_ACTIVITY = read("/last-activity", ("customer_ref", v.customer_ref), parse=_last_activity)
+IS_EXPIRED = read("/is-expired", ("customer_ref", v.customer_ref), parse=single("is_expired", bool))
+EVENT_ALLOCATION = read("/event-allocation", ("event_name", v.event_name), parse=single("total_allocation", Decimal))
 
 
 class QueryEndpoints(Caller):
@@ -59,3 +61,12 @@ class QueryEndpoints(Caller):
     async def last_activity(self, customer_ref: str) -> datetime | None:
         """When the customer last earned or spent, or None if never."""
         return await self._call(LAST_ACTIVITY, customer_ref=customer_ref)
+
+    async def is_expired(self, customer_ref: str) -> bool:
+        """Whether the customer has been inactive longer than the token's expiry period
+        (False with no expiry set or no activity): ``expire_tokens`` succeeds only then."""
+        return await self._call(IS_EXPIRED, customer_ref=customer_ref)
+
+    async def event_allocation(self, event_name: str) -> Decimal:
+        """Tokens awarded for an event across all customers since launch."""
+        return await self._call(EVENT_ALLOCATION, event_name=event_name)

@@ -27,7 +27,8 @@ class RewardEndpoints(Caller):
         )
 
     async def expire_tokens(self, customer_ref: str, *, idempotency_key: str | None = None) -> Receipt:
-        """Set a customer's available balance to zero."""
+        """Clear an inactive customer's whole balance back to the reserve (irreversible);
+        TokensNotExpired while ``is_expired`` is False."""
         return await self._call(EXPIRE_TOKENS, customer_ref=customer_ref, idempotency_key=idempotency_key)
 
     async def claim_pending_rewards(self, customer_ref: str, *, idempotency_key: str | None = None) -> Link:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from .. import _validate as v
-from .._models import Receipt, StakeInfo
+from .._models import Receipt, StakeInfo, StakingRate
 from ._spec import Caller, model, read, receipt, single, write
 from ._types import Amount, Duration
 
@@ -21,6 +23,13 @@ UNSTAKE = write("/unstake", ("customer_ref", v.customer_ref), ("stake_index", v.
 PRUNE_INACTIVE_STAKES = write("/prune-inactive-stakes", ("customer_ref", v.customer_ref), parse=receipt)
 STAKE_INFO = read("/stake-info", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=model(StakeInfo))
 STAKE_COUNT = read("/stake-count", ("customer_ref", v.customer_ref), parse=single("stake_count", int))
+STAKE_REWARDS = read(
+    "/stake-rewards", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=single("rewards", Decimal)
+)
+STAKING_RATE = read("/staking-rate", parse=model(StakingRate))
+CALCULATE_STAKING_REWARD = read(
+    "/calculate-staking-reward", ("duration", v.duration), parse=single("reward_percent", Decimal)
+)
 
 
 class StakingEndpoints(Caller):
@@ -64,3 +73,16 @@ class StakingEndpoints(Caller):
     async def stake_count(self, customer_ref: str) -> int:
         """How many stake records the customer has."""
         return await self._call(STAKE_COUNT, customer_ref=customer_ref)
+
+    async def stake_rewards(self, customer_ref: str, stake_index: int) -> Decimal:
+        """Rewards a stake has accrued so far: what unstaking now would pay on top of the
+        principal (0 for an unstaked or unknown stake)."""
+        return await self._call(STAKE_REWARDS, customer_ref=customer_ref, stake_index=stake_index)
+
+    async def staking_rate(self) -> StakingRate:
+        """The base staking rate (``is_set`` is False until ``set_staking_rate``)."""
+        return await self._call(STAKING_RATE)
+
+    async def calculate_staking_reward(self, duration: Duration) -> Decimal:
+        """The reward percent (5 = 5%) a stake locked ``duration`` seconds would earn."""
+        return await self._call(CALCULATE_STAKING_REWARD, duration=duration)

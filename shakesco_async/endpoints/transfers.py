@@ -58,7 +58,7 @@ class TransferEndpoints(Caller):
     async def receive_from_shakesco(
         self, customer_ref: str, amount: Amount, *, idempotency_key: str | None = None
     ) -> Link:
-        """A link (valid 10 minutes) to receive tokens from the Shakesco app."""
+        """A link (valid 30 minutes) to receive tokens from the Shakesco app."""
         return await self._call(
             RECEIVE_FROM_SHAKESCO, customer_ref=customer_ref, amount=amount, idempotency_key=idempotency_key
         )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from .. import _validate as v
 from .._models import Receipt, VestingInfo
-from ._spec import Caller, model, read, receipt, write
+from ._spec import Caller, model, read, receipt, single, write
 from ._types import Amount, Duration
 
 CREATE_VESTING_GRANT = write(
@@ -19,6 +21,7 @@ CREATE_VESTING_GRANT = write(
 CLAIM_VESTED_TOKENS = write("/claim-vested-tokens", ("customer_ref", v.customer_ref), parse=receipt)
 CANCEL_VESTING = write("/cancel-vesting", ("customer_ref", v.customer_ref), parse=receipt)
 VESTING_INFO = read("/vesting-info", ("customer_ref", v.customer_ref), parse=model(VestingInfo))
+VESTED_AMOUNT = read("/vested-amount", ("customer_ref", v.customer_ref), parse=single("vested_amount", Decimal))
 
 
 class VestingEndpoints(Caller):
@@ -54,3 +57,7 @@ class VestingEndpoints(Caller):
     async def vesting_info(self, customer_ref: str) -> VestingInfo:
         """The customer's grant."""
         return await self._call(VESTING_INFO, customer_ref=customer_ref)
+
+    async def vested_amount(self, customer_ref: str) -> Decimal:
+        """What ``claim_vested_tokens`` would credit right now (0 without a grant)."""
+        return await self._call(VESTED_AMOUNT, customer_ref=customer_ref)

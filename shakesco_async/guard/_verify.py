@@ -89,10 +89,6 @@ async def _total_spent(c: EndpointMethods, p: Params) -> Snapshot:
     return {"total_spent": str(await c.total_spent(p["customer_ref"]))}
 
 
-async def _balance(c: EndpointMethods, p: Params) -> Snapshot:
-    return {"balance": str(await c.balance(p["customer_ref"]))}
-
-
 async def _both_balances(c: EndpointMethods, p: Params) -> Snapshot:
     return {
         "from_balance": str(await c.balance(p["from_customer_ref"])),
@@ -108,10 +104,21 @@ async def _stake_active(c: EndpointMethods, p: Params) -> Snapshot:
     return {"active": (await c.stake_info(p["customer_ref"], int(p["stake_index"]))).active}
 
 
+async def _expiry(c: EndpointMethods, p: Params) -> Snapshot:
+    ref = p["customer_ref"]
+    balance, expired = await asyncio.gather(c.balance(ref), c.is_expired(ref))
+    return {"balance": str(balance), "is_expired": expired}
+
+
 async def _vesting(c: EndpointMethods, p: Params) -> Snapshot:
     info = await c.vesting_info(p["customer_ref"])
     start = info.start_time.timestamp() if info.start_time else 0
     return {"active": info.active, "claimed": str(info.claimed), "start": start, "total": str(info.total_amount)}
+
+
+async def _vesting_claimable(c: EndpointMethods, p: Params) -> Snapshot:
+    snapshot, vested = await asyncio.gather(_vesting(c, p), c.vested_amount(p["customer_ref"]))
+    return {**snapshot, "vested": str(vested)}
 
 
 async def _cashback(c: EndpointMethods, p: Params) -> Snapshot:
@@ -179,9 +186,16 @@ def _judge_amount(field: str, counter: str) -> Judge:
 
 
 def _judge_expire(_: Params, before: Snapshot, after: Snapshot) -> Judgement:
-    if _d(after["balance"]) == 0:
-        return APPLIED  # expiring an empty balance changes nothing either way
-    if _d(after["balance"]) == _d(before["balance"]):
+    was, now = _d(before["balance"]), _d(after["balance"])
+    if now == 0 and was != 0:
+        return APPLIED
+    if now == was:
+        # An expiry restarts the customer's activity clock, so is_expired turning false
+        # proves it also where the balance was empty.
+        if before.get("is_expired") is True and after.get("is_expired") is False:
+            return APPLIED
+        if now == 0 and "is_expired" not in before:
+            return APPLIED  # a snapshot taken without the flag: expiring an empty balance changes nothing
         return NOT_APPLIED
     return Judgement(Verdict.UNEXPLAINED, f"balance moved from {before['balance']} to {after['balance']}")
 
@@ -224,7 +238,12 @@ def _judge_vested_claim(_: Params, before: Snapshot, after: Snapshot) -> Judgeme
     grew = _d(after["claimed"]) - _d(before["claimed"])
     if grew == 0 and after["active"] == before["active"]:
         return NOT_APPLIED
-    return APPLIED if grew > 0 else Judgement(Verdict.UNEXPLAINED, f"claimed moved by {grew}")
+    # A claim moves everything vested when it runs, which is at least what was claimable
+    # at the snapshot (vesting only grows): less than that is some other change.
+    at_least = _d(before.get("vested", "0"))
+    if grew > 0 and grew >= at_least:
+        return APPLIED
+    return Judgement(Verdict.UNEXPLAINED, f"claimed moved by {grew}, {at_least} was claimable before")
 
 
 def _judge_cancel(_: Params, before: Snapshot, after: Snapshot) -> Judgement:
@@ -274,7 +293,7 @@ _REPEAT = Verifier(_nothing, _always_resend, repeatable=True)
 VERIFIERS: dict[str, Verifier] = {
     "/claim-tokens": Verifier(_total_earned, _judge_claim),
     "/redeem-tokens": Verifier(_total_spent, _judge_amount("amount", "total_spent")),
-    "/expire-tokens": Verifier(_balance, _judge_expire),
+    "/expire-tokens": Verifier(_expiry, _judge_expire),
     "/claim-pending-rewards": _REPEAT,
     "/transfer-tokens": Verifier(_both_balances, _judge_transfer),
     "/upgrade-to-shakesco": Verifier(_total_earned, _judge_amount("amount", "total_earned")),
@@ -284,7 +303,7 @@ VERIFIERS: dict[str, Verifier] = {
     "/unstake": Verifier(_stake_active, _judge_unstake),
     "/prune-inactive-stakes": _REPEAT,
     "/create-vesting-grant": Verifier(_vesting, _judge_grant),
-    "/claim-vested-tokens": Verifier(_vesting, _judge_vested_claim),
+    "/claim-vested-tokens": Verifier(_vesting_claimable, _judge_vested_claim),
     "/cancel-vesting": Verifier(_vesting, _judge_cancel),
     "/set-happy-hour": Verifier(
         _happy_hour, _matches(lambda p: {"is_active": True, "multiplier": p["multiplier"]}), repeatable=True

@@ -75,7 +75,7 @@ def _seconds(v: Any) -> int:
         raise invalid()
     if isinstance(v, int) and v >= 0:
         return v
-    if isinstance(v, str) and v.isdigit():
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,20}", v):  # ASCII digits: "²".isdigit() too
         return int(v)
     raise invalid()
 
@@ -115,6 +115,9 @@ ROUTES: dict[str, tuple[bool, tuple[tuple[str, Kind], ...]]] = {
     "/prune-inactive-stakes": (True, (C,)),
     "/stake-info": (False, (C, ("stake_index", _index))),
     "/stake-count": (False, (C,)),
+    "/stake-rewards": (False, (C, ("stake_index", _index))),
+    "/staking-rate": (False, ()),
+    "/calculate-staking-reward": (False, (("duration", _seconds),)),
     "/create-vesting-grant": (
         True,
         (
@@ -128,11 +131,14 @@ ROUTES: dict[str, tuple[bool, tuple[tuple[str, Kind], ...]]] = {
     "/claim-vested-tokens": (True, (C,)),
     "/cancel-vesting": (True, (C,)),
     "/vesting-info": (False, (C,)),
+    "/vested-amount": (False, (C,)),
     "/set-happy-hour": (True, (("duration", _seconds), ("multiplier", _positive))),
     "/end-happy-hour": (True, ()),
     "/happy-hour": (False, ()),
     "/set-daily-cap": (True, (("cap_amount", _positive),)),
     "/remove-daily-cap": (True, ()),
+    "/daily-cap-settings": (False, ()),
+    "/daily-earnings": (False, (C,)),
     "/set-tiers": (True, (("bronze", _non_negative), ("silver", _non_negative), ("gold", _non_negative))),
     "/tier-thresholds": (False, ()),
     "/user-tier": (False, (C,)),
@@ -148,6 +154,8 @@ ROUTES: dict[str, tuple[bool, tuple[tuple[str, Kind], ...]]] = {
     "/total-spent": (False, (C,)),
     "/has-claimed-event": (False, (C, E)),
     "/last-activity": (False, (C,)),
+    "/is-expired": (False, (C,)),
+    "/event-allocation": (False, (E,)),
     "/set-event-details": (True, (E, ("allocation", _positive), ("should_not_claim_twice", _flag))),
     "/event-details": (False, (E,)),
     "/event-counter": (False, ()),

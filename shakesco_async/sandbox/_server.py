@@ -11,7 +11,7 @@ from aiohttp import web
 from ._app import ROUTES, AppliedWrite, make_app
 from ._clock import SandboxClock
 from ._faults import Faults, known_endpoint
-from ._state import Business
+from ._state import DEFAULT_EXPIRY, Business
 
 __all__ = ["DEMO_API_KEY", "Sandbox"]
 
@@ -47,10 +47,18 @@ class Sandbox:
         return next(iter(self.businesses))
 
     def add_business(
-        self, api_key: str, *, name: str = "Sandbox Rewards", symbol: str = "SBX", linked: bool = True
+        self,
+        api_key: str,
+        *,
+        name: str = "Sandbox Rewards",
+        symbol: str = "SBX",
+        linked: bool = True,
+        expiry_period: int | None = DEFAULT_EXPIRY,
     ) -> Business:
-        """Register a key; ``linked=False`` makes every call answer 403 Caller not authorized."""
-        business = Business(name=name, symbol=symbol, linked=linked, clock=self.clock.now)
+        """Register a key; ``linked=False`` makes every call answer 403 Caller not authorized.
+        ``expiry_period``: seconds of inactivity after which ``/expire-tokens`` may clear a
+        customer (a year by default; None: tokens never expire)."""
+        business = Business(name=name, symbol=symbol, linked=linked, clock=self.clock.now, expiry_period=expiry_period)
         self.businesses[api_key] = business
         return business
 

@@ -13,10 +13,14 @@ from collections.abc import Callable
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-__all__ = ["MAX_STAKES", "Business", "Customer", "Refusal", "amount_text"]
+__all__ = ["DEFAULT_EXPIRY", "MAX_STAKES", "Business", "Customer", "Refusal", "amount_text"]
 
 MAX_STAKES = 50
 DAY = 86400
+DEFAULT_EXPIRY = 365 * DAY
+"""How long a customer may be inactive before ``/expire-tokens`` may clear them; the real
+API sets it when the token is launched, and no endpoint changes it."""
+LINK_LIFETIME = 30 * 60
 _QUANTUM = Decimal(1).scaleb(-18)
 ZERO = Decimal(0)
 
@@ -43,9 +47,13 @@ def amount_text(value: Decimal) -> str:
     return text + "0" if text.endswith(".") else text
 
 
-def _plain_number(value: Decimal) -> int | str:
-    """Percentages are plain JSON numbers when whole; fractions go as exact strings."""
-    return int(value) if value == value.to_integral_value() else amount_text(value)
+def _plain_number(value: Decimal) -> int | float | str:
+    """Percentages and multipliers as plain JSON numbers, as the current docs show them
+    (``20``, ``1.5``); a fraction a float would not write back exactly goes as a string."""
+    if value == value.to_integral_value():
+        return int(value)
+    as_float = float(value)
+    return as_float if Decimal(repr(as_float)) == value else amount_text(value)
 
 
 def _q(value: Decimal) -> Decimal:
@@ -117,6 +125,8 @@ class Business:
     symbol: str = "SBX"
     linked: bool = True
     clock: Callable[[], float] = dataclasses.field(default=lambda: 0.0, repr=False)
+    expiry_period: int | None = DEFAULT_EXPIRY
+    awarded: dict[str, Decimal] = dataclasses.field(default_factory=dict)
     events: dict[str, Event] = dataclasses.field(default_factory=dict)
     happy_end: float = 0.0
     happy_multiplier: Decimal = Decimal(1)
@@ -154,15 +164,19 @@ class Business:
         if event.one_time and event_name in c.claimed_events:
             raise Refusal(409, "Event already claimed")
         amount = event.allocation * (self.happy_multiplier if self.happy_active() else 1)
-        if self.daily_cap is not None:
-            now = self.clock()
-            if now - c.cap_window_start >= DAY:
-                c.cap_window_start, c.cap_window_earned = now, ZERO
-            if c.cap_window_earned + amount > self.daily_cap:
-                raise Refusal(429, "Daily earning cap exceeded")
-            c.cap_window_earned += amount
+        # The window starts at the customer's first claim of a cycle, not at midnight; a
+        # claim that would cross the cap is refused whole (the docs leave this open).
+        now = self.clock()
+        fresh = now - c.cap_window_start >= DAY
+        earned = ZERO if fresh else c.cap_window_earned
+        if self.daily_cap is not None and earned + amount > self.daily_cap:
+            raise Refusal(429, "Daily earning cap exceeded")
+        if fresh:
+            c.cap_window_start = now
+        c.cap_window_earned = earned + amount
         c.claimed_events.add(event_name)
         c.credit(amount)
+        self.awarded[event_name] = self.awarded.get(event_name, ZERO) + amount
         self._touch(c)
 
     def redeem_tokens(self, customer_ref: str, amount: Decimal) -> None:
@@ -173,14 +187,21 @@ class Business:
         c.total_spent += amount
         self._touch(c)
 
+    def expired(self, c: Customer) -> bool:
+        """Inactive longer than the expiry period; never without one or without activity."""
+        period = self.expiry_period
+        return period is not None and c.last_activity > 0 and self.clock() - c.last_activity > period
+
     def expire_tokens(self, customer_ref: str) -> None:
         c = self.customer(customer_ref)
+        if not self.expired(c):
+            raise Refusal(400, "Tokens have not expired yet")
         c.balance = ZERO
-        self._touch(c)
+        self._touch(c)  # the activity clock restarts: expiring again is refused
 
     def claim_pending_rewards(self, customer_ref: str) -> dict[str, Any]:
         self.customer(customer_ref)
-        return self._link("claim", 30 * 60)
+        return self._link("claim", LINK_LIFETIME)
 
     def _link(self, kind: str, valid_for: int) -> dict[str, Any]:
         expires = _dt.datetime.fromtimestamp(self.clock() + valid_for, tz=_dt.UTC)
@@ -210,7 +231,7 @@ class Business:
 
     def receive_from_shakesco(self, customer_ref: str, amount: Decimal) -> dict[str, Any]:
         self.customer(customer_ref)
-        return self._link("receive", 10 * 60)
+        return self._link("receive", LINK_LIFETIME)
 
     # -- staking ----------------------------------------------------------------------------------
     def set_staking_rate(self, base_duration: int, base_reward_percent: Decimal) -> None:
@@ -226,8 +247,7 @@ class Business:
             raise invalid()
         if amount > c.balance:
             raise Refusal(400, "Insufficient token balance")
-        base_duration, base_percent = self.staking
-        percent = _q(base_percent * lock_duration / base_duration)
+        percent = self._reward_percent(lock_duration)
         c.balance -= amount
         c.stakes.append(Stake(amount, self.clock(), lock_duration, percent))
         self._touch(c)
@@ -239,9 +259,7 @@ class Business:
         stake = c.stakes[stake_index]
         if not stake.active:
             raise Refusal(409, "Stake already unlocked")
-        elapsed = Decimal(str(max(0.0, self.clock() - stake.start)))
-        fraction = min(Decimal(1), elapsed / stake.lock_duration)
-        reward = _q(stake.amount * stake.reward_percent / 100 * fraction)
+        reward = self._accrued(stake)
         stake.active = False
         c.balance += stake.amount
         c.credit(reward)
@@ -266,6 +284,33 @@ class Business:
 
     def stake_count(self, customer_ref: str) -> dict[str, Any]:
         return {"stake_count": str(len(self.customer(customer_ref).stakes))}
+
+    def _accrued(self, stake: Stake) -> Decimal:
+        """What unstaking now pays on top of the principal: the reward pro rata to the time held."""
+        elapsed = Decimal(str(max(0.0, self.clock() - stake.start)))
+        fraction = min(Decimal(1), elapsed / stake.lock_duration)
+        return _q(stake.amount * stake.reward_percent / 100 * fraction)
+
+    def stake_rewards(self, customer_ref: str, stake_index: int) -> dict[str, Any]:
+        stakes = self.customer(customer_ref).stakes
+        stake = stakes[stake_index] if 0 <= stake_index < len(stakes) else None
+        accrued = self._accrued(stake) if stake is not None and stake.active else ZERO
+        return {"rewards": amount_text(accrued) if accrued else "0"}
+
+    def staking_rate(self) -> dict[str, Any]:
+        duration, percent = self.staking or (0, ZERO)
+        return {
+            "base_duration": str(duration),
+            "base_reward_percent": _plain_number(percent),
+            "is_set": self.staking is not None,
+        }
+
+    def _reward_percent(self, lock_duration: int) -> Decimal:
+        base_duration, base_percent = self.staking or (1, ZERO)
+        return _q(base_percent * lock_duration / base_duration)
+
+    def calculate_staking_reward(self, duration: int) -> dict[str, Any]:
+        return {"reward_percent": _plain_number(self._reward_percent(duration).normalize())}
 
     # -- vesting ----------------------------------------------------------------------------------
     def create_vesting_grant(
@@ -318,11 +363,16 @@ class Business:
             "total_amount": amount_text(g.total),
             "start_time": str(int(g.start)),
             "cliff_duration": str(g.cliff_duration),
-            "cliff_percent": amount_text(g.cliff_percent),
+            "cliff_percent": _plain_number(g.cliff_percent),
             "vesting_duration": str(g.vesting_duration),
             "claimed": amount_text(g.claimed),
             "active": g.active,
         }
+
+    def vested_amount(self, customer_ref: str) -> dict[str, Any]:
+        g = self.customer(customer_ref).grant
+        claimable = g.vested(self.clock()) - g.claimed if g is not None and g.active else ZERO
+        return {"vested_amount": amount_text(claimable) if claimable > 0 else "0"}
 
     # -- promotions -------------------------------------------------------------------------------
     def set_happy_hour(self, duration: int, multiplier: Decimal) -> None:
@@ -337,7 +387,7 @@ class Business:
         active = self.happy_active()
         return {
             "end_time": str(int(self.happy_end)) if active else "0",
-            "multiplier": amount_text(self.happy_multiplier) if active else "1",
+            "multiplier": _plain_number(self.happy_multiplier) if active else 1,
             "is_active": active,
         }
 
@@ -346,6 +396,18 @@ class Business:
 
     def remove_daily_cap(self) -> None:
         self.daily_cap = None
+
+    def daily_cap_settings(self) -> dict[str, Any]:
+        return {"cap": amount_text(self.daily_cap or ZERO), "is_active": self.daily_cap is not None}
+
+    def daily_earnings(self, customer_ref: str) -> dict[str, Any]:
+        c = self.customer(customer_ref)
+        current = c.cap_window_start > 0 and self.clock() - c.cap_window_start < DAY
+        return {
+            "earned_today": amount_text(c.cap_window_earned) if current else "0",
+            "last_reset_time": str(int(c.cap_window_start)) if current else "0",
+            "cap": amount_text(self.daily_cap or ZERO),
+        }
 
     # -- governance & cashback --------------------------------------------------------------------
     def set_tiers(self, bronze: Decimal, silver: Decimal, gold: Decimal) -> None:
@@ -362,21 +424,17 @@ class Business:
             "is_active": self.tiers is not None,
         }
 
-    def tier_of(self, balance: Decimal) -> tuple[int, str]:
+    def tier_of(self, balance: Decimal) -> str:
+        """The tier label of an available balance."""
         if self.tiers is None:
-            return 0, "None"
-        for level, label, threshold in (
-            (3, "Gold", self.tiers[2]),
-            (2, "Silver", self.tiers[1]),
-            (1, "Bronze", self.tiers[0]),
-        ):
+            return "None"
+        for label, threshold in (("Gold", self.tiers[2]), ("Silver", self.tiers[1]), ("Bronze", self.tiers[0])):
             if balance >= threshold:
-                return level, label
-        return 0, "None"
+                return label
+        return "None"
 
     def user_tier(self, customer_ref: str) -> dict[str, Any]:
-        level, label = self.tier_of(self.customer(customer_ref).balance)
-        return {"tier": level, "tier_label": label}
+        return {"tier": self.tier_of(self.customer(customer_ref).balance)}
 
     def set_voting_ratio(self, tokens_per_vote: Decimal) -> None:
         self.tokens_per_vote = tokens_per_vote
@@ -438,7 +496,7 @@ class Business:
             "total_vested": amount_text(vesting),
             "total_earned": amount_text(c.total_earned),
             "total_spent": amount_text(c.total_spent),
-            "tier": self.tier_of(c.balance)[1],
+            "tier": self.tier_of(c.balance),
             "voting_power": str(self.votes(c.balance)),
         }
 
@@ -456,6 +514,12 @@ class Business:
         iso = _dt.datetime.fromtimestamp(ts, tz=_dt.UTC).isoformat() if ts else None
         return {"last_activity": str(int(ts)), "last_activity_iso": iso}
 
+    def is_expired(self, customer_ref: str) -> dict[str, Any]:
+        return {"is_expired": self.expired(self.customer(customer_ref))}
+
+    def event_allocation(self, event_name: str) -> dict[str, Any]:
+        return {"total_allocation": amount_text(self.awarded.get(event_name, ZERO))}
+
     # -- events -----------------------------------------------------------------------------------
     def set_event_details(self, event_name: str, allocation: Decimal, should_not_claim_twice: bool) -> None:
         if event_name != event_name.lower():
@@ -464,12 +528,12 @@ class Business:
 
     def event_details(self, event_name: str) -> dict[str, Any]:
         event = self.events.get(event_name)
-        if event is None:
-            raise Refusal(404, "Event not found")
+        if event is None:  # the docs: a missing event reads as allocation 0, not a 404
+            return {"allocation": "0", "should_not_claim_twice": False}
         return {"allocation": amount_text(event.allocation), "should_not_claim_twice": event.one_time}
 
     def event_counter(self) -> dict[str, Any]:
-        return {"event_count": str(len(self.events))}
+        return {"event_count": len(self.events)}
 
     def event_by_index(self, index: int) -> dict[str, Any]:
         names = list(self.events)

@@ -38,6 +38,11 @@ async def _funded(c: ShakescoClient, _: Sandbox) -> None:
     await c.upgrade_to_shakesco("c1", 100)
 
 
+async def _funded_and_expired(c: ShakescoClient, s: Sandbox) -> None:
+    await _funded(c, s)
+    s.clock.advance(366 * 86400)  # inactive longer than the token's expiry period
+
+
 async def _staked(c: ShakescoClient, s: Sandbox) -> None:
     await _funded(c, s)
     await c.set_staking_rate(3600, 10)
@@ -139,7 +144,11 @@ VERIFIABLE = [
         _balance_is("c1", "89.5"),
     ),
     Kind(
-        "expire", "/expire-tokens", _funded, lambda c, k: c.expire_tokens("c1", idempotency_key=k), _balance_is("c1", 0)
+        "expire",
+        "/expire-tokens",
+        _funded_and_expired,
+        lambda c, k: c.expire_tokens("c1", idempotency_key=k),
+        _balance_is("c1", 0),
     ),
     Kind(
         "transfer",

@@ -160,24 +160,24 @@ async def test_a_write_still_held_when_the_sandbox_stops_is_never_applied() -> N
 
 async def test_count_and_probability(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
     rule = sandbox.faults.add("fail_before_commit", count=2)
-    statuses = [(await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] for _ in range(4)]
+    statuses = [(await _post(http, sandbox, "/prune-inactive-stakes", {"customer_ref": "c"}))[0] for _ in range(4)]
     assert statuses == [502, 502, 200, 200]
     assert rule.fired == 2
     sandbox.faults.clear()
     never = sandbox.faults.add("fail_before_commit", probability=0.0)
-    assert (await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] == 200
+    assert (await _post(http, sandbox, "/prune-inactive-stakes", {"customer_ref": "c"}))[0] == 200
     assert never.fired == 0
 
 
 async def test_faults_target_one_endpoint_or_reads(http: aiohttp.ClientSession, sandbox: Sandbox) -> None:
     sandbox.faults.add("fail_before_commit", endpoint="redeem-tokens")
-    assert (await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] == 200
+    assert (await _post(http, sandbox, "/prune-inactive-stakes", {"customer_ref": "c"}))[0] == 200
     sandbox.faults.clear()
     sandbox.faults.add("error", on="read", status=503, message="down")
     headers = {"Authorization": f"Bearer {sandbox.api_key}"}
     async with http.get(sandbox.base_url + "/balance", params={"customer_ref": "c"}, headers=headers) as resp:
         assert resp.status == 503
-    assert (await _post(http, sandbox, "/expire-tokens", {"customer_ref": "c"}))[0] == 200
+    assert (await _post(http, sandbox, "/prune-inactive-stakes", {"customer_ref": "c"}))[0] == 200
 
 
 @pytest.mark.parametrize(

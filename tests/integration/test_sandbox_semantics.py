@@ -66,7 +66,7 @@ async def test_daily_cap_is_a_rolling_window(client: ShakescoClient, sandbox: Sa
     assert await client.balance("carol") == Decimal(15)
 
 
-async def test_redeem_expire_and_lifetime_counters(client: ShakescoClient) -> None:
+async def test_redeem_expire_and_lifetime_counters(client: ShakescoClient, sandbox: Sandbox) -> None:
     await _events(client)
     assert await client.last_activity("erin") is None
     await client.claim_tokens("signup", "erin")
@@ -75,11 +75,34 @@ async def test_redeem_expire_and_lifetime_counters(client: ShakescoClient) -> No
         await client.redeem_tokens("erin", 100)
     assert await client.balance("erin") == Decimal("37.75")
     assert await client.total_spent("erin") == Decimal("12.25")
+    assert await client.is_expired("erin") is False
+    with pytest.raises(sa.TokensNotExpired):
+        await client.expire_tokens("erin")
+    sandbox.clock.advance(365 * DAY + 1)  # inactive longer than the token's expiry period
+    assert await client.is_expired("erin") is True
     await client.expire_tokens("erin")
     assert await client.balance("erin") == 0
+    assert await client.is_expired("erin") is False  # the expiry restarts the activity clock
+    with pytest.raises(sa.TokensNotExpired):
+        await client.expire_tokens("erin")
     assert await client.total_earned("erin") == 50
     last = await client.last_activity("erin")
-    assert last is not None and abs((datetime.now(UTC) - last).total_seconds()) < 5
+    assert last is not None and abs((datetime.fromtimestamp(sandbox.clock.now(), UTC) - last).total_seconds()) < 5
+
+
+async def test_nobody_expires_without_activity_or_without_an_expiry_period(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    sandbox.add_business("sk_forever", expiry_period=None)
+    forever = make_client(api_key="sk_forever")
+    client = make_client()
+    for c in (client, forever):
+        await c.upgrade_to_shakesco("old", 5)
+    sandbox.clock.advance(10 * 365 * DAY)
+    assert await client.is_expired("never-seen") is False
+    assert (await client.is_expired("old"), await forever.is_expired("old")) == (True, False)
+    with pytest.raises(sa.TokensNotExpired):
+        await forever.expire_tokens("old")
 
 
 async def test_links_expire(client: ShakescoClient) -> None:
@@ -88,7 +111,7 @@ async def test_links_expire(client: ShakescoClient) -> None:
     receive = await client.receive_from_shakesco("frank", 10)
     assert claim.url.startswith("https://") and receive.url != claim.url
     assert timedelta(minutes=29) < claim.expires_at - now < timedelta(minutes=31)
-    assert timedelta(minutes=9) < receive.expires_at - now < timedelta(minutes=11)
+    assert timedelta(minutes=29) < receive.expires_at - now < timedelta(minutes=31)
 
 
 async def test_transfer_and_migration(client: ShakescoClient) -> None:
@@ -166,8 +189,8 @@ async def test_tiers_and_voting(client: ShakescoClient) -> None:
     await client.set_tiers(100, 500, 1000)
     assert await client.tier_thresholds() == sa.TierThresholds(Decimal(100), Decimal(500), Decimal(1000), True)
     await client.upgrade_to_shakesco("lee", 600)
-    assert await client.user_tier("lee") == sa.UserTier(2, "Silver")
-    assert await client.user_tier("nobody") == sa.UserTier(0, "None")
+    assert await client.user_tier("lee") == sa.UserTier("Silver")
+    assert await client.user_tier("nobody") == sa.UserTier("None")
     assert await client.voting_power("lee") == 0
     await client.set_voting_ratio(50)
     assert await client.voting_power("lee") == 12
@@ -200,6 +223,7 @@ async def test_events_and_token_info(client: ShakescoClient) -> None:
     with pytest.raises(sa.EventNotFound):
         await client.event_by_index(5)
     assert await client.event_details("signup") == sa.EventDetails(Decimal(50), True)
+    assert await client.event_details("never-made") == sa.EventDetails(Decimal(0), False)  # as the docs say
     await client.set_event_details("signup", 75, False)
     assert await client.event_details("signup") == sa.EventDetails(Decimal(75), False)
     info = await client.token_info()
@@ -288,3 +312,90 @@ async def test_a_shared_session_with_a_base_url_of_its_own(sandbox: Sandbox, tmp
             await client.upgrade_to_shakesco("ann", 5)
             assert await client.balance("ann") == 5
     assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
+async def test_staking_rate_preview_and_accrued_rewards(client: ShakescoClient, sandbox: Sandbox) -> None:
+    assert await client.staking_rate() == sa.StakingRate(0, Decimal(0), False)
+    await client.set_staking_rate(DAY, "12.5")
+    assert await client.staking_rate() == sa.StakingRate(DAY, Decimal("12.5"), True)
+    # base_reward_percent x duration / base_duration
+    assert await client.calculate_staking_reward(2 * DAY) == 25
+    assert await client.calculate_staking_reward(timedelta(hours=12)) == Decimal("6.25")
+    await client.upgrade_to_shakesco("sam", 1000)
+    await client.create_stake("sam", 400, 2 * DAY)  # 25% at full term
+    assert await client.stake_rewards("sam", 0) == 0
+    sandbox.clock.advance(DAY)  # half the lock: half the reward, accrued pro rata
+    assert await client.stake_rewards("sam", 0) == 50
+    sandbox.clock.advance(5 * DAY)  # never more than the full term pays
+    assert await client.stake_rewards("sam", 0) == 100
+    await client.unstake("sam", 0)
+    assert await client.balance("sam") == 1100
+    assert (await client.stake_rewards("sam", 0), await client.stake_rewards("sam", 9)) == (0, 0)
+
+
+async def test_vested_amount_follows_the_cliff_and_the_linear_schedule(
+    client: ShakescoClient, sandbox: Sandbox
+) -> None:
+    assert await client.vested_amount("val") == 0  # no grant
+    await client.create_vesting_grant("val", 1000, 1000, 100, 25)
+    assert await client.vested_amount("val") == 0  # before the cliff
+    sandbox.clock.advance(100)
+    assert await client.vested_amount("val") == 250  # the cliff's 25%
+    sandbox.clock.advance(450)  # half of the linear part
+    assert await client.vested_amount("val") == 625
+    await client.claim_vested_tokens("val")
+    assert await client.vested_amount("val") == 0
+    sandbox.clock.advance(10_000)
+    assert await client.vested_amount("val") == 375
+    await client.cancel_vesting("val")
+    assert await client.vested_amount("val") == 0
+
+
+async def test_daily_earnings_reset_and_respect_the_cap(client: ShakescoClient, sandbox: Sandbox) -> None:
+    await _events(client)
+    assert await client.daily_cap_settings() == sa.DailyCapSettings(Decimal(0), False)
+    assert await client.daily_earnings("dee") == sa.DailyEarnings(Decimal(0), None, Decimal(0))
+    await client.set_daily_cap("6")
+    assert await client.daily_cap_settings() == sa.DailyCapSettings(Decimal(6), True)
+    started = datetime.fromtimestamp(int(sandbox.clock.now()), UTC)
+    await client.claim_tokens("purchase", "dee")
+    await client.claim_tokens("purchase", "dee")
+    with pytest.raises(sa.DailyCapExceeded):  # 7.5 would cross the cap of 6: refused whole
+        await client.claim_tokens("purchase", "dee")
+    earnings = await client.daily_earnings("dee")
+    assert (earnings.earned_today, earnings.cap) == (5, 6)
+    assert earnings.last_reset_time is not None and abs((earnings.last_reset_time - started).total_seconds()) <= 1
+    sandbox.clock.advance(DAY)  # the window, begun at the first claim, has run out
+    assert (await client.daily_earnings("dee")).earned_today == 0
+    await client.claim_tokens("purchase", "dee")
+    assert (await client.daily_earnings("dee")).earned_today == Decimal("2.5")
+    await client.remove_daily_cap()
+    assert await client.daily_cap_settings() == sa.DailyCapSettings(Decimal(0), False)
+
+
+async def test_event_allocation_totals_every_customers_claims(client: ShakescoClient) -> None:
+    await _events(client)
+    assert await client.event_allocation("purchase") == 0
+    await client.set_happy_hour(3600, 2)
+    for ref in ("a", "b", "b"):
+        await client.claim_tokens("purchase", ref)
+    await client.claim_tokens("signup", "a")
+    assert await client.event_allocation("purchase") == 15  # 3 claims of 2.5, doubled
+    assert await client.event_allocation("signup") == 100
+    assert await client.event_allocation("never-made") == 0
+
+
+async def test_percents_and_multipliers_are_plain_json_numbers(sandbox: Sandbox, client: ShakescoClient) -> None:
+    await client.set_happy_hour(60, "1.5")
+    await client.set_staking_rate(DAY, 20)
+    await client.create_vesting_grant("pat", 10, 100, 10, "12.5")
+    headers = {"Authorization": f"Bearer {sandbox.api_key}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        bodies = {}
+        for path in ("/happy-hour", "/staking-rate", "/vesting-info?customer_ref=pat", "/user-tier?customer_ref=pat"):
+            async with http.get(sandbox.base_url + path) as resp:
+                bodies[path.split("?")[0]] = await resp.json()
+    assert bodies["/happy-hour"]["multiplier"] == 1.5
+    assert bodies["/staking-rate"]["base_reward_percent"] == 20
+    assert bodies["/vesting-info"]["cliff_percent"] == 12.5
+    assert bodies["/user-tier"] == {"tier": "None"}

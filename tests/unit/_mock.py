@@ -39,6 +39,8 @@ QUIET_STATE: dict[str, Any] = {
     "currency": "USD",
     "allocation": "0",
     "should_not_claim_twice": False,
+    "is_expired": False,
+    "vested_amount": "0",
 }
 
 

@@ -14,12 +14,15 @@ from aioresponses import aioresponses
 from shakesco_async import (
     CashbackProgress,
     CashbackSettings,
+    DailyCapSettings,
+    DailyEarnings,
     EventDetails,
     HappyHour,
     Link,
     Receipt,
     ShakescoClient,
     StakeInfo,
+    StakingRate,
     TierThresholds,
     TokenInfo,
     UserInfo,
@@ -143,7 +146,33 @@ READS: list[tuple[str, tuple[Any, ...], dict[str, str], dict[str, Any], object]]
         {"bronze": "100.0", "silver": "500.0", "gold": "1000.0", "is_active": True},
         TierThresholds(Decimal(100), Decimal(500), Decimal(1000), True),
     ),
-    ("user_tier", ("cust-1",), {"customer_ref": "cust-1"}, {"tier": 2, "tier_label": "Silver"}, UserTier(2, "Silver")),
+    ("user_tier", ("cust-1",), {"customer_ref": "cust-1"}, {"tier": "Silver"}, UserTier("Silver")),
+    (
+        "staking_rate",
+        (),
+        {},
+        {"base_duration": "600", "base_reward_percent": 12.5, "is_set": True},
+        StakingRate(600, Decimal("12.5"), True),
+    ),
+    ("calculate_staking_reward", (timedelta(hours=1),), {"duration": "3600"}, {"reward_percent": 5}, Decimal(5)),
+    (
+        "stake_rewards",
+        ("cust-1", 2),
+        {"customer_ref": "cust-1", "stake_index": "2"},
+        {"rewards": "1.5"},
+        Decimal("1.5"),
+    ),
+    ("vested_amount", ("cust-1",), {"customer_ref": "cust-1"}, {"vested_amount": "125.0"}, Decimal("125.0")),
+    ("daily_cap_settings", (), {}, {"cap": "50.0", "is_active": True}, DailyCapSettings(Decimal(50), True)),
+    (
+        "daily_earnings",
+        ("cust-1",),
+        {"customer_ref": "cust-1"},
+        {"earned_today": "12.0", "last_reset_time": "1767225600", "cap": "50.0"},
+        DailyEarnings(Decimal(12), T0, Decimal(50)),
+    ),
+    ("is_expired", ("cust-1",), {"customer_ref": "cust-1"}, {"is_expired": True}, True),
+    ("event_allocation", ("signup",), {"event_name": "signup"}, {"total_allocation": "15.0"}, Decimal(15)),
     ("voting_power", ("cust-1",), {"customer_ref": "cust-1"}, {"voting_power": "7"}, 7),
     (
         "cashback_settings",
@@ -220,7 +249,7 @@ READS: list[tuple[str, tuple[Any, ...], dict[str, str], dict[str, Any], object]]
 def test_every_endpoint_is_covered_once() -> None:
     names = [row[0] for row in WRITES] + [row[0] for row in READS]
     assert sorted(names) == sorted(e.name for e in ALL_ENDPOINTS)
-    assert len(set(names)) == len(names) == 42
+    assert len(set(names)) == len(names) == 50
 
 
 def _auth_ok(kwargs: dict[str, Any]) -> None:
