@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import logging
 import math
 import os
-from decimal import Decimal
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import aiohttp
 
+from ._body import DEFAULT_MAX_RESPONSE_BYTES, decode_json
 from ._config import (
     ApiKey,
     resolve_api_key,
@@ -29,6 +28,7 @@ from ._errors import (
     MalformedResponse,
     RateLimited,
     ServerError,
+    ShakescoError,
     TransportError,
     ValidationError,
     error_from_response,
@@ -48,9 +48,6 @@ __all__ = ["ShakescoClient"]
 log = logging.getLogger("shakesco_async")
 R = TypeVar("R")
 _RETRYABLE_STATUS = frozenset({502, 503, 504})
-# Amounts answered as JSON numbers stay exact (a float keeps ~17 digits, not 18 decimals).
-# One decoder: json.loads with options would build a new one for every answer.
-_JSON = json.JSONDecoder(parse_float=Decimal)
 
 
 class ShakescoClient(EndpointMethods):
@@ -71,15 +68,23 @@ class ShakescoClient(EndpointMethods):
         session: aiohttp.ClientSession | None = None,
         guard: GuardSettings | None = None,
         ledger_scope: str | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.timeout = _check_limits(resolve_timeout(timeout), max_retries)
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise ConfigurationError(f"max_response_bytes must be a positive int, got {max_response_bytes!r}")
         self._api_key: ApiKey = resolve_api_key(api_key)
         self.base_url = resolve_base_url(base_url)
         self.max_retries = max_retries
         self._settings = guard or GuardSettings()
         self._settings.check(self.timeout)
         self._transport = Transport(
-            self.base_url, self._api_key, timeout=self.timeout, version=VERSION, session=session
+            self.base_url,
+            self._api_key,
+            timeout=self.timeout,
+            version=VERSION,
+            session=session,
+            max_body=max_response_bytes,
         )
         if isinstance(ledger, Ledger) and ledger_scope is not None:
             raise ConfigurationError("ledger_scope names a ledger the client opens; a Ledger has its own business=")
@@ -252,13 +257,15 @@ class ShakescoClient(EndpointMethods):
         )
         if not 200 <= response.status < 300:
             raise error_from_response(response.status, response.text, response.retry_after)
+        data = decode_json(response.text, f"{endpoint.method} {endpoint.path} answered {response.status}")
         try:
-            data = _JSON.decode(response.text)
-        except ValueError:
+            return endpoint.parse(data)
+        except ShakescoError:
+            raise
+        except Exception as exc:  # a parser's surprise is the body's fault, never the caller's
             raise MalformedResponse(
-                f"{endpoint.path} answered {response.status} with a non-JSON body", response.text
+                f"{endpoint.path}: cannot read the answer ({type(exc).__name__})", response.text
             ) from None
-        return endpoint.parse(data)
 
 
 class _Life:

@@ -8,19 +8,32 @@ from typing import Any
 
 import cattrs
 
-__all__ = ["converter", "to_bool", "to_datetime", "to_decimal", "to_int"]
+from ._validate import MAX_AMOUNT, MAX_DECIMALS, MAX_INTEGER, decimal_places
+from ._validate import shown as _shown
+
+__all__ = ["MAX_READ_PLACES", "converter", "to_bool", "to_datetime", "to_decimal", "to_int"]
+
+MAX_READ_PLACES = 2 * MAX_DECIMALS
+"""The most decimal places a number read from the API may have (36); with ``MAX_AMOUNT``
+as the largest magnitude, every difference the guard takes of two of them is exact."""
 
 
 def to_decimal(value: Any, _: Any = None) -> Decimal:
-    """Exact decimal from a decimal string or JSON number (never via binary float maths)."""
+    """Exact decimal from a decimal string or JSON number (never via binary float maths),
+    within the range of token amounts: at most ``MAX_AMOUNT`` in magnitude and at most
+    ``MAX_READ_PLACES`` decimal places. Anything else is no amount (``ValueError``)."""
     if isinstance(value, bool) or not isinstance(value, (str, int, float, Decimal)):
-        raise ValueError(f"not an amount: {value!r}")
+        raise ValueError(f"not an amount: {_shown(value)}")
+    if isinstance(value, int) and abs(value) > MAX_INTEGER:
+        raise ValueError(f"not an amount, too large: {_shown(value)}")
     try:
-        result = Decimal(str(value).strip())
+        result = value if isinstance(value, Decimal) else Decimal(str(value).strip())
     except InvalidOperation:
-        raise ValueError(f"not an amount: {value!r}") from None
+        raise ValueError(f"not an amount: {_shown(value)}") from None
     if not result.is_finite():
-        raise ValueError(f"not a finite amount: {value!r}")
+        raise ValueError(f"not a finite amount: {_shown(value)}")
+    if result.copy_abs() > MAX_AMOUNT or decimal_places(result) > MAX_READ_PLACES:
+        raise ValueError(f"an amount out of range: {_shown(value)}")
     return result
 
 
@@ -28,13 +41,13 @@ def to_int(value: Any, _: Any = None) -> int:
     """Integer from an int or an integer string ("3600")."""
     if isinstance(value, bool):
         raise ValueError(f"not an integer: {value!r}")
-    if isinstance(value, int):
+    if isinstance(value, int) and abs(value) <= MAX_INTEGER:
         return value
     if isinstance(value, str | float | Decimal):
         number = to_decimal(value)
         if number == number.to_integral_value():
             return int(number)
-    raise ValueError(f"not an integer: {value!r}")
+    raise ValueError(f"not an integer: {_shown(value)}")
 
 
 def to_bool(value: Any, _: Any = None) -> bool:
@@ -53,10 +66,15 @@ def to_datetime(value: Any, _: Any = None) -> datetime | None:
     if value is None or value == "" or value == 0 or value == "0":
         return None
     if isinstance(value, str) and not value.strip().lstrip("-").replace(".", "", 1).isdigit():
+        if len(value) > 64:  # no ISO 8601 time is longer
+            raise ValueError(f"not a time: {_shown(value)}")
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     seconds = to_decimal(value)
-    return datetime.fromtimestamp(float(seconds), tz=UTC)
+    try:
+        return datetime.fromtimestamp(float(seconds), tz=UTC)
+    except (OverflowError, OSError, ValueError):  # past what a datetime can hold (year 9999)
+        raise ValueError(f"not a time: {_shown(value)}") from None
 
 
 def _make_converter() -> cattrs.Converter:

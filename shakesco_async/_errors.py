@@ -237,9 +237,11 @@ _TABLE: tuple[tuple[int, str, type[APIError]], ...] = (
 
 
 def _message_from_body(body: str) -> str:
+    if body.count("[") + body.count("{") > 8:  # no message nests that deep: keep json's recursion away
+        return body.strip()[:200]
     try:
         data: Any = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body.strip()[:200]
     if isinstance(data, dict):
         for field in ("error", "message", "detail"):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 import attrs
 
@@ -101,8 +102,17 @@ async def reconcile(
         while limit is None or examined < limit:
             want = size if limit is None else min(size, limit - examined)
             owner = f"reconcile:{pass_id}:{len(claims)}"
-            page = await guard.ledger.claim_open(
-                owner=owner, older_than=older_than + (time.time() - started), limit=want, ttl=_CLAIM_TTL, after=after
+            # Cancelled while the claim is being made, the claim still ends and is given back:
+            # its entries would otherwise stay out of every pass until the claims lapse.
+            page = await guard.cleanups.taking(
+                guard.ledger.claim_open(
+                    owner=owner,
+                    older_than=older_than + (time.time() - started),
+                    limit=want,
+                    ttl=_CLAIM_TTL,
+                    after=after,
+                ),
+                functools.partial(_unclaim, guard, owner),
             )
             claims.append((owner, [e.key for e in page]))
             full = len(page) == want
@@ -131,12 +141,11 @@ async def reconcile(
                 feed, resend=resend, dry_run=dry_run, concurrency=concurrency, on_settled=settled
             )
     finally:
-        given = await asyncio.gather(
-            *(guard.ledger.unclaim(owner, keys) for owner, keys in claims if keys), return_exceptions=True
+        # Given back even if the pass is cancelled again while it gives them back.
+        given = guard.cleanups.finish(
+            asyncio.gather(*(guard.ledger.unclaim(owner, keys) for owner, keys in claims if keys))
         )
-        for failure in given:
-            if isinstance(failure, BaseException):
-                raise failure
+        await given
     summary = ReconcileSummary(
         examined=examined,
         counts={name: counts.get(name, 0) for name in OUTCOMES},
@@ -146,6 +155,10 @@ async def reconcile(
     if examined:
         log.info("reconciled %d entries: %s", examined, {k: v for k, v in summary.counts.items() if v})
     return summary
+
+
+def _unclaim(guard: WriteGuard, owner: str, taken: list[LedgerEntry]) -> Awaitable[None]:
+    return guard.ledger.unclaim(owner, [e.key for e in taken])
 
 
 def check_options(*, older_than: float, concurrency: int, resend: str, interval: float | None = None) -> None:

@@ -20,7 +20,7 @@ import attrs
 import yarl
 
 from ._config import ApiKey
-from ._errors import ConfigurationError, TransportError, TransportTimeout
+from ._errors import ConfigurationError, MalformedResponse, TransportError, TransportTimeout
 from ._retry import parse_retry_after
 from ._wire import WireValue, encode_body, encode_query
 
@@ -102,6 +102,7 @@ class Transport:
         timeout: float,
         version: str,
         session: aiohttp.ClientSession | None = None,
+        max_body: int = 1 << 20,
     ) -> None:
         if session is not None and session.auth is not None:
             # aiohttp refuses every request that has both: fail here, before anything is recorded
@@ -117,6 +118,7 @@ class Transport:
         self._timeout = _budget(timeout)
         self._pool = _Pool(session)
         self._user_agent = user_agent(version)
+        self._max_body = max_body
 
     def with_timeout(self, timeout: float) -> Transport:
         """A transport with another timeout, on this one's connections."""
@@ -181,7 +183,7 @@ class Transport:
                 **_NO_MIDDLEWARES,
             ) as resp:
                 # JSON is UTF-8 (RFC 8259): no charset sniffing
-                text = (await resp.read()).decode("utf-8", errors="replace")
+                text = (await _read_capped(resp, self._max_body, method, path)).decode("utf-8", errors="replace")
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
         except aiohttp.ConnectionTimeoutError as exc:
@@ -236,6 +238,26 @@ class Transport:
 
     def __repr__(self) -> str:
         return f"Transport(base_url={str(self._base_url)!r})"
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int, method: str, path: str) -> bytes:
+    """The body, read a chunk at a time and never past ``limit`` bytes (after decompression):
+    memory stays bounded whatever the server sends. Past it, the connection is closed."""
+    length = resp.content_length
+    chunks: list[bytes] = []
+    total = 0
+    if length is None or length <= limit:
+        async for chunk in resp.content.iter_chunked(1 << 16):
+            total += len(chunk)
+            if total > limit:
+                break
+            chunks.append(chunk)
+        else:
+            return b"".join(chunks)
+    resp.close()  # the rest is never read: the connection cannot be reused
+    raise MalformedResponse(
+        f"{method} {path} answered {resp.status} with a body over the {limit}-byte limit (max_response_bytes)"
+    )
 
 
 def _scrub(exc: BaseException) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "boolean",
     "currency",
     "customer_ref",
+    "decimal_places",
     "duration",
     "event_name",
     "index",
@@ -26,6 +27,7 @@ __all__ = [
     "percent",
     "rate_percent",
     "seconds",
+    "shown",
     "text",
 ]
 
@@ -33,10 +35,23 @@ MAX_DECIMALS = 18
 MAX_AMOUNT = Decimal(f"{2**256 - 1}E-{MAX_DECIMALS}")
 """The most a token amount can be: a 256-bit integer of units at 18 decimals (~1.16e59)."""
 MAX_STRING = 256
+MAX_INTEGER = 2**256 - 1
+"""The largest index or duration (an unsigned 256-bit integer, like token units)."""
+_SHOWN = 40  # characters of a bad value kept in an error message
+_DIGITS = re.compile(r"[0-9]{1,78}")  # ASCII only: "²".isdigit() and int("٣") == 3
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 Amount = Decimal | int | str | float
+
+
+def shown(value: Any) -> str:
+    """A value as an error message may show it: short, and never an int too long to print
+    (Python refuses to write one of over 4,300 digits, with a ValueError of its own)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<a {value.bit_length()}-bit int>"
+    text = repr(value)
+    return text if len(text) <= _SHOWN else text[:_SHOWN] + "..."
 
 
 def text(name: str, value: Any, limit: int = MAX_STRING) -> str:
@@ -75,9 +90,13 @@ def event_name(name: str, value: Any) -> str:
 def _decimal(name: str, value: Any) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (Decimal, int, str, float)):
         raise ValidationError(f"{name} must be a Decimal, int or decimal string, got {type(value).__name__}")
+    if isinstance(value, str) and not value.isascii():  # Decimal("١٢") is 12: no digits but ASCII ones
+        raise ValidationError(f"{name} must be written in ASCII digits, got {shown(value)}")
+    if isinstance(value, int) and value.bit_length() > MAX_INTEGER.bit_length():
+        raise ValidationError(f"{name} is larger than a token amount can be ({MAX_AMOUNT:.3E}): {shown(value)}")
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValidationError(f"{name} must be finite, got {value!r}")
+            raise ValidationError(f"{name} must be finite, got {shown(value)}")
         written = Decimal(repr(value))
         if Decimal.from_float(value) != written:  # explicit: no FloatOperation signal, whatever the context
             raise ValidationError(
@@ -88,19 +107,19 @@ def _decimal(name: str, value: Any) -> Decimal:
         try:
             number = Decimal(value.strip() if isinstance(value, str) else value)
         except InvalidOperation:
-            raise ValidationError(f"{name} is not a number: {value!r}") from None
+            raise ValidationError(f"{name} is not a number: {shown(value)}") from None
     if not number.is_finite():
-        raise ValidationError(f"{name} must be finite, got {value!r}")
+        raise ValidationError(f"{name} must be finite, got {shown(value)}")
     # Exact checks only (no context rounding): "1e1000000000" would otherwise be written
     # out digit by digit on the wire, and long decimals overflow quantize's precision.
     if number.copy_abs() > MAX_AMOUNT:
-        raise ValidationError(f"{name} is larger than a token amount can be ({MAX_AMOUNT:.3E}): {value!r}")
-    if _places(number) > MAX_DECIMALS:
-        raise ValidationError(f"{name} has more than {MAX_DECIMALS} decimal places: {value!r}")
+        raise ValidationError(f"{name} is larger than a token amount can be ({MAX_AMOUNT:.3E}): {shown(value)}")
+    if decimal_places(number) > MAX_DECIMALS:
+        raise ValidationError(f"{name} has more than {MAX_DECIMALS} decimal places: {shown(value)}")
     return number if number else Decimal(0)  # "0E+1000000000" is zero, written "0"
 
 
-def _places(number: Decimal) -> int:
+def decimal_places(number: Decimal) -> int:
     """Decimal places up to the last non-zero digit."""
     _, digits, exponent = number.as_tuple()
     assert isinstance(exponent, int)  # finite
@@ -116,7 +135,7 @@ def amount(name: str, value: Any) -> Decimal:
     """A token amount: finite, greater than zero, at most 18 decimal places."""
     number = _decimal(name, value)
     if number <= 0:
-        raise ValidationError(f"{name} must be greater than zero, got {value!r}")
+        raise ValidationError(f"{name} must be greater than zero, got {shown(value)}")
     return number
 
 
@@ -124,7 +143,7 @@ def non_negative_amount(name: str, value: Any) -> Decimal:
     """An amount that may be zero (tier thresholds, tokens_per_vote where 0 disables)."""
     number = _decimal(name, value)
     if number < 0:
-        raise ValidationError(f"{name} must not be negative, got {value!r}")
+        raise ValidationError(f"{name} must not be negative, got {shown(value)}")
     return number
 
 
@@ -132,7 +151,7 @@ def percent(name: str, value: Any) -> Decimal:
     """A percentage from 0 to 100 (25 = 25%)."""
     number = non_negative_amount(name, value)
     if number > 100:
-        raise ValidationError(f"{name} must be at most 100, got {value!r}")
+        raise ValidationError(f"{name} must be at most 100, got {shown(value)}")
     return number
 
 
@@ -145,16 +164,19 @@ def multiplier(name: str, value: Any) -> Decimal:
     """A happy-hour multiplier, at least 1."""
     number = _decimal(name, value)
     if number < 1:
-        raise ValidationError(f"{name} must be at least 1, got {value!r}")
+        raise ValidationError(f"{name} must be at least 1, got {shown(value)}")
     return number
 
 
 def seconds(name: str, value: Any, *, positive: bool = False) -> float:
     """A setting in seconds: a finite int or float, not negative (with ``positive``, above 0)."""
-    number = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if number and isinstance(value, int):
+        number = abs(value) <= MAX_INTEGER  # math.isfinite(10**400) raises OverflowError
+    number = number and math.isfinite(value)
     if not number or value < 0 or (positive and value == 0):
         bound = "positive" if positive else "not negative"
-        raise ValidationError(f"{name} must be a finite number of seconds, {bound}; got {value!r}")
+        raise ValidationError(f"{name} must be a finite number of seconds, {bound}; got {shown(value)}")
     return float(value)
 
 
@@ -163,30 +185,34 @@ def duration(name: str, value: Any) -> str:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
         if seconds != int(seconds):
-            raise ValidationError(f"{name} must be whole seconds, got {value!r}")
+            raise ValidationError(f"{name} must be whole seconds, got {shown(value)}")
         value = int(seconds)
-    if isinstance(value, str) and value.isdigit():
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
         value = int(value)  # the wire form, as stored in the ledger
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(f"{name} must be an int number of seconds or a timedelta, got {type(value).__name__}")
-    if value < 0:
-        raise ValidationError(f"{name} must not be negative, got {value!r}")
-    return str(value)
+        raise ValidationError(f"{name} must be an int number of seconds or a timedelta, got {shown(value)}")
+    return str(_bounded(name, value))
 
 
 def index(name: str, value: Any) -> int:
     """A 0-based integer index."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{name} must be an int, got {type(value).__name__}")
+    return _bounded(name, value)
+
+
+def _bounded(name: str, value: int) -> int:
     if value < 0:
-        raise ValidationError(f"{name} must not be negative, got {value!r}")
+        raise ValidationError(f"{name} must not be negative, got {shown(value)}")
+    if value > MAX_INTEGER:
+        raise ValidationError(f"{name} must be at most 2**256 - 1, got {shown(value)}")
     return value
 
 
 def currency(name: str, value: Any) -> str:
     """An ISO 4217 style code of three capital letters ("KES", "USD")."""
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
-        raise ValidationError(f"{name} must be three capital letters such as 'USD', got {value!r}")
+        raise ValidationError(f"{name} must be three capital letters such as 'USD', got {shown(value)}")
     return value
 
 

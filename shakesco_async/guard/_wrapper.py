@@ -138,6 +138,11 @@ class WriteGuard:
         )
         return other
 
+    @property
+    def cleanups(self) -> Cleanups:
+        """Ledger work that must end even when its caller is cancelled (leases, claims)."""
+        return self._cleanups
+
     # -- entry point ---------------------------------------------------------------------------
     async def execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""

@@ -202,6 +202,10 @@ class SQLiteLedger(Ledger):
         self._durable_cost = 0.0  # seconds a durable COMMIT took lately (moving average)
         self._synchronous_now: str | None = None  # what the writer connection is set to, if known
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file as opened
+        # The same of its -wal and -shm (None: absent at open): entries live in the -wal
+        # until a checkpoint, so a -wal deleted under us takes them with it.
+        self._journal_ids: dict[str, tuple[int, int] | None] = {}
+        self._rescued = False
 
     def __repr__(self) -> str:
         return f"SQLiteLedger(path={str(self.path)!r})"
@@ -227,6 +231,10 @@ class SQLiteLedger(Ledger):
                 self._reader = await _connection(str(self.path), isolation_level=None)
                 await self._reader.execute("PRAGMA busy_timeout = 10000")
                 await self._reader.execute("PRAGMA query_only = 1")
+                self._journal_ids = (
+                    {} if self._file_id is None else {s: _id_or_none(self._journal(s)) for s in _JOURNAL}
+                )
+                self._rescued = False
             except (aiosqlite.Error, OSError) as exc:
                 await self.close()
                 raise LedgerError(f"cannot open ledger {str(self.path)!r}: {exc}") from exc
@@ -365,6 +373,7 @@ class SQLiteLedger(Ledger):
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         assert self._writer is not None
         if (gone := self._file_gone()) is not None:
+            await self._rescue_journal()
             for _, future, _ in batch:
                 if not future.done():
                     future.set_exception(gone)
@@ -483,16 +492,43 @@ class SQLiteLedger(Ledger):
         """
         if self._file_id is None:
             return None
+        if _id_or_none(self.path) != self._file_id:
+            return LedgerError(
+                f"ledger file {str(self.path)!r} was deleted or replaced while this process had it open:"
+                " nothing more is recorded or sent. Put the file back, or restart the process"
+            )
+        for suffix, opened in self._journal_ids.items():
+            if opened is not None and _id_or_none(self._journal(suffix)) != opened:
+                return LedgerError(
+                    f"ledger file {str(self.path)!r} lost its {suffix} file while this process had it open:"
+                    " nothing more is recorded or sent; what it held was written into the ledger file"
+                    " if no other process had opened it since. Restart the process"
+                )
+        return None
+
+    def _journal(self, suffix: str) -> Path:
+        return Path(f"{self.path}{suffix}")
+
+    async def _rescue_journal(self) -> None:
+        """Once: write what this process's view of a deleted -wal holds into the ledger file.
+
+        Its entries (sent writes among them) are in no other file, and would be lost to
+        the next process, which would send them again. Only while no other process has
+        opened the ledger since (it would have made a -wal of its own): two -wal files for
+        one database cannot both be checkpointed.
+        """
+        if self._rescued or self._writer is None or _id_or_none(self.path) != self._file_id:
+            return
+        self._rescued = True
+        if any(self._journal(suffix).exists() for suffix in _JOURNAL):
+            log.error(
+                "ledger %s: its -wal or -shm was replaced; its entries since the last checkpoint stay there", self.path
+            )
+            return
         try:
-            now: tuple[int, int] | None = _file_id(self.path)
-        except OSError:
-            now = None
-        if now == self._file_id:
-            return None
-        return LedgerError(
-            f"ledger file {str(self.path)!r} was deleted or replaced while this process had it open:"
-            " nothing more is recorded or sent. Put the file back, or restart the process"
-        )
+            await in_connection_thread(self._writer, lambda raw: raw.execute("PRAGMA wal_checkpoint(TRUNCATE)"))
+        except (sqlite3.Error, OSError) as exc:
+            log.error("ledger %s: could not save its deleted -wal into the ledger file: %s", self.path, exc)
 
     def _note_durable(self, seconds: float) -> None:
         # A moving average of the disk's own cost (the commit alone, no hops): an estimate a
@@ -737,6 +773,16 @@ class SQLiteLedger(Ledger):
 
 
 _BUSY_MS = 10000
+
+
+_JOURNAL = ("-wal", "-shm")
+
+
+def _id_or_none(path: Path) -> tuple[int, int] | None:
+    try:
+        return _file_id(path)
+    except OSError:
+        return None
 
 
 def _file_id(path: Path) -> tuple[int, int]:

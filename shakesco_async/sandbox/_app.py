@@ -75,7 +75,7 @@ def _seconds(v: Any) -> int:
         raise invalid()
     if isinstance(v, int) and v >= 0:
         return v
-    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,20}", v):  # ASCII digits: "²".isdigit() too
+    if isinstance(v, str) and re.fullmatch(r"[0-9]{1,78}", v):  # ASCII digits: "²".isdigit() too
         return int(v)
     raise invalid()
 

@@ -241,3 +241,63 @@ async def test_a_write_under_way_at_close_can_still_verify_a_lost_answer(
     await closing
     assert receipt.verified
     assert len(sandbox.applied_writes("/redeem-tokens")) == 1
+
+
+class _NthCall:
+    """Holds the ``n``-th ledger call of a pass once the ledger has done it, so the pass
+    is cancelled there, as if its caller went away at that await."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+        self.reached, self.open = asyncio.Event(), asyncio.Event()
+
+    def wrap(self, call: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            result = await call(*args, **kwargs)
+            self.calls += 1
+            if self.calls == self.n:
+                self.reached.set()
+                await self.open.wait()
+            return result
+
+        return counted
+
+
+PASS_CALLS = ("claim_open", "unclaim", "lease_entries", "release", "renew", "get", "mark_sending", "settle")
+
+
+async def test_a_reconcile_cancelled_at_any_await_strands_no_claim(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cancelled after each of its ledger calls in turn (claiming a page among them), a pass
+    gives back every claim and lease it took: the next pass right after settles everything."""
+    client = make_client(guard=SHORT_WAIT)
+    ledger: Any = client.ledger
+    step = 0
+    while True:
+        step += 1
+        for n in range(3):
+            await die_at(client, "sending_applied", f"k{step}-{n}", f"cx{step}-{n}", KeySource.CALLER)
+        await asyncio.sleep(0.06)  # the dead process's leases lapse
+        gate = _NthCall(step)
+        with monkeypatch.context() as patch:
+            for name in PASS_CALLS:
+                patch.setattr(ledger, name, gate.wrap(getattr(ledger, name)))
+            task = asyncio.ensure_future(client.reconcile(older_than=0, concurrency=2))
+            reached = asyncio.ensure_future(gate.reached.wait())
+            await asyncio.wait({task, reached}, return_when=asyncio.FIRST_COMPLETED)
+            reached.cancel()
+            if task.done():  # the pass made fewer calls than ``step``: every await was tried
+                await task
+                break
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            gate.open.set()
+            await client.guard.drain()
+        summary = await client.reconcile(older_than=0)
+        assert summary.counts["busy"] == 0, (step, summary)
+        counts = {state: n for state, n in (await client.ledger.counts()).items() if n}
+        assert set(counts) == {EntryState.COMMITTED}, (step, counts)
+    assert step > 4  # it was cancelled after the claim, the leases and settling entries
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 3 * step  # nothing sent twice

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -104,3 +105,81 @@ def test_the_command_line_opens_a_ledger_on_a_shared_filesystem_only_when_told(
     assert "--allow-shared-filesystem" in capsys.readouterr().err
     assert cli_main(["reconcile", "--ledger", str(path), "--older-than", "0", "--allow-shared-filesystem"]) == 0
     assert "settled 0 open entries" in capsys.readouterr().out
+
+
+# -- its -wal or -shm deleted under a running process ----------------------------------------------
+@pytest.mark.parametrize("suffixes", [("-wal",), ("-shm",), ("-wal", "-shm")], ids=["wal", "shm", "both"])
+async def test_writes_stop_once_the_wal_or_shm_is_not_the_one_opened(
+    sandbox: Sandbox, tmp_path: Path, suffixes: tuple[str, ...]
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    async with ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as client:
+        await client.upgrade_to_shakesco("ann", 1, idempotency_key="before")
+        for suffix in suffixes:
+            os.remove(f"{path}{suffix}")
+        with pytest.raises(LedgerError, match=f"lost its {suffixes[0]} file"):
+            await client.upgrade_to_shakesco("bob", 1, idempotency_key="after")
+    assert [w.idempotency_key for w in sandbox.applied_writes()] == ["before"]
+
+
+_WRITER = """
+import asyncio, sys
+from shakesco_async import GuardSettings, LedgerError, ShakescoClient
+
+async def main(base_url, key, path):
+    guard = GuardSettings(verify_delay=0.0, lease_ttl=5.0)
+    async with ShakescoClient(key, base_url=base_url, ledger=path, timeout=2.0, guard=guard) as client:
+        for n in range(3):
+            await client.upgrade_to_shakesco(f"c{n}", 1, idempotency_key=f"before-{n}")
+        print("ready", flush=True)
+        sys.stdin.readline()  # the test deletes -wal and -shm meanwhile
+        try:
+            await client.upgrade_to_shakesco("late", 1, idempotency_key="after")
+            print("sent", flush=True)
+        except LedgerError:
+            print("refused", flush=True)
+        await asyncio.sleep(3600)  # SIGKILLed here
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_writer_killed_after_its_wal_was_deleted_loses_no_entry(sandbox: Sandbox, tmp_path: Path) -> None:
+    """Entries between checkpoints live in the -wal: deleted under a running writer, they
+    would be gone for the next process, which would send their writes again."""
+    path = tmp_path / "ledger.sqlite3"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _WRITER,
+        sandbox.base_url,
+        sandbox.api_key,
+        str(path),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"ready\n"
+        _delete_journal(path)
+        proc.stdin.write(b"go\n")
+        await proc.stdin.drain()
+        assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"refused\n"
+    finally:
+        proc.kill()  # SIGKILL: no clean-up of any kind
+        await proc.wait()
+    async with ShakescoClient(
+        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
+    ) as client:
+        for n in range(3):  # a redelivered job: answered from the ledger, not sent again
+            assert (await client.upgrade_to_shakesco(f"c{n}", 1, idempotency_key=f"before-{n}")).replayed
+        await client.upgrade_to_shakesco("late", 1, idempotency_key="after")  # never sent: sent now, once
+    keys = sorted(str(w.idempotency_key) for w in sandbox.applied_writes())
+    assert keys == ["after", "before-0", "before-1", "before-2"]
+
+
+def _delete_journal(path: Path) -> None:
+    for suffix in ("-wal", "-shm"):
+        os.remove(f"{path}{suffix}")
