@@ -288,6 +288,8 @@ class WriteGuard:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
             await self._landed(entry, wait=True, lease=lease)
             judgement = await self._judge(entry)
+            if not await self._still_held(lease):
+                raise self._lost(entry)
             if judgement.verdict == Verdict.APPLIED:
                 await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
                 return result_from_record(_VERIFIED, entry.key, replayed=True)
@@ -319,7 +321,7 @@ class WriteGuard:
             details.setdefault("expect", _NOT_FINAL)
         try:
             moved = await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
-        except LedgerError as exc:
+        except Exception as exc:  # whatever the ledger raises, after a send the API's answer stands
             if not sent:
                 raise
             log.error(
@@ -383,14 +385,39 @@ class WriteGuard:
             raise LeaseLost(f"the lease on customers {', '.join(names)} lapsed and another process took one")
         lease.since = asked + wait  # a lease of the usual length, starting once the wait ends
 
+    async def _still_held(self, lease: _Lease, also: Sequence[str] = ()) -> bool:
+        """Whether the call still holds its customers (and ``also``), asked after reading
+        their state and before acting on it. A verdict read while another process may
+        have been writing them says nothing about this write: a PostgreSQL lease ends with
+        its session, at any moment, and a SQLite one once its TTL has run out."""
+        if not self.ledger.leases_end_with_a_session and time.monotonic() - lease.since <= self._lease_slack:
+            return True  # a SQLite lease cannot end before its TTL, and this one has time left
+        asked = time.monotonic()
+        if not await self.ledger.renew([*lease.names, *also], owner=lease.owner, lease_ttl=self._lease_ttl):
+            return False
+        lease.since = asked
+        return True
+
+    def _lost(self, entry: LedgerEntry) -> OutcomeUnknown:
+        log.warning("write %s: its lease ended while its outcome was being judged; left for reconcile", entry.key)
+        return OutcomeUnknown(
+            entry.key,
+            "the lease on its customers ended while its outcome was being read (the ledger's session was"
+            " lost); the entry stays open with its snapshot, and the next write on these customers or"
+            " reconcile settles it",
+        )
+
     async def _judge(self, entry: LedgerEntry) -> Judgement:
         if entry.snapshot is None:
             return Judgement(Verdict.UNEXPLAINED, entry.reason or "no usable snapshot; resolve by hand")
         return await self._verified(entry, entry.snapshot)
 
-    async def resolve(self, entry: LedgerEntry) -> Judgement:
-        """Judge an open entry (caller holds its customers' leases) and record the verdict."""
+    async def resolve(self, entry: LedgerEntry, lease: _Lease | None = None, also: Sequence[str] = ()) -> Judgement:
+        """Judge an open entry (caller holds its customers' leases: ``lease``, with ``also``)
+        and record the verdict; ``LeaseLost``, recording nothing, if the lease ended meanwhile."""
         judgement = await self._judge(entry)
+        if lease is not None and not await self._still_held(lease, also):
+            raise LeaseLost(f"the lease on customers {', '.join(entry.customers)} ended while {entry.key} was judged")
         if judgement.verdict == Verdict.APPLIED:
             await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
         elif judgement.verdict == Verdict.NOT_APPLIED:
@@ -407,12 +434,19 @@ class WriteGuard:
             if other.key == entry.key or other.snapshot is None:
                 continue
             extra = [c for c in other.customers if c not in entry.customers]
-            if extra and await self._acquire(extra, owner) is not None:
-                await self._supersede(other, entry.key)
-                continue
+            if extra and not await self._wait_for(extra, owner):
+                # Its other customer is another process's now. Sent, this write would change
+                # the state that earlier write is to be judged by: it is not sent, and the
+                # earlier one keeps its snapshot for whoever holds both next (reconcile).
+                await self._give_up_unsent(entry, lease, f"an earlier write {other.key!r} waits on a busy customer")
+                raise LedgerError(
+                    f"earlier write {other.key!r} on this customer is still open, and its other customer"
+                    f" ({', '.join(extra)}) is leased by another process; nothing was sent. Retry with the"
+                    " same idempotency key once that process is done"
+                )
             try:
                 await self._landed(other, wait=True, lease=lease, also=extra)
-                judgement = await self.resolve(other)
+                judgement = await self.resolve(other, lease, extra)
             finally:
                 await self._cleanups.finish(self.ledger.release(extra, owner=owner))
             if judgement.verdict == Verdict.UNREADABLE:
@@ -424,6 +458,18 @@ class WriteGuard:
                 )
             if judgement.verdict == Verdict.UNEXPLAINED:
                 await self._supersede(other, entry.key)
+
+    async def _wait_for(self, names: Sequence[str], owner: str) -> bool:
+        """Lease ``names`` for ``owner``, waiting a moment for another process to be done.
+
+        Not the whole ``lease_wait``: that process may be waiting the same way for a customer
+        this call holds (both settling one earlier transfer), and both give up sooner."""
+        deadline = time.monotonic() + min(self._lease_wait, _EXTRA_WAIT)
+        while (busy_until := await self._acquire(names, owner)) is not None:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(min(max(0.0, busy_until - time.time()), 0.05) + 0.005)
+        return True
 
     async def _supersede(self, other: LedgerEntry, by: str) -> None:
         # Once a later write is sent, this snapshot no longer describes the state before `other`.
@@ -481,6 +527,8 @@ class WriteGuard:
                 if first is not None and unknown is not None:
                     moved = compare(entry.operation, entry.params, first, snapshot)
                     if moved is not None and moved.verdict != Verdict.NOT_APPLIED:
+                        if not await self._still_held(lease):
+                            raise self._lost(entry) from unknown
                         await self._act_on(entry, lease, moved, unknown, late=True)
                         return result_from_record(_VERIFIED, entry.key, replayed=False)
                 asked = time.monotonic()
@@ -543,6 +591,8 @@ class WriteGuard:
         judgement = await self._verified(entry, first)
         if judgement.verdict == Verdict.NOT_APPLIED:
             return False
+        if not await self._still_held(lease):
+            raise self._lost(entry) from exc
         await self._act_on(entry, lease, judgement, exc, late=True)
         return True
 
@@ -571,6 +621,8 @@ class WriteGuard:
             await asyncio.sleep(left)
             judgement = await self._verified(entry, snapshot)
         log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
+        if not await self._still_held(lease):
+            raise self._lost(entry) from exc
         if judgement.verdict == Verdict.NOT_APPLIED:
             return exc
         await self._act_on(entry, lease, judgement, exc)
@@ -713,6 +765,8 @@ class WriteGuard:
             if not await self._landed(entry, wait=False):
                 return ("busy", "its last request may still be on its way")
             judgement = await self._judge(entry)
+            if not await self._still_held(lease):
+                return ("busy", "the lease on its customers ended while it was judged")
             # Verdicts are queued, not awaited: reconcile's last commit is ordered after them,
             # and a verdict lost to a crash leaves the entry open to be judged again.
             if judgement.verdict == Verdict.APPLIED:
@@ -788,6 +842,7 @@ _IN_FLIGHT_MARGIN = 1.0
 # seconds a request may leave after the commit that marked it sending; the rest of the
 # margin above is for the clocks of the processes sharing the ledger
 _MARK_FRESH = _IN_FLIGHT_MARGIN / 2
+_EXTRA_WAIT = 2.0  # seconds to wait for the other customer of an earlier open write
 _FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
 _CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}

@@ -54,6 +54,7 @@ _UNLOCK = f"ARRAY(SELECT pg_advisory_unlock(hashtextextended(n, 0)) FROM unnest(
 # count, so locked first it stays held; unlocked first, another process may take it in
 # between, and then the ask is refused and polls again.
 _SQL = {
+    (False, False): f"SELECT {_MARK} AS ours",  # a confirmation alone: the session is alive and ours
     (True, False): f"SELECT {_MARK} AS ours, {_LOCK.format(2)} AS locked",
     (False, True): f"SELECT {_MARK} AS ours, {_UNLOCK.format(2)} AS unlocked",
     (True, True): f"SELECT {_MARK} AS ours, {_LOCK.format(2)} AS locked, {_UNLOCK.format(3)} AS unlocked",
@@ -88,10 +89,12 @@ _POOLED = (
 
 @attrs.frozen
 class _Ask:
-    """One caller's names to lock (all or none) or to unlock."""
+    """One caller's names to lock (all or none) or to unlock; or, with ``confirm``, a
+    question: does the session that took this process's locks still hold them?"""
 
     lock: bool
     names: list[str]
+    confirm: bool = False
 
 
 class AdvisoryLeases:
@@ -154,6 +157,16 @@ class AdvisoryLeases:
             self._forget(new, owner)
         return taken
 
+    async def confirm(self, names: Sequence[str], owner: str) -> bool:
+        """Whether ``owner`` still holds ``names``, asked of the server: a session it has
+        ended (a terminated backend, a restart) may not have been noticed here yet, and its
+        locks are gone. Never raises for a lost session; that is a False."""
+        if not names:
+            return True
+        if not self.held(names, owner):
+            return False
+        return await asyncio.shield(self._batches.submit(_Ask(True, [], confirm=True)))
+
     async def release(self, names: Sequence[str], owner: str) -> None:
         """Give back the names ``owner`` holds. A failed session ends its locks, so this never fails."""
         mine = [name for name in names if self.holders.get(name) == owner]
@@ -182,15 +195,21 @@ class AdvisoryLeases:
     async def _run(self, asks: Sequence[_Ask]) -> list[bool | BaseException]:
         """One statement for a batch: whether each lock ask got all its names (an unlock is
         always done: were the session to fail, its locks would end with it)."""
+        before = self.session if self.alive else None
         try:
             locked = await self._statement(asks)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
-            return [ledger_error(exc) if ask.lock else True for ask in asks]
+            return [False if ask.confirm else ledger_error(exc) if ask.lock else True for ask in asks]
+        # Confirmed only when the statement ran on the session that was there before it.
+        confirmed = before is not None and self.session is before and self.alive
         outcomes: list[bool | BaseException] = []
         refused: list[str] = []
         for ask in asks:
+            if ask.confirm:
+                outcomes.append(confirmed)
+                continue
             if not ask.lock:
                 outcomes.append(True)
                 continue
@@ -208,7 +227,8 @@ class AdvisoryLeases:
         unlocks = [name for ask in asks if not ask.lock for name in ask.names]
         if not self.alive:
             # These unlocks were for the session that is gone; sent to a new one, they
-            # would give up the same names taken there for other owners.
+            # would give up the same names taken there for other owners. A confirmation
+            # has its answer: no.
             unlocks = []
             if not locks:
                 return iter(())

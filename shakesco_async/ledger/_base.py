@@ -152,6 +152,12 @@ class Ledger(abc.ABC):
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         """Give up the leases ``owner`` holds on ``customers``."""
 
+    @property
+    def leases_end_with_a_session(self) -> bool:
+        """Whether a lease can end before its TTL, with a database session (PostgreSQL's
+        advisory locks); SQLite's last their TTL unless renewed."""
+        return False
+
     async def renew(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> bool:
         """Extend ``owner``'s leases on ``customers`` to ``lease_ttl`` from now if no other
         owner has held one of them since they were taken (one that lapsed unclaimed is

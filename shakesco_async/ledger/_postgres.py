@@ -28,7 +28,7 @@ from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
 from ._batches import Batches
 from ._entry import EntryState, Intent, KeySource, LedgerEntry
-from ._postgres_errors import DB_ERRORS, ledger_errors
+from ._postgres_errors import CONNECTION_ERRORS, DB_ERRORS, Outage, ledger_errors
 from ._postgres_settle import Settle, settle_batch
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "begin_sql", "claim_sql", "open_entries_sql", "schema_sql"]
@@ -174,6 +174,7 @@ class PostgresLedger(Ledger):
         )
         self._opening = asyncio.Lock()
         self._opened = False
+        self.outage = Outage()
 
     def __repr__(self) -> str:
         return f"PostgresLedger(schema={self.schema!r})"  # the DSN may carry a password
@@ -202,7 +203,9 @@ class PostgresLedger(Ledger):
                 if self._pool is None:
                     self._pool = await asyncpg.create_pool(
                         self._dsn,
-                        min_size=1,
+                        # No floor: asyncpg would keep reconnecting to keep one while the
+                        # server is down, printing a traceback each time.
+                        min_size=0,
                         max_size=self._max_connections,
                         init=_init_connection,
                         reset=_no_reset,
@@ -214,6 +217,8 @@ class PostgresLedger(Ledger):
                     await self._migrate()
                 self._opened = True
             except DB_ERRORS as exc:
+                if isinstance(exc, CONNECTION_ERRORS):
+                    self.outage.failed(exc)
                 raise LedgerError(f"cannot open the PostgreSQL ledger: {type(exc).__name__}: {exc}") from exc
             except ValueError as exc:  # asyncpg's parse of the DSN (its text never goes in a message)
                 raise LedgerError(f"cannot open the PostgreSQL ledger: the DSN is not valid ({exc})") from None
@@ -256,12 +261,18 @@ class PostgresLedger(Ledger):
             return None
         return time.time() + 0.05  # held by another owner or process; poll again soon
 
-    @ledger_errors
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
-        await self._leases.release(customers, owner)
+        await self._leases.release(customers, owner)  # never fails: a lost session ended its locks
 
+    @ledger_errors
     async def renew(self, customers: Sequence[str], *, owner: str, lease_ttl: float) -> bool:
-        return self._leases.held(customers, owner)  # its locks do not lapse; held on a live session
+        # Its locks do not lapse, but end with the lease session, which the server may have
+        # ended without this process having heard yet: a round trip on it tells.
+        return await self._leases.confirm(customers, owner)
+
+    @property
+    def leases_end_with_a_session(self) -> bool:
+        return True
 
     # -- the write path ----------------------------------------------------------------------------
     async def _get(self, key: str) -> LedgerEntry | None:

@@ -99,3 +99,43 @@ def standby_of(dsn: str) -> Iterator[str]:
         )
         with _running(workdir, "-c hot_standby=on") as standby:
             yield standby
+
+
+class Cluster:
+    """A throwaway cluster of a test's own, to stop, start and restart under the SDK."""
+
+    def __init__(self, workdir: Path, port: int) -> None:
+        self.workdir, self.port = workdir, port
+        self.dsn = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+
+    def _ctl(self, *args: str) -> None:
+        data = str(self.workdir / "data")
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.workdir}"
+        command = [_binary("pg_ctl"), "-D", data, "-o", options, "-l", str(self.workdir / "log"), "-w", *args]
+        subprocess.run(_as_postgres(command), check=True, capture_output=True)
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "stop")
+
+    def start(self) -> None:
+        self._ctl("start")
+        wait_for_port(self.port, 20)
+
+    def restart(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "restart")
+        wait_for_port(self.port, 20)
+
+
+@contextlib.contextmanager
+def own_cluster() -> Iterator[Cluster]:
+    """A cluster for one test, which it may stop and restart; deleted afterwards."""
+    with _workdir("shakesco-pg-own-") as workdir:
+        initdb = [_binary("initdb"), "-A", "trust", "-U", "postgres", "--no-sync"]
+        subprocess.run(_as_postgres([*initdb, "-D", str(workdir / "data")]), check=True, capture_output=True)
+        cluster = Cluster(workdir, _free_port())
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            with contextlib.suppress(subprocess.CalledProcessError):
+                cluster.stop("immediate")
