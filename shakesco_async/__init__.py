@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from . import _logs
 from ._client import ShakescoClient
 from ._errors import (
     APIError,
@@ -33,6 +34,9 @@ from ._errors import (
     Unauthorized,
     ValidationError,
 )
+from ._instrumentation import Event as InstrumentationEvent
+from ._instrumentation import get_hooks as get_instrumentation_hooks
+from ._instrumentation import set_hooks as set_instrumentation_hooks
 from ._models import (
     CashbackProgress,
     CashbackSettings,
@@ -74,6 +78,7 @@ __all__ = [
     "GuardSettings",
     "HappyHour",
     "IdempotencyConflict",
+    "InstrumentationEvent",
     "InsufficientBalance",
     "InvalidParameters",
     "Ledger",
@@ -107,4 +112,8 @@ __all__ = [
     "ValidationError",
     "VestingInfo",
     "__version__",
+    "get_instrumentation_hooks",
+    "set_instrumentation_hooks",
 ]
+
+_logs.setup_from_env()

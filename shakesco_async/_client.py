@@ -256,7 +256,9 @@ class ShakescoClient(EndpointMethods):
             endpoint.method, endpoint.path, fields=wire, idempotency_key=idempotency_key
         )
         if not 200 <= response.status < 300:
-            raise error_from_response(response.status, response.text, response.retry_after)
+            raise error_from_response(
+                response.status, response.text, response.retry_after, request_id=response.request_id
+            )
         data = decode_json(response.text, f"{endpoint.method} {endpoint.path} answered {response.status}")
         try:
             return endpoint.parse(data)

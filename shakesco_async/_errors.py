@@ -115,12 +115,22 @@ class APIError(ShakescoError):
     body: str
     default_message: ClassVar[str] = ""
 
-    def __init__(self, status: int, message: str, body: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        body: str = "",
+        retry_after: float | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(f"{status} {message}")
         self.status = status
         self.message = message
         self.body = body
         self.retry_after = retry_after
+        self.request_id = request_id
+        """The API's id of the request (its ``X-Request-Id`` header), for its support team."""
 
 
 class BadRequest(APIError):
@@ -255,7 +265,9 @@ def _message_from_body(body: str) -> str:
     return body.strip()[:200]
 
 
-def error_from_response(status: int, body: str, retry_after: float | None = None) -> APIError:
+def error_from_response(
+    status: int, body: str, retry_after: float | None = None, *, request_id: str | None = None
+) -> APIError:
     """Map an error answer to the most specific class of the error table."""
     message = _message_from_body(body)
     lowered = message.lower()
@@ -266,4 +278,4 @@ def error_from_response(status: int, body: str, retry_after: float | None = None
             break
     if not message:
         message = cls.default_message or f"HTTP {status}"
-    return cls(status, message, body[:_MAX_BODY], retry_after)
+    return cls(status, message, body[:_MAX_BODY], retry_after, request_id=request_id)

@@ -89,6 +89,7 @@ class Response:
     status: int
     text: str
     retry_after: float | None = None
+    request_id: str | None = None
 
 
 class Transport:
@@ -186,6 +187,7 @@ class Transport:
                 text = (await _read_capped(resp, self._max_body, method, path)).decode("utf-8", errors="replace")
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                request_id = resp.headers.get("X-Request-Id") or resp.headers.get("Request-Id")
         except aiohttp.ConnectionTimeoutError as exc:
             raise TransportTimeout(f"{method} {path}: timed out connecting", sent=False) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
@@ -200,7 +202,7 @@ class Transport:
             self._pool.gate.release()
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed_ms)
-        return Response(status, text, retry_after)
+        return Response(status, text, retry_after, request_id[:200] if request_id else None)
 
     async def _take_slot(self, method: str, path: str, started: float) -> aiohttp.ClientTimeout:
         """Wait for one of the pool's connections; returns what is left of the request's timeout.

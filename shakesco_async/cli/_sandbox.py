@@ -37,6 +37,16 @@ def parse_fault(spec: str) -> dict[str, Any]:
     return parsed
 
 
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, got {port}")
+    return port
+
+
 def add_sandbox_parser(commands: Any) -> None:
     parser = commands.add_parser("sandbox", help="serve the sandbox Tokens API on loopback")
     add_sandbox_arguments(parser)
@@ -45,7 +55,7 @@ def add_sandbox_parser(commands: Any) -> None:
 
 def add_sandbox_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8787, help="port (default 8787; 0 picks a free one)")
+    parser.add_argument("--port", type=_port, default=8787, help="port (default 8787; 0 picks a free one)")
     parser.add_argument("--api-key", action="append", dest="api_keys", help=f"accepted key (default {DEMO_API_KEY})")
     parser.add_argument("--seed", type=int, default=None, help="seed for probabilistic faults")
     parser.add_argument("--fault", action="append", type=parse_fault, default=[], help=_FAULT_HELP)
@@ -58,7 +68,13 @@ async def serve(args: argparse.Namespace) -> int:
             sandbox.faults.add(**fault)
         except ValueError as exc:
             raise SystemExit(f"shakesco-async sandbox: --fault: {exc}") from None
-    base_url = await sandbox.start(args.host, args.port)
+    try:
+        base_url = await sandbox.start(args.host, args.port)
+    except OSError as exc:  # the port is taken, the address is not this machine's...
+        await sandbox.stop()
+        raise SystemExit(
+            f"shakesco-async sandbox: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}"
+        ) from None
     print(f"Shakesco sandbox serving on {base_url}", flush=True)
     print(f"  SHAKESCO_BASE_URL={base_url}", flush=True)
     for key in sandbox.businesses:

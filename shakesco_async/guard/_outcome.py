@@ -69,7 +69,13 @@ def refuses_credentials(error: APIError) -> bool:
 
 
 def error_record(error: APIError) -> dict[str, Any]:
-    return {"class": type(error).__name__, "status": error.status, "message": error.message, "body": error.body}
+    return {
+        "class": type(error).__name__,
+        "status": error.status,
+        "message": error.message,
+        "body": error.body,
+        "request_id": error.request_id,
+    }
 
 
 def raise_recorded(record: dict[str, Any]) -> None:
@@ -77,4 +83,10 @@ def raise_recorded(record: dict[str, Any]) -> None:
     cls = getattr(_errors, str(record.get("class")), None)
     if not (isinstance(cls, type) and issubclass(cls, APIError)):
         cls = APIError
-    raise cls(int(record.get("status", 0)), str(record.get("message", "")), str(record.get("body", "")))
+    request_id = record.get("request_id")
+    raise cls(
+        int(record.get("status", 0)),
+        str(record.get("message", "")),
+        str(record.get("body", "")),
+        request_id=request_id if isinstance(request_id, str) else None,
+    )

@@ -29,6 +29,7 @@ import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, cast
 
+from .. import _instrumentation as instrumentation
 from .._errors import (
     APIError,
     IdempotencyConflict,
@@ -148,12 +149,21 @@ class WriteGuard:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""
         source = KeySource.CALLER if idempotency_key is not None else KeySource.GENERATED
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else sdk_key()
+        with instrumentation.write(endpoint.path, key) as current:
+            result = await self._execute(endpoint, wire, key, source)
+            current.result = result
+            return result
+
+    async def _execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], key: str, source: KeySource) -> R:
         customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
         intent = Intent(key, endpoint.path, canonical(wire), customers, source)
         owner = self._owners.new()
         if endpoint.path == _SET_EVENT:
             self._events.forget(str(wire["event_name"]))
-        known = await known_snapshot(self._reader, self._events, endpoint.path, wire)
+        try:
+            known = await known_snapshot(self._reader, self._events, endpoint.path, wire)
+        except (TransportError, APIError, MalformedResponse) as exc:
+            raise _before_sending(exc, endpoint.path, key) from None
         async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
             fence: Fence | None = None
             unread: Exception | None = None
@@ -173,7 +183,8 @@ class WriteGuard:
             try:
                 if unread is not None and created:
                     await self._give_up_unsent(entry, lease, "could not read the pre-send state")
-                    raise unread
+                    raise _before_sending(unread, endpoint.path, key)
+                instrumentation.phase("intent recorded" if created else "entry found", state=entry.state.value)
                 marked = created and entry.state == EntryState.SENDING
                 made = wire if created else None
                 return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made))
@@ -319,14 +330,17 @@ class WriteGuard:
         """
         if state not in _FROM_THE_API:
             details.setdefault("expect", _NOT_FINAL)
+        if state == EntryState.IN_DOUBT:
+            instrumentation.in_doubt(entry.operation, entry.key, str(details.get("reason", "")))
         try:
             moved = await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
         except Exception as exc:  # whatever the ledger raises, after a send the API's answer stands
             if not sent:
                 raise
             log.error(
-                "write %s: its outcome (%s) could not be recorded (%s); the entry stays open, and the"
+                "write %s %s: its outcome (%s) could not be recorded (%s); the entry stays open, and the"
                 " customer's next write or reconcile verifies it",
+                entry.operation,
                 entry.key,
                 state.value,
                 exc,
@@ -366,7 +380,7 @@ class WriteGuard:
         if left <= 0:
             return True
         if wait:
-            log.info("write %s may still be on its way; judging it in %.1fs", entry.key, left)
+            log.info("write %s %s may still be on its way; judging it in %.1fs", entry.operation, entry.key, left)
             if lease is not None:
                 await self._outlast(lease, left, also)
             await asyncio.sleep(left)
@@ -399,7 +413,11 @@ class WriteGuard:
         return True
 
     def _lost(self, entry: LedgerEntry) -> OutcomeUnknown:
-        log.warning("write %s: its lease ended while its outcome was being judged; left for reconcile", entry.key)
+        log.warning(
+            "write %s %s: its lease ended while its outcome was being judged; left for reconcile",
+            entry.operation,
+            entry.key,
+        )
         return OutcomeUnknown(
             entry.key,
             "the lease on its customers ended while its outcome was being read (the ledger's session was"
@@ -521,9 +539,9 @@ class WriteGuard:
             else:
                 try:
                     snapshot = await self._snapshot(entry)
-                except (TransportError, APIError, MalformedResponse):
+                except (TransportError, APIError, MalformedResponse) as exc:
                     await self._give_up_unsent(entry, lease, "could not read the pre-send state")
-                    raise
+                    raise _before_sending(exc, entry.operation, entry.key) from None
                 if first is not None and unknown is not None:
                     moved = compare(entry.operation, entry.params, first, snapshot)
                     if moved is not None and moved.verdict != Verdict.NOT_APPLIED:
@@ -546,9 +564,11 @@ class WriteGuard:
                 first = snapshot
             retry_after: float | None = None
             left_at = time.monotonic()
+            instrumentation.phase("sending", attempt=attempt)
             try:
                 result = await self._send_once(endpoint, wire, entry.key)
             except APIError as exc:
+                instrumentation.phase("answered", status=exc.status)
                 if is_definitive(exc):
                     if unknown is not None and await self._refusal_explained(entry, lease, first, exc):
                         return result_from_record(_VERIFIED, entry.key, replayed=False)
@@ -570,6 +590,7 @@ class WriteGuard:
             except MalformedResponse as exc:
                 failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
             else:
+                instrumentation.phase("answered", status=200)
                 record = result_record(result)
                 await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=record, wait=False)
                 return result_from_record(record, entry.key, replayed=False)
@@ -580,7 +601,7 @@ class WriteGuard:
                 await self._give_up_unsent(entry, lease, f"not applied after {attempt} attempts: {failure}", sent=True)
                 raise failure
             delay = backoff_delay(attempt, retry_after=retry_after)
-            log.info("write %s not applied (%s); sending again in %.2fs", entry.key, failure, delay)
+            log.info("write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, failure, delay)
             await asyncio.sleep(delay)
 
     async def _refusal_explained(self, entry: LedgerEntry, lease: _Lease, first: Snapshot, exc: APIError) -> bool:
@@ -616,11 +637,18 @@ class WriteGuard:
         judgement = await self._verified(entry, snapshot)
         left = left_at + self._landing - time.monotonic()
         if judgement.verdict != Verdict.APPLIED and left > 0 and not VERIFIERS[entry.operation].repeatable:
-            log.info("write %s: not seen applied yet, and it may still land; judging it in %.1fs", entry.key, left)
+            log.info(
+                "write %s %s: not seen applied yet, and it may still land; judging it in %.1fs",
+                entry.operation,
+                entry.key,
+                left,
+            )
             await self._outlast(lease, left, ())
             await asyncio.sleep(left)
             judgement = await self._verified(entry, snapshot)
-        log.info("write %s: outcome unknown (%s); verified: %s", entry.key, exc, judgement.verdict.value)
+        log.info(
+            "write %s %s: outcome unknown (%s); verified: %s", entry.operation, entry.key, exc, judgement.verdict.value
+        )
         if not await self._still_held(lease):
             raise self._lost(entry) from exc
         if judgement.verdict == Verdict.NOT_APPLIED:
@@ -631,7 +659,8 @@ class WriteGuard:
     async def _verified(self, entry: LedgerEntry, before: Snapshot) -> Judgement:
         judgement = await verify(self._reader, entry.operation, entry.params, before)
         if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
-            return Judgement(Verdict.NOT_APPLIED, "sending it again is harmless")
+            judgement = Judgement(Verdict.NOT_APPLIED, "sending it again is harmless")
+        instrumentation.verified(entry.operation, entry.key, judgement.verdict.value, judgement.reason)
         return judgement
 
     async def _act_on(
@@ -641,7 +670,9 @@ class WriteGuard:
         the state was judged after an attempt verified not applied."""
         if judgement.verdict == Verdict.APPLIED:
             if late:
-                log.warning("write %s: an attempt verified not applied was carried out later", entry.key)
+                log.warning(
+                    "write %s %s: an attempt verified not applied was carried out later", entry.operation, entry.key
+                )
             await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=_VERIFIED)
             return
         reason = f"{judgement.reason} (after: {exc})"
@@ -919,3 +950,13 @@ class _Applied(Exception):
     def __init__(self, record: dict[str, Any]) -> None:
         super().__init__("applied")
         self.record = record
+
+
+def _before_sending(exc: Exception, operation: str, key: str) -> Exception:
+    """``exc``, a failed read the guard made before sending, saying which write it was for
+    (a caller of ``redeem_tokens`` would otherwise read only "GET /total-spent: cannot
+    connect") and that nothing was sent."""
+    exc.args = (f"{operation} (key {key!r}): the read before sending failed, nothing was sent: {exc}", *exc.args[1:])
+    if isinstance(exc, TransportError):
+        exc.sent = False
+    return exc

@@ -14,6 +14,7 @@ import attrs
 from . import _clock as clock
 from ._clock import LeaseEnd, Moment
 from ._entry import EntryState, Intent, LedgerEntry
+from ._resolve import resolve_by_hand
 
 __all__ = ["Begun", "Fence", "Ledger"]
 
@@ -240,6 +241,18 @@ class Ledger(abc.ABC):
         """
 
     # -- inspection ----------------------------------------------------------------------
+    async def resolve(
+        self, key: str, *, applied: bool, note: str, tx_hash: str | None = None, by: str | None = None
+    ) -> LedgerEntry:
+        """Record a person's verdict on a write no read could decide (in doubt, or given up):
+        ``applied=True`` ("Shakesco shows it, tx 0x…") makes it committed, and a replay of its
+        key answers with ``tx_hash``; ``applied=False`` gives it up, and the caller's retry
+        with the same key sends it once. ``note`` says why; ``by`` who (by default
+        user@host). Kept in the entry's reason with the time. Refused (``LedgerError``) for
+        a final answer of the API's, while the customers are leased by a writer, or while
+        the write's last request may still be on its way."""
+        return await resolve_by_hand(self, key, applied=applied, note=note, tx_hash=tx_hash, by=by)
+
     async def now(self) -> datetime:
         """The time on the clock the entries' ``updated_at`` is read from (this host's here)."""
         return datetime.now(UTC)
@@ -248,7 +261,6 @@ class Ledger(abc.ABC):
     async def get(self, key: str) -> LedgerEntry | None:
         """The entry stored under ``key``."""
 
-    @abc.abstractmethod
     async def entries(
         self,
         *,
@@ -256,8 +268,29 @@ class Ledger(abc.ABC):
         customer: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
+        newest: bool = False,
+        key: str | None = None,
     ) -> list[LedgerEntry]:
-        """Entries, oldest first, filtered by state, customer and age in seconds."""
+        """Entries, oldest first (``newest``: newest first), filtered by state, customer,
+        age in seconds and key."""
+        found = await self.entries_by_business(
+            states=states, customer=customer, older_than=older_than, limit=limit, newest=newest, key=key
+        )
+        return [entry for _, entry in found]
+
+    @abc.abstractmethod
+    async def entries_by_business(
+        self,
+        *,
+        states: Sequence[EntryState] | None = None,
+        customer: str | None = None,
+        older_than: float | None = None,
+        limit: int | None = None,
+        newest: bool = False,
+        key: str | None = None,
+    ) -> list[tuple[str, LedgerEntry]]:
+        """``entries``, each with the business it is kept under (a view of every business
+        holds several)."""
 
     @abc.abstractmethod
     async def counts(self) -> dict[EntryState, int]:

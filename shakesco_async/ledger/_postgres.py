@@ -542,17 +542,22 @@ class PostgresLedger(Ledger):
         return stamp
 
     @ledger_errors
-    async def entries(
+    async def entries_by_business(
         self,
         *,
         states: Sequence[EntryState] | None = None,
         customer: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
-    ) -> list[LedgerEntry]:
+        newest: bool = False,
+        key: str | None = None,
+    ) -> list[tuple[str, LedgerEntry]]:
         pool = await self._pool_conn()
         scope, args = self._scope(1)
-        sql = f"SELECT {_COLUMNS} FROM {self._t} WHERE {scope}"
+        sql = f"SELECT business, {_COLUMNS} FROM {self._t} WHERE {scope}"
+        if key is not None:
+            args.append(key)
+            sql += f" AND key = ${len(args)}"
         if states is not None:
             args.append([s.value for s in states])
             sql += f" AND state = ANY(${len(args)})"
@@ -562,11 +567,11 @@ class PostgresLedger(Ledger):
         if older_than is not None:
             args.append(float(older_than))
             sql += f" AND updated_at <= clock_timestamp() - make_interval(secs => ${len(args)})"
-        sql += " ORDER BY created_at, key"
+        sql += " ORDER BY created_at DESC, key DESC" if newest else " ORDER BY created_at, key"
         if limit is not None:
             args.append(limit)
             sql += f" LIMIT ${len(args)}"
-        return [_entry(r) for r in await pool.fetch(sql, *args)]
+        return [(r["business"], _entry(r)) for r in await pool.fetch(sql, *args)]
 
     @ledger_errors
     async def counts(self) -> dict[EntryState, int]:

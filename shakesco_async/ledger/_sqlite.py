@@ -739,17 +739,22 @@ class SQLiteLedger(Ledger):
         rows = await self._read(f"SELECT {_COLUMNS} FROM entries WHERE {scope} AND key = ?", (*args, key))
         return _entry(rows[0]) if rows else None
 
-    async def entries(
+    async def entries_by_business(
         self,
         *,
         states: Sequence[EntryState] | None = None,
         customer: str | None = None,
         older_than: float | None = None,
         limit: int | None = None,
-    ) -> list[LedgerEntry]:
+        newest: bool = False,
+        key: str | None = None,
+    ) -> list[tuple[str, LedgerEntry]]:
         scope, scope_args = self._scope
-        sql = f"SELECT {_COLUMNS} FROM entries WHERE {scope}"
+        sql = f"SELECT business, {_COLUMNS} FROM entries WHERE {scope}"
         args: list[Any] = [*scope_args]
+        if key is not None:
+            sql += " AND key = ?"
+            args.append(key)
         if states is not None:
             sql += f" AND state IN ({','.join('?' * len(states))})"
             args.extend(s.value for s in states)
@@ -759,11 +764,11 @@ class SQLiteLedger(Ledger):
         if older_than is not None:
             sql += " AND updated_at <= ?"
             args.append(time.time() - older_than)
-        sql += " ORDER BY created_at, key"
+        sql += " ORDER BY created_at DESC, key DESC" if newest else " ORDER BY created_at, key"
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
-        return [_entry(row) for row in await self._read(sql, args)]
+        return [(row[0], _entry(row[1:])) for row in await self._read(sql, args)]
 
     async def counts(self) -> dict[EntryState, int]:
         scope, args = self._scope

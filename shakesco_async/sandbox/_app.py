@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import secrets
 import socket
 import struct
 from collections.abc import Callable
@@ -232,6 +233,7 @@ def make_app(sandbox: Sandbox) -> web.Application:
     late = _Late()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
+    app.on_response_prepare.append(_request_id)
     app.on_cleanup.append(late.cancel)
     return app
 
@@ -257,6 +259,10 @@ class _Late:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _request_id(_: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Request-Id", f"req_{secrets.token_hex(8)}")
 
 
 def _missing() -> Any:

@@ -93,7 +93,11 @@ class Sandbox:
         runner = web.AppRunner(make_app(self), access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:  # a port in use, say: nothing of this start stays open
+            await runner.cleanup()
+            raise
         self._runner = runner
         bound = runner.addresses[0]
         self.base_url = f"http://{host}:{bound[1]}"

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from shakesco_async import LedgerError, ShakescoClient
+from shakesco_async.cli import _ledger as cli_ledger
 from shakesco_async.cli import main as cli_main
 from shakesco_async.ledger import Intent, KeySource, SQLiteLedger
 from shakesco_async.ledger import _filesystems as filesystems
@@ -90,6 +91,11 @@ def test_the_command_line_opens_a_ledger_on_a_shared_filesystem_only_when_told(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("SHAKESCO_API_KEY", "sk_cli_test_key")  # reconcile needs one; no entry needs the API
 
+    async def key_is_good(_: object) -> None:
+        return None
+
+    monkeypatch.setattr(cli_ledger, "_prove_the_key", key_is_good)  # no API here to prove it with
+
     async def made() -> None:
         async with SQLiteLedger(path, business="b", allow_shared_filesystem=True) as ledger:
             await ledger.begin(Intent("k", "/x", {}, ("c",), KeySource.CALLER), owner="o", lease_ttl=1)
@@ -104,7 +110,7 @@ def test_the_command_line_opens_a_ledger_on_a_shared_filesystem_only_when_told(
     assert cli_main(["reconcile", "--ledger", str(path), "--older-than", "0"]) == 2
     assert "--allow-shared-filesystem" in capsys.readouterr().err
     assert cli_main(["reconcile", "--ledger", str(path), "--older-than", "0", "--allow-shared-filesystem"]) == 0
-    assert "settled 0 open entries" in capsys.readouterr().out
+    assert "examined 0 open entries" in capsys.readouterr().out
 
 
 # -- its -wal or -shm deleted under a running process ----------------------------------------------

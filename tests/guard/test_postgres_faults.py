@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import random
 import time
@@ -40,6 +41,12 @@ pytestmark = [
 ]
 GUARD = sa.GuardSettings(verify_delay=0.0, lease_ttl=5.0, lease_wait=3.0)
 CUSTOMERS = [f"c{n}" for n in range(6)]
+
+
+@pytest.fixture(autouse=True)
+def _collect_leaked_sockets() -> Iterator[None]:
+    yield
+    gc.collect()  # here, where their warnings are filtered, not in a later test
 
 
 @pytest.fixture

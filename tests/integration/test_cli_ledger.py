@@ -128,7 +128,8 @@ async def test_reconcile_command(ledger_file: Path, sandbox: Sandbox) -> None:
     assert json.loads(out)["sending"] == 1  # the dry run changed nothing
 
     code, out, _ = await _cli("reconcile", "--older-than", "0", "--ledger", str(ledger_file), env=env)
-    assert code == 0 and "committed" in out
+    assert code == 0 and "examined 1 open entry: settled 1, in doubt 0" in out
+    assert "verified applied, recorded  1" in out
     code, out, _ = await _cli("ledger", "stats", "--json", "--ledger", str(ledger_file), env=env)
     assert json.loads(out)["committed"] == 2
     assert len(sandbox.applied_writes(idempotency_key="crash-1")) == 1

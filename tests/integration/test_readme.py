@@ -26,6 +26,7 @@ MARKS = {
     "reconcile": "client.reconcile(",
     "fastapi": "FastAPI(",
     "sandbox": "async def test_",
+    "metrics": "set_instrumentation_hooks(",
 }
 
 
@@ -119,3 +120,16 @@ async def test_ledger_commands(sandbox: Sandbox, tmp_path: Path) -> None:
         assert code == 0, f"{shlex.join(line)}: {err}"
         if line[1:3] == ["ledger", "show"]:
             assert "committed" in out
+
+
+async def test_metrics_example(client: ShakescoClient) -> None:
+    namespace: dict[str, object] = {}
+    exec(compile(example("metrics"), "README.md", "exec"), namespace)
+    try:
+        await client.upgrade_to_shakesco("ann", 5, idempotency_key="readme-metrics")
+        await client.upgrade_to_shakesco("ann", 5, idempotency_key="readme-metrics")
+    finally:
+        import shakesco_async
+
+        shakesco_async.set_instrumentation_hooks([])
+    assert namespace["outcomes"] == {("write", "applied"): 1, ("write", "replayed"): 1}
