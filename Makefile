@@ -11,13 +11,13 @@ KEY := $(shell $(PYTHON) -c "import hashlib, pathlib; print(hashlib.sha256(pathl
 BASE := $(VENV)/.installed-base-$(KEY)
 DEV := $(VENV)/.installed-dev-$(KEY)
 
-.PHONY: demo test lint docs bench clean help
+.PHONY: demo test lint docs docs-build bench clean help
 
 help:
 	@echo "make demo   run the demo against the sandbox (no API key needed)"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff and mypy --strict"
-	@echo "make docs   serve the documentation site locally"
+	@echo "make docs   serve the documentation site locally (make docs-build: build it, strict)"
 	@echo "make bench  the benchmarks' smoke runs"
 	@echo "make clean  remove the virtualenv"
 
@@ -47,12 +47,18 @@ lint: $(DEV)
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy
 
-docs: $(DEV)
-	@if [ -f mkdocs.yml ]; then \
-		$(PY) -m pip install --quiet -e '.[docs]' && $(PY) -m mkdocs serve; \
-	else \
-		echo "no documentation site yet (mkdocs.yml); the README is the documentation"; \
-	fi
+DOCS := $(VENV)/.installed-docs-$(KEY)
+
+$(DOCS): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	@rm -f $(VENV)/.installed-docs-*
+	@touch $@
+
+docs: $(DOCS)
+	$(PY) -m mkdocs serve
+
+docs-build: $(DOCS)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 bench: $(DEV)
 	for bench in guard_overhead hot_customer recovery scale postgres_overhead; do \

@@ -58,8 +58,9 @@ class LedgerError(ShakescoError):
 
 class LeaseLost(LedgerError):
     """A customer's lease lapsed and another process took it before this write was sent;
-    nothing was sent. The entry stays open: a retry with the same key, or reconcile,
-    settles it under a lease of its own."""
+    nothing was sent, and the write is given up (a retry with the same key sends it once).
+    Where an earlier attempt of the call may still land, the call raises ``OutcomeUnknown``
+    instead."""
 
 
 class IdempotencyConflict(ShakescoError, ValueError):
@@ -71,11 +72,11 @@ class IdempotencyConflict(ShakescoError, ValueError):
 
 
 class OutcomeUnknown(ShakescoError):
-    """A write may or may not have been applied, and the SDK could not prove which.
-
-    The ledger keeps the entry ``in_doubt``; it is never re-sent automatically.
-    Show the customer a pending state and let ``client.reconcile()`` settle it.
-    """
+    """A write may or may not have been applied, and the SDK could not prove which yet:
+    it is pending. The SDK finishes it, at most once: reconcile (or a call with the same
+    key) verifies it and, only if proven not applied, sends it (a key of the caller's) or
+    gives it up (an SDK-made key). Show the customer a pending state; never retry under a
+    new key."""
 
     def __init__(self, idempotency_key: str, reason: str) -> None:
         super().__init__(f"outcome of write {idempotency_key!r} is unknown: {reason}")

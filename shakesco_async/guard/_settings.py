@@ -61,6 +61,7 @@ class GuardSettings:
             )
 
     def resolved_lease_ttl(self, timeout: float, max_retries: int) -> float:
+        """``lease_ttl``, or by default one sized for a client's timeout and retries."""
         if self.lease_ttl is not None:
             return self.lease_ttl
         # Each attempt: the send, the verify delay and a few verification reads.
@@ -72,6 +73,7 @@ class GuardSettings:
         return self.resolved_lease_ttl(timeout, max_retries) - timeout - self.verify_delay
 
     def resolved_lease_wait(self, timeout: float, max_retries: int) -> float:
+        """``lease_wait``, or by default as long as a lease can last, and five seconds."""
         if self.lease_wait is not None:
             return self.lease_wait
         return self.resolved_lease_ttl(timeout, max_retries) + 5.0

@@ -238,6 +238,11 @@ class WriteGuard:
                 if fresh is not None:
                     return fresh, None, False, asked
             if time.monotonic() > deadline:
+                if begun.entry is not None and begun.entry.state in _OPEN:
+                    # An earlier call's attempt, maybe applied: whoever holds the lease settles it.
+                    raise OutcomeUnknown(
+                        intent.key, "another process holds its customers and is settling it; it stays open"
+                    )
                 raise LedgerError(
                     f"customers {', '.join(intent.customers)} are leased by another process; nothing was sent"
                 )
@@ -297,16 +302,16 @@ class WriteGuard:
             raise_recorded(entry.error)
         if entry.state in _OPEN and not marked:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
-            await self._landed(entry, wait=True, lease=lease)
-            judgement = await self._judge(entry)
-            if not await self._still_held(lease):
-                raise self._lost(entry)
-            if judgement.verdict == Verdict.APPLIED:
-                await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
-                return result_from_record(_VERIFIED, entry.key, replayed=True)
-            if judgement.verdict != Verdict.NOT_APPLIED:
-                await self._finish(entry, lease, EntryState.IN_DOUBT, reason=judgement.reason)
-                raise OutcomeUnknown(entry.key, judgement.reason)
+            # It may have been applied, so until it is settled this call ends as a receipt or
+            # pending, never as an error that would say "not applied".
+            try:
+                replayed = await self._settle_open(entry, lease)
+            except OutcomeUnknown:
+                raise
+            except ShakescoError as exc:
+                raise OutcomeUnknown(entry.key, f"an earlier attempt could not be settled now: {exc}") from exc
+            if replayed is not None:
+                return replayed
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
         await self._resolve_others(entry, lease, others)
@@ -359,6 +364,20 @@ class WriteGuard:
             await self._cleanups.finish(self.ledger.release(lease.names, owner=lease.owner))
         except LedgerError as exc:
             log.warning("could not give back the leases of %s (%s); they end when they lapse", lease.names, exc)
+
+    async def _settle_open(self, entry: LedgerEntry, lease: _Lease) -> object | None:
+        """Judge an entry an earlier call left open: its receipt if applied, None if not."""
+        await self._landed(entry, wait=True, lease=lease)
+        judgement = await self._judge(entry)
+        if not await self._still_held(lease):
+            raise self._lost(entry)
+        if judgement.verdict == Verdict.APPLIED:
+            await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED)
+            return result_from_record(_VERIFIED, entry.key, replayed=True)
+        if judgement.verdict != Verdict.NOT_APPLIED:
+            await self._finish(entry, lease, EntryState.IN_DOUBT, reason=judgement.reason)
+            raise OutcomeUnknown(entry.key, judgement.reason)
+        return None
 
     async def _landed(
         self, entry: LedgerEntry, *, wait: bool, lease: _Lease | None = None, also: Sequence[str] = ()
@@ -445,7 +464,9 @@ class WriteGuard:
             await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
         return judgement
 
-    async def _resolve_others(self, entry: LedgerEntry, lease: _Lease, others: tuple[LedgerEntry, ...]) -> None:
+    async def _resolve_others(
+        self, entry: LedgerEntry, lease: _Lease, others: tuple[LedgerEntry, ...], *, caller: bool = True
+    ) -> None:
         """Settle earlier open writes on these customers while their snapshots still hold."""
         owner = lease.owner
         for other in others:
@@ -456,7 +477,9 @@ class WriteGuard:
                 # Its other customer is another process's now. Sent, this write would change
                 # the state that earlier write is to be judged by: it is not sent, and the
                 # earlier one keeps its snapshot for whoever holds both next (reconcile).
-                await self._give_up_unsent(entry, lease, f"an earlier write {other.key!r} waits on a busy customer")
+                await self._give_up_unsent(
+                    entry, lease, f"an earlier write {other.key!r} waits on a busy customer", caller=caller
+                )
                 raise LedgerError(
                     f"earlier write {other.key!r} on this customer is still open, and its other customer"
                     f" ({', '.join(extra)}) is leased by another process; nothing was sent. Retry with the"
@@ -468,7 +491,9 @@ class WriteGuard:
             finally:
                 await self._cleanups.finish(self.ledger.release(extra, owner=owner))
             if judgement.verdict == Verdict.UNREADABLE:
-                await self._give_up_unsent(entry, lease, "cannot verify an earlier write on this customer")
+                await self._give_up_unsent(
+                    entry, lease, "cannot verify an earlier write on this customer", caller=caller
+                )
                 raise TransportError(
                     f"cannot verify earlier write {other.key!r} on this customer ({judgement.reason});"
                     " nothing was sent",
@@ -499,10 +524,27 @@ class WriteGuard:
             drop_snapshot=True,
         )
 
-    async def _give_up_unsent(self, entry: LedgerEntry, lease: _Lease, reason: str, *, sent: bool = False) -> None:
-        """The write provably did not apply and this call will not send it again."""
-        state = EntryState.ABANDONED if entry.key_source == KeySource.GENERATED else EntryState.RECORDED
-        await self._finish(entry, lease, state, sent=sent, reason=reason)
+    async def _give_up_unsent(
+        self, entry: LedgerEntry, lease: _Lease, reason: str, *, sent: bool = False, caller: bool = True
+    ) -> None:
+        """The write provably did not apply. If its ``caller`` is about to hear so (an
+        error), it is given up, whoever made its key, so nothing sends it on its own later
+        (the caller's retry with the same key sends it, once); if that cannot be recorded,
+        the entry stays open, to be finished by reconcile, and the caller hears it is
+        pending. Reconcile, finishing a pending write, leaves one with the caller's key
+        open for its next pass instead."""
+        if not caller:
+            state = EntryState.ABANDONED if entry.key_source == KeySource.GENERATED else EntryState.RECORDED
+            await self._finish(entry, lease, state, sent=sent, reason=reason)
+            return
+        try:
+            moved = await self._finish(entry, lease, EntryState.ABANDONED, sent=sent, reason=f"given up: {reason}")
+        except LedgerError as exc:
+            raise OutcomeUnknown(
+                entry.key, f"{reason}; giving it up could not be recorded ({exc}), so reconcile finishes it"
+            ) from exc
+        if sent and not moved:  # the record failed and was logged: it stays open
+            raise OutcomeUnknown(entry.key, f"{reason}; giving it up could not be recorded, so reconcile finishes it")
 
     async def _send(
         self,
@@ -512,10 +554,13 @@ class WriteGuard:
         *,
         marked: bool = False,
         wire: dict[str, WireValue] | None = None,
+        caller: bool = True,
     ) -> object:
         """Send until applied, refused, or in doubt. ``marked``: the intent's commit already
         recorded the entry as sending, with its snapshot. ``wire``: the request, when this
         call made the entry from it (else it is rebuilt from the entry's parameters).
+        ``caller``: a caller hears the outcome (reconcile, finishing a pending write, is
+        none: see ``_give_up_unsent``).
 
         An attempt verified not applied may still be carried out (the API had it, and
         finished after the verification read). So once one was, every later step of the
@@ -540,7 +585,7 @@ class WriteGuard:
                 try:
                     snapshot = await self._snapshot(entry)
                 except (TransportError, APIError, MalformedResponse) as exc:
-                    await self._give_up_unsent(entry, lease, "could not read the pre-send state")
+                    await self._give_up_unsent(entry, lease, "could not read the pre-send state", caller=caller)
                     raise _before_sending(exc, entry.operation, entry.key) from None
                 if first is not None and unknown is not None:
                     moved = compare(entry.operation, entry.params, first, snapshot)
@@ -550,15 +595,23 @@ class WriteGuard:
                         await self._act_on(entry, lease, moved, unknown, late=True)
                         return result_from_record(_VERIFIED, entry.key, replayed=False)
                 asked = time.monotonic()
-                await self.ledger.mark_sending(
-                    entry.key,
-                    snapshot=snapshot,
-                    owner=lease.owner,
-                    customers=lease.names,
-                    lease_ttl=self._lease_ttl,
-                    in_flight=self._in_flight,
-                    attempt=not (marked and attempt == 1),  # the intent's commit counted that one
-                )
+                try:
+                    await self.ledger.mark_sending(
+                        entry.key,
+                        snapshot=snapshot,
+                        owner=lease.owner,
+                        customers=lease.names,
+                        lease_ttl=self._lease_ttl,
+                        in_flight=self._in_flight,
+                        attempt=not (marked and attempt == 1),  # the intent's commit counted that one
+                    )
+                except LedgerError as exc:  # LeaseLost among them: this attempt never leaves
+                    if unknown is not None:  # but one before it may still land
+                        raise OutcomeUnknown(
+                            entry.key, f"an earlier attempt may still land, and no other can be sent ({exc})"
+                        ) from exc
+                    await self._give_up_unsent(entry, lease, str(exc), caller=caller)
+                    raise
                 lease.since = asked
             if first is None:
                 first = snapshot
@@ -575,7 +628,9 @@ class WriteGuard:
                     await self._finish(entry, lease, EntryState.FAILED, sent=True, error=error_record(exc))
                     raise
                 if refuses_credentials(exc):  # no use sending again until the key works
-                    await self._give_up_unsent(entry, lease, f"the API refused the key: {exc}", sent=True)
+                    await self._give_up_unsent(
+                        entry, lease, f"the API refused the key: {exc}", sent=True, caller=caller
+                    )
                     raise
                 if refused_for_now(exc):  # provably not applied
                     failure: Exception = exc
@@ -598,7 +653,9 @@ class WriteGuard:
                 return result_from_record(failure.record, entry.key, replayed=False)
             # Proven not applied: sending again cannot double-apply.
             if attempt > self._max_retries:
-                await self._give_up_unsent(entry, lease, f"not applied after {attempt} attempts: {failure}", sent=True)
+                await self._give_up_unsent(
+                    entry, lease, f"not applied after {attempt} attempts: {failure}", sent=True, caller=caller
+                )
                 raise failure
             delay = backoff_delay(attempt, retry_after=retry_after)
             log.info("write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, failure, delay)
@@ -821,8 +878,8 @@ class WriteGuard:
             return ("resent", "provably not applied; would be sent again")
         try:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
-            await self._resolve_others(entry, lease, others)
-            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease)
+            await self._resolve_others(entry, lease, others, caller=False)
+            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease, caller=False)
         except OutcomeUnknown as exc:
             return ("in_doubt", exc.reason)
         except LeaseLost as exc:  # nothing sent; the entry is the new lease holder's to settle

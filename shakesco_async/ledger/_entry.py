@@ -9,9 +9,20 @@ from typing import Any
 
 import attrs
 
+from .._errors import LedgerError
 from ._json import canonical_json
 
-__all__ = ["FINAL_STATES", "EntryState", "Intent", "KeySource", "LedgerEntry", "lease_names", "params_digest"]
+__all__ = [
+    "FINAL_STATES",
+    "SENDABLE_STATES",
+    "EntryState",
+    "not_sendable",
+    "Intent",
+    "KeySource",
+    "LedgerEntry",
+    "lease_names",
+    "params_digest",
+]
 
 
 class EntryState(enum.StrEnum):
@@ -32,6 +43,15 @@ class EntryState(enum.StrEnum):
 
 
 FINAL_STATES = frozenset({EntryState.COMMITTED, EntryState.FAILED, EntryState.ABANDONED})
+SENDABLE_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT, EntryState.ABANDONED)
+"""The states an entry may be marked ``sending`` from: never the API's own answer
+(committed, failed), which a new attempt would reopen. Each backend checks it in the
+statement that marks the entry."""
+
+
+def not_sendable(key: str) -> LedgerError:
+    """What marking an entry outside ``SENDABLE_STATES`` (or a missing one) raises."""
+    return LedgerError(f"entry {key!r} is settled (or gone): it cannot be sent again; nothing was sent")
 
 
 class KeySource(enum.StrEnum):
@@ -70,6 +90,7 @@ class Intent:
 
     @property
     def leases(self) -> tuple[str, ...]:
+        """What this write leases: its customers, or its own key when it has none."""
         return lease_names(self.customers, self.key)
 
 
@@ -98,8 +119,10 @@ class LedgerEntry:
 
     @property
     def is_final(self) -> bool:
+        """Whether the entry is settled (committed, failed or abandoned)."""
         return self.state in FINAL_STATES
 
     @property
     def leases(self) -> tuple[str, ...]:
+        """What a write of this entry leases: its customers, or its own key when it has none."""
         return lease_names(self.customers, self.key)

@@ -27,7 +27,7 @@ from .._validate import seconds
 from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
 from ._batches import Batches
-from ._entry import EntryState, Intent, KeySource, LedgerEntry
+from ._entry import SENDABLE_STATES, EntryState, Intent, KeySource, LedgerEntry, not_sendable
 from ._postgres_errors import CONNECTION_ERRORS, DB_ERRORS, Outage, ledger_errors
 from ._postgres_settle import Settle, settle_batch
 
@@ -408,9 +408,10 @@ class PostgresLedger(Ledger):
         if not self._leases.held(customers, owner):
             raise LeaseLost(f"the lease on customers {', '.join(customers)} is no longer held; nothing was sent")
         pool = await self._pool_conn()
-        await pool.execute(
+        status = await pool.execute(
             f"UPDATE {self._t} SET state = $1, snapshot = $2, attempts = attempts + $6,"
-            " updated_at = clock_timestamp(), in_flight = $5 WHERE business = $3 AND key = $4",
+            " updated_at = clock_timestamp(), in_flight = $5 WHERE business = $3 AND key = $4"
+            f" AND {_states_sql(*SENDABLE_STATES)}",
             EntryState.SENDING.value,
             snapshot,
             self.business,
@@ -418,6 +419,8 @@ class PostgresLedger(Ledger):
             in_flight,
             int(attempt),
         )
+        if status != "UPDATE 1":
+            raise not_sendable(key)
 
     @ledger_errors
     async def settle(

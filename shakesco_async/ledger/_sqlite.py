@@ -22,7 +22,8 @@ from . import _clock as clock
 from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence, Ledger
 from ._clock import LeaseEnd
-from ._entry import FINAL_STATES, EntryState, Intent, LedgerEntry
+from ._entry import FINAL_STATES, SENDABLE_STATES, EntryState, Intent, LedgerEntry
+from ._entry import not_sendable as _not_sendable
 from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
 from ._processes import holder_exited, holder_for
 from ._sqlite_batch import (
@@ -45,6 +46,7 @@ from ._sqlite_rows import OPEN as _OPEN
 from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
 from ._sqlite_rows import dumps as _dumps
 from ._sqlite_rows import entry_from_row as _entry
+from ._sqlite_rows import marks as _marks
 
 __all__ = ["ANY_BUSINESS", "SQLiteLedger"]
 
@@ -620,11 +622,22 @@ class SQLiteLedger(Ledger):
             moment = clock.now()
             now = moment.wall
             _renew_held(db, self.business, names, owner, LeaseEnd.after(moment, lease_ttl))
-            db.execute(
+            marked = db.execute(
                 "UPDATE entries SET state = ?, snapshot = ?, attempts = attempts + ?, updated_at = ?, in_flight = ?"
-                " WHERE business = ? AND key = ?",
-                (EntryState.SENDING.value, _dumps(snapshot), int(attempt), now, in_flight, self.business, key),
+                f" WHERE business = ? AND key = ? AND state IN ({_marks(len(SENDABLE_STATES))})",
+                (
+                    EntryState.SENDING.value,
+                    _dumps(snapshot),
+                    int(attempt),
+                    now,
+                    in_flight,
+                    self.business,
+                    key,
+                    *(state.value for state in SENDABLE_STATES),
+                ),
             )
+            if marked.rowcount != 1:
+                raise _not_sendable(key)
             mark_links(db, [(self.business, key, EntryState.SENDING.value)])
 
         await self._submit(op)

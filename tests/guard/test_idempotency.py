@@ -94,7 +94,7 @@ async def test_a_key_the_api_refused_for_its_credentials_is_sent_once_they_work(
     with pytest.raises(sa.Forbidden):
         await client.upgrade_to_shakesco("u9", 10, idempotency_key="migrate:u9")
     entry = await client.ledger.get("migrate:u9")
-    assert entry is not None and entry.state == EntryState.RECORDED  # not applied, and not a final answer
+    assert entry is not None and entry.state == EntryState.ABANDONED  # not applied: given up, not the API's answer
     with pytest.raises(sa.Unauthorized):  # sent again while the key still fails: nothing applies
         await client.upgrade_to_shakesco("u9", 10, idempotency_key="migrate:u9")
 
@@ -104,17 +104,20 @@ async def test_a_key_the_api_refused_for_its_credentials_is_sent_once_they_work(
     assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
 
 
-async def test_reconcile_sends_a_write_refused_for_its_credentials_once_they_work(
+async def test_reconcile_never_sends_a_write_its_caller_was_told_failed(
     make_client: ClientFactory, sandbox: Sandbox
 ) -> None:
+    """The caller heard Forbidden (not applied) and may have given the credit some other
+    way: only its own retry with the same key sends the write, once."""
     client = make_client()
-    sandbox.faults.add("error", endpoint="/upgrade-to-shakesco", count=2, status=403, message="Caller not authorized")
+    sandbox.faults.add("error", endpoint="/upgrade-to-shakesco", count=1, status=403, message="Caller not authorized")
     with pytest.raises(sa.Forbidden):
         await client.upgrade_to_shakesco("u8", 10, idempotency_key="migrate:u8")
-    summary = await client.reconcile(older_than=0)
-    assert summary.counts["not_applied"] == 1 and summary.counts["failed"] == 0
-    summary = await client.reconcile(older_than=0)  # the key works again
-    assert summary.counts["resent"] == 1
+    for _ in range(2):  # the key works again: still nothing sent on the SDK's own
+        summary = await client.reconcile(older_than=0)
+        assert summary.examined == 0
+    assert sandbox.applied_writes("/upgrade-to-shakesco") == []
+    await client.upgrade_to_shakesco("u8", 10, idempotency_key="migrate:u8")
     assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
 
 

@@ -546,3 +546,23 @@ async def test_the_every_business_view_writes_nothing(sqlite_ledger: SQLiteLedge
             with pytest.raises(LedgerError, match="read-only"):
                 await write()
     assert [(e.key, e.state) for e in await sqlite_ledger.entries()] == [("mine", EntryState.SENDING)]
+
+
+@pytest.mark.parametrize("state", list(EntryState))
+async def test_an_entry_is_marked_sending_only_from_a_state_that_may_be_sent(ledger: Ledger, state: EntryState) -> None:
+    """Never from the API's own answer: a new attempt would reopen a committed or failed write."""
+    await ledger.begin(_intent("k", "c"), owner="o", lease_ttl=60)
+    if state != EntryState.RECORDED:
+        assert await ledger.settle("k", state, release=(), owner="o")
+    mark = ledger.mark_sending("k", snapshot={"n": 1}, owner="o", customers=("c",), lease_ttl=60)
+    if state in (EntryState.COMMITTED, EntryState.FAILED):
+        with pytest.raises(LedgerError, match="cannot be sent again"):
+            await mark
+        entry = await ledger.get("k")
+        assert entry is not None and entry.state == state and entry.snapshot is None  # untouched
+    else:
+        await mark
+        entry = await ledger.get("k")
+        assert entry is not None and entry.state == EntryState.SENDING
+    with pytest.raises(LedgerError, match="cannot be sent again"):
+        await ledger.mark_sending("no-such-key", snapshot=None, owner="o", customers=("c",), lease_ttl=60)

@@ -32,18 +32,33 @@ def _replace_with_a_copy(path: Path) -> None:  # a restore of a backup, or an ed
     os.replace(f"{path}.copy", path)
 
 
-@pytest.mark.parametrize("change", [_delete, _replace_with_a_copy], ids=["deleted", "replaced"])
+def _remove(*suffixes: str) -> Callable[[Path], None]:
+    return lambda path: [os.remove(f"{path}{suffix}") for suffix in suffixes] and None
+
+
+CHANGES = {
+    "deleted": (_delete, "was deleted or replaced"),
+    "replaced": (_replace_with_a_copy, "was deleted or replaced"),
+    "wal": (_remove("-wal"), "lost its -wal file"),
+    "shm": (_remove("-shm"), "lost its -shm file"),
+    "wal-and-shm": (_remove("-wal", "-shm"), "lost its -wal file"),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
 async def test_writes_stop_once_the_ledger_file_is_not_the_one_opened(
-    sandbox: Sandbox, tmp_path: Path, change: Callable[[Path], None]
+    sandbox: Sandbox, tmp_path: Path, change: str
 ) -> None:
+    """The file, or its -wal or -shm beside it, deleted or replaced under a running process."""
+    alter, says = CHANGES[change]
     path = tmp_path / "ledger.sqlite3"
     async with ShakescoClient(
         sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
     ) as client:
         await client.upgrade_to_shakesco("ann", 1, idempotency_key="before")
-        change(path)
+        alter(path)
         for key in ("after-1", "after-2"):
-            with pytest.raises(LedgerError, match="deleted or replaced"):
+            with pytest.raises(LedgerError, match=says):
                 await client.upgrade_to_shakesco("bob", 1, idempotency_key=key)
     # SQLite would have recorded these in a file no other process can see, and one
     # would have sent them again.
@@ -113,23 +128,7 @@ def test_the_command_line_opens_a_ledger_on_a_shared_filesystem_only_when_told(
     assert "examined 0 open entries" in capsys.readouterr().out
 
 
-# -- its -wal or -shm deleted under a running process ----------------------------------------------
-@pytest.mark.parametrize("suffixes", [("-wal",), ("-shm",), ("-wal", "-shm")], ids=["wal", "shm", "both"])
-async def test_writes_stop_once_the_wal_or_shm_is_not_the_one_opened(
-    sandbox: Sandbox, tmp_path: Path, suffixes: tuple[str, ...]
-) -> None:
-    path = tmp_path / "ledger.sqlite3"
-    async with ShakescoClient(
-        sandbox.api_key, base_url=sandbox.base_url, ledger=path, timeout=2.0, guard=FAST_GUARD
-    ) as client:
-        await client.upgrade_to_shakesco("ann", 1, idempotency_key="before")
-        for suffix in suffixes:
-            os.remove(f"{path}{suffix}")
-        with pytest.raises(LedgerError, match=f"lost its {suffixes[0]} file"):
-            await client.upgrade_to_shakesco("bob", 1, idempotency_key="after")
-    assert [w.idempotency_key for w in sandbox.applied_writes()] == ["before"]
-
-
+# -- a writer killed after its -wal was deleted ------------------------------------------------------
 _WRITER = """
 import asyncio, sys
 from shakesco_async import GuardSettings, LedgerError, ShakescoClient

@@ -46,6 +46,7 @@ async def _piped(command: str, env: dict[str, str]) -> tuple[str, str, str]:
     return "\n".join(lines[:-1]), lines[-1], (Path(env["TMP"]) / "err.txt").read_text()
 
 
+@pytest.mark.slow  # thousands of entries, three processes
 @pytest.mark.parametrize("command", ["ledger list", "ledger export", "ledger export --format csv"])
 async def test_a_closed_pipe_ends_quietly(tmp_path: Path, command: str) -> None:
     path = tmp_path / "ledger.sqlite3"
@@ -110,13 +111,18 @@ async def test_list_newest_first_and_whose_entries(tmp_path: Path) -> None:
     assert code == 2 and "--json is JSON lines" in err
 
 
-async def test_reconcile_with_a_wrong_key_is_one_clear_error(
-    make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
-) -> None:
+async def _crashed(make_client: ClientFactory, tmp_path: Path) -> str:
+    """A ledger file a crash left one open entry in; its path."""
     client = make_client()
     await die_at(client, "sending_applied", "crash-1", "ann", KeySource.CALLER)
     await client.aclose()
-    ledger = str(tmp_path / "ledger.sqlite3")
+    return str(tmp_path / "ledger.sqlite3")
+
+
+async def test_reconcile_with_a_wrong_key_is_one_clear_error(
+    make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
+) -> None:
+    ledger = await _crashed(make_client, tmp_path)
     env = {"SHAKESCO_API_KEY": "sk_wrong", "SHAKESCO_BASE_URL": sandbox.base_url}
     code, out, err = await run_cli("reconcile", "--older-than", "0", "--ledger", ledger, env=env)
     assert code == 2 and out == ""
@@ -129,17 +135,13 @@ async def test_reconcile_with_a_wrong_key_is_one_clear_error(
 async def test_a_scope_holding_nothing_says_where_the_entries_are(
     make_client: ClientFactory, sandbox: Sandbox, tmp_path: Path
 ) -> None:
-    client = make_client()
-    await die_at(client, "sending_applied", "crash-1", "ann", KeySource.CALLER)
-    await client.aclose()
+    ledger = await _crashed(make_client, tmp_path)
     env = {
         "SHAKESCO_API_KEY": sandbox.api_key,
         "SHAKESCO_BASE_URL": sandbox.base_url,
         "SHAKESCO_LEDGER_SCOPE": "elsewhere",
     }
-    code, out, err = await run_cli(
-        "reconcile", "--older-than", "0", "--ledger", str(tmp_path / "ledger.sqlite3"), env=env
-    )
+    code, out, err = await run_cli("reconcile", "--older-than", "0", "--ledger", ledger, env=env)
     assert code == 0 and "examined 0 open entries" in out
     assert "scope (elsewhere) holds no entries, but the ledger holds 1 of other scopes" in err
 

@@ -41,6 +41,7 @@ async def sandbox_process() -> AsyncIterator[str]:
 
 
 async def _serve(args: list[str], base_url: str, tmp_path: Path, port: int) -> asyncio.subprocess.Process:
+    """The app on ``port``; a port another process took meanwhile fails it with the reason."""
     env = {
         **os.environ,
         "SHAKESCO_API_KEY": "sk_sandbox_demo",
@@ -52,6 +53,10 @@ async def _serve(args: list[str], base_url: str, tmp_path: Path, port: int) -> a
         *args, cwd=ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
     )
     await asyncio.to_thread(wait_for_port, port, 30)
+    await asyncio.sleep(0.2)  # a process that lost the port to another one exits now
+    if proc.returncode is not None:
+        _, err = await proc.communicate()
+        raise AssertionError(f"{args} exited at start: {err.decode()[-2000:]}")
     return proc
 
 

@@ -1,4 +1,5 @@
-"""The README's Python examples, run as a reader would run them: none of them may rot."""
+"""The Python examples of the README and the documentation pages, run as a reader would run
+them: none of them may rot."""
 
 from __future__ import annotations
 
@@ -17,9 +18,10 @@ from tests.support.cli import run_cli
 from tests.support.user_project import run_users_pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
-BLOCKS: list[str] = re.findall(r"^```python\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
-SHELL: list[str] = re.findall(r"^```sh\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+TEXT = "\n".join(page.read_text() for page in PAGES)
+BLOCKS: list[str] = re.findall(r"^```python\n(.*?)^```", TEXT, flags=re.MULTILINE | re.DOTALL)
+SHELL: list[str] = re.findall(r"^```sh\n(.*?)^```", TEXT, flags=re.MULTILINE | re.DOTALL)
 # What marks each example; every Python block of the README must be one of them.
 MARKS = {
     "quickstart": "asyncio.run(main())",
@@ -32,13 +34,17 @@ MARKS = {
 
 def example(name: str) -> str:
     found = [block for block in BLOCKS if MARKS[name] in block]
-    assert len(found) == 1, f"README.md: expected one Python block with {MARKS[name]!r}, found {len(found)}"
+    assert len(found) == 1, f"README and docs: expected one Python block with {MARKS[name]!r}, found {len(found)}"
     return found[0]
 
 
-def test_every_python_block_of_the_readme_is_run_here() -> None:
+def test_every_python_block_of_the_readme_and_docs_is_run_here() -> None:
     unclaimed = [block[:60] for block in BLOCKS if not any(mark in block for mark in MARKS.values())]
-    assert BLOCKS and not unclaimed, f"README blocks no test runs: {unclaimed}"
+    assert len(BLOCKS) == len(MARKS) and not unclaimed, f"blocks no test runs: {unclaimed}"
+
+
+def test_the_readme_is_short() -> None:
+    assert len((ROOT / "README.md").read_text()) < 10_000  # the depth is in docs/
 
 
 async def test_quickstart(sandbox: Sandbox, tmp_path: Path) -> None:

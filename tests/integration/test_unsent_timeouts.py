@@ -74,7 +74,7 @@ async def test_writes_queued_behind_a_slow_api_are_never_left_in_doubt(
         assert entry is not None
         if key in unsent:
             assert "free connection" in str(result)
-            assert key not in applied and entry.state == EntryState.RECORDED  # yours to send again
+            assert key not in applied and entry.state == EntryState.ABANDONED  # given up: yours to send again
         else:  # it had the connection: what the API did is unknown, and the reads fail too
             assert isinstance(result, OutcomeUnknown) and "waiting for the answer" in str(result)
             assert entry.state == EntryState.IN_DOUBT
@@ -150,6 +150,6 @@ async def test_a_write_to_an_unreachable_api_is_given_back_as_not_sent(sandbox: 
             resolver.unreachable = False
             receipt = await client.claim_tokens("signup", "c1", idempotency_key="k1")
     assert caught.value.sent is False
-    assert entry is not None and entry.state == EntryState.RECORDED  # not in doubt: yours to send again
+    assert entry is not None and entry.state == EntryState.ABANDONED  # not in doubt: yours to send again
     assert receipt.tx_hash is not None and not receipt.replayed
     assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")][1:] == ["k1"]

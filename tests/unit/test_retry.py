@@ -120,7 +120,7 @@ async def test_write_proven_not_applied_is_resent_with_backoff(
     assert all(0 < s <= unit_client.timeout for s in landing)
     entry = await unit_client.ledger.get("r2")
     assert entry is not None
-    assert entry.state == "recorded"  # not applied; the same key may be sent again later
+    assert entry.state == "abandoned"  # not applied, given up: only its caller sends it again, with the same key
 
 
 def test_backoff_grows_with_jitter_and_respects_retry_after() -> None:
