@@ -90,10 +90,8 @@ async def _total_spent(c: EndpointMethods, p: Params) -> Snapshot:
 
 
 async def _both_balances(c: EndpointMethods, p: Params) -> Snapshot:
-    return {
-        "from_balance": str(await c.balance(p["from_customer_ref"])),
-        "to_balance": str(await c.balance(p["to_customer_ref"])),
-    }
+    sender, receiver = await asyncio.gather(c.balance(p["from_customer_ref"]), c.balance(p["to_customer_ref"]))
+    return {"from_balance": str(sender), "to_balance": str(receiver)}
 
 
 async def _stake_count(c: EndpointMethods, p: Params) -> Snapshot:
@@ -123,13 +121,14 @@ async def _vesting_claimable(c: EndpointMethods, p: Params) -> Snapshot:
 
 async def _cashback(c: EndpointMethods, p: Params) -> Snapshot:
     ref, currency = p["customer_ref"], p["currency"]
-    progress = await c.cashback_progress(ref, currency)
-    settings = await c.cashback_settings(currency)
+    progress, settings, earned = await asyncio.gather(
+        c.cashback_progress(ref, currency), c.cashback_settings(currency), c.total_earned(ref)
+    )
     return {
         "spent": str(progress.spent),
         "threshold": str(progress.threshold),
         "reward": str(settings.reward_tokens),
-        "total_earned": str(await c.total_earned(ref)),
+        "total_earned": str(earned),
     }
 
 

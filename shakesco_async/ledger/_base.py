@@ -13,7 +13,7 @@ import attrs
 
 from . import _clock as clock
 from ._clock import LeaseEnd, Moment
-from ._entry import EntryState, Intent, LedgerEntry
+from ._entry import MOVES_INTO, EntryState, Intent, LedgerEntry, forbidden_move
 from ._resolve import resolve_by_hand
 
 __all__ = ["Begun", "Fence", "Ledger"]
@@ -152,6 +152,14 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def release(self, customers: Sequence[str], *, owner: str) -> None:
         """Give up the leases ``owner`` holds on ``customers``."""
+
+    async def _refuse_forbidden(self, key: str, state: EntryState) -> None:
+        """After a move asked for without ``expect`` did not happen: a move the state
+        machine forbids is an error (an entry that is gone, or that moved meanwhile into a
+        state it may still leave, is not)."""
+        entry = await self.get(key)
+        if entry is not None and entry.state not in MOVES_INTO[state]:
+            raise forbidden_move(key, entry.state, state)
 
     @property
     def leases_end_with_a_session(self) -> bool:

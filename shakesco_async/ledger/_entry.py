@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +48,31 @@ SENDABLE_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT,
 """The states an entry may be marked ``sending`` from: never the API's own answer
 (committed, failed), which a new attempt would reopen. Each backend checks it in the
 statement that marks the entry."""
+
+
+_OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
+MOVES_INTO: dict[EntryState, tuple[EntryState, ...]] = {
+    EntryState.RECORDED: _OPEN_STATES,
+    EntryState.SENDING: SENDABLE_STATES,
+    EntryState.IN_DOUBT: _OPEN_STATES,
+    EntryState.COMMITTED: (*_OPEN_STATES, EntryState.ABANDONED, EntryState.COMMITTED),
+    EntryState.FAILED: (*_OPEN_STATES, EntryState.FAILED),
+    EntryState.ABANDONED: (*_OPEN_STATES, EntryState.ABANDONED),
+}
+"""The state machine: from which states an entry may move into each. Nothing leaves the
+API's own answers (committed, failed) for another state, and a given-up write is not
+reopened but by its caller's retry (``sending``) or a person (``committed``). Both
+backends apply it in the statement that moves the entry."""
+
+
+def allowed_moves(state: EntryState, expect: Sequence[EntryState] | None) -> tuple[EntryState, ...]:
+    """The states an entry may be moved into ``state`` from: the table's, narrowed to ``expect``."""
+    allowed = MOVES_INTO[state]
+    return allowed if expect is None else tuple(s for s in allowed if s in expect)
+
+
+def forbidden_move(key: str, current: EntryState, state: EntryState) -> LedgerError:
+    return LedgerError(f"entry {key!r} cannot move from {current.value} to {state.value}")
 
 
 def not_sendable(key: str) -> LedgerError:

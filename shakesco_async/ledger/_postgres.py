@@ -27,7 +27,7 @@ from .._validate import seconds
 from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
 from ._batches import Batches
-from ._entry import SENDABLE_STATES, EntryState, Intent, KeySource, LedgerEntry, not_sendable
+from ._entry import SENDABLE_STATES, EntryState, Intent, KeySource, LedgerEntry, allowed_moves, not_sendable
 from ._postgres_errors import CONNECTION_ERRORS, DB_ERRORS, Outage, ledger_errors
 from ._postgres_settle import Settle, settle_batch
 
@@ -443,13 +443,15 @@ class PostgresLedger(Ledger):
             None if result is None else json.dumps(result),
             None if error is None else json.dumps(error),
             reason,
-            None if expect is None else tuple(s.value for s in expect),
+            tuple(s.value for s in allowed_moves(state, expect)),
             drop_snapshot,
         )
         # The move is made even if the caller stops waiting: it is already in a batch.
         moved: bool = await asyncio.shield(self._settles.submit(move))
         if release and owner is not None:
             await self.release(release, owner=owner)
+        if not moved and expect is None:
+            await self._refuse_forbidden(key, state)
         return moved
 
     @ledger_errors

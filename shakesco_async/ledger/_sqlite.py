@@ -22,7 +22,7 @@ from . import _clock as clock
 from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence, Ledger
 from ._clock import LeaseEnd
-from ._entry import FINAL_STATES, SENDABLE_STATES, EntryState, Intent, LedgerEntry
+from ._entry import FINAL_STATES, SENDABLE_STATES, EntryState, Intent, LedgerEntry, allowed_moves
 from ._entry import not_sendable as _not_sendable
 from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
 from ._processes import holder_exited, holder_for
@@ -665,7 +665,7 @@ class SQLiteLedger(Ledger):
             reason=reason,
             release=release,
             owner=owner,
-            expect=expect,
+            expect=allowed_moves(state, expect),
             drop_snapshot=drop_snapshot,
         )
         if not wait and self._writer is not None:
@@ -673,7 +673,10 @@ class SQLiteLedger(Ledger):
             # entry open for reconcile to verify, which is safe, so it is logged, not raised.
             self._enqueue(record, durable=False).add_done_callback(partial(_log_failure, key, state))
             return True
-        return await self._submit(record)
+        moved: bool = await self._submit(record)
+        if not moved and expect is None:
+            await self._refuse_forbidden(key, state)
+        return moved
 
     async def claim_open(
         self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None

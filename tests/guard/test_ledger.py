@@ -238,19 +238,21 @@ async def test_a_long_history_of_final_writes_is_not_an_open_entry(ledger: Ledge
 
 
 async def test_an_entry_back_from_a_final_state_is_open_again(ledger: Ledger) -> None:
-    # A write whose lease lapsed mid-send can record its timeout after another process's
-    # reconcile settled the entry: the entry is open again and the next write must see it.
+    # The API's answer is never reopened: a write whose lease lapsed mid-send cannot record
+    # its timeout over another process's verdict (its own records say expect=open).
     await ledger.begin(_intent("late", "c-late"), owner="o", lease_ttl=0, snapshot={})
     await ledger.settle("late", EntryState.COMMITTED)
-    await ledger.settle("late", EntryState.IN_DOUBT, reason="timed out")  # unconditional
-    assert [e.key for e in await ledger.open_entries(["c-late"], exclude="next")] == ["late"]
+    with pytest.raises(LedgerError, match="cannot move from committed to in_doubt"):
+        await ledger.settle("late", EntryState.IN_DOUBT, reason="timed out")
+    assert await ledger.open_entries(["c-late"], exclude="next") == []
+    # A given-up write sent again by its caller is open again: the next write must see it.
     await ledger.begin(_intent("again", "c-again"), owner="o", lease_ttl=0)
     await ledger.settle("again", EntryState.ABANDONED)
     await ledger.mark_sending("again", snapshot={}, owner="o", customers=(), lease_ttl=0)
     assert [e.key for e in await ledger.open_entries(["c-again"], exclude="next")] == ["again"]
     await ledger.release(("c-late", "c-again"), owner="o")
-    begun = await ledger.begin(_intent("next", "c-late"), owner="o2", lease_ttl=60, snapshot={})
-    assert begun.created and [e.key for e in begun.others] == ["late"]
+    begun = await ledger.begin(_intent("next", "c-again"), owner="o2", lease_ttl=60, snapshot={})
+    assert begun.created and [e.key for e in begun.others] == ["again"]
 
 
 async def test_prune_deletes_old_final_entries_only(ledger: Ledger, ledger_spec: LedgerSpec) -> None:
@@ -566,3 +568,45 @@ async def test_an_entry_is_marked_sending_only_from_a_state_that_may_be_sent(led
         assert entry is not None and entry.state == EntryState.SENDING
     with pytest.raises(LedgerError, match="cannot be sent again"):
         await ledger.mark_sending("no-such-key", snapshot=None, owner="o", customers=("c",), lease_ttl=60)
+
+
+async def _in_state(ledger: Ledger, key: str, state: EntryState) -> None:
+    await ledger.begin(_intent(key, f"c-{key}"), owner="o", lease_ttl=60)
+    if state == EntryState.SENDING:
+        await ledger.mark_sending(key, snapshot={}, owner="o", customers=(f"c-{key}",), lease_ttl=60)
+    elif state != EntryState.RECORDED:
+        assert await ledger.settle(key, state)
+
+
+@pytest.mark.parametrize("start", list(EntryState))
+async def test_every_move_of_the_state_machine(ledger: Ledger, start: EntryState) -> None:
+    """Each allowed move is made; each forbidden one raises and changes nothing; with
+    ``expect``, a move from a state not expected is not made, and is no error."""
+    from shakesco_async.ledger._entry import MOVES_INTO
+
+    for target in EntryState:
+        key = f"{start.value}-{target.value}"
+        await _in_state(ledger, key, start)
+        if start in MOVES_INTO[target]:
+            assert await ledger.settle(key, target, reason="moved")
+            entry = await ledger.get(key)
+            assert entry is not None and entry.state == target
+        else:
+            with pytest.raises(LedgerError, match=f"cannot move from {start.value} to {target.value}"):
+                await ledger.settle(key, target, reason="moved")
+            entry = await ledger.get(key)
+            assert entry is not None and entry.state == start and entry.reason != "moved"
+        other = [s for s in EntryState if s != start]
+        again = f"{key}-expect"
+        await _in_state(ledger, again, start)
+        assert not await ledger.settle(again, target, expect=other)
+        entry = await ledger.get(again)
+        assert entry is not None and entry.state == start
+
+
+def test_nothing_leaves_the_apis_own_answers() -> None:
+    from shakesco_async.ledger._entry import MOVES_INTO
+
+    for target, sources in MOVES_INTO.items():
+        for final in (EntryState.COMMITTED, EntryState.FAILED):
+            assert (final in sources) == (target == final), (final, target)
