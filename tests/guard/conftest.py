@@ -10,7 +10,6 @@ import pytest
 from tests.conftest import postgres_spec
 from tests.support.ledgers import LedgerSpec, sqlite_spec
 
-
 # CI's compatibility suites for other Pythons and eager tasks run the SQLite half only:
 # the PostgreSQL half depends on asyncpg and the loop, which the lowest and uvloop suites cover.
 BACKENDS = os.environ.get("SHAKESCO_TEST_BACKENDS", "sqlite,postgres").split(",")
