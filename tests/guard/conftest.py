@@ -10,8 +10,8 @@ import pytest
 from tests.conftest import postgres_spec
 from tests.support.ledgers import LedgerSpec, sqlite_spec
 
-# CI's compatibility suites for other Pythons and eager tasks run the SQLite half only:
-# the PostgreSQL half depends on asyncpg and the loop, which the lowest and uvloop suites cover.
+# CI's compatibility suites but the lowest run the SQLite half only:
+# the PostgreSQL half depends on asyncpg's version, which the lowest suite covers.
 BACKENDS = os.environ.get("SHAKESCO_TEST_BACKENDS", "sqlite,postgres").split(",")
 
 
