@@ -57,6 +57,7 @@ from ._models import (
 from ._reconcile import ReconcileSummary
 from ._version import VERSION as __version__
 from .guard import GuardSettings
+from .guard._outcome import ReconcileOutcome
 from .ledger import EntryState, Ledger, LedgerEntry, SQLiteLedger
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "OutcomeUnknown",
     "RateLimited",
     "Receipt",
+    "ReconcileOutcome",
     "ReconcileSummary",
     "SQLiteLedger",
     "ServerError",

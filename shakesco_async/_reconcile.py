@@ -16,14 +16,15 @@ import attrs
 from ._errors import ValidationError
 from ._validate import seconds
 from .guard import WriteGuard
-from .guard._wrapper import Resend, wave_size
-from .ledger import EntryState, LedgerEntry
+from .guard._outcome import ReconcileOutcome
+from .guard._wrapper import Resend, Settled, wave_size
+from .ledger import LedgerEntry
+from .ledger._entry import OPEN_STATES
 
 __all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "run_periodically"]
 
 log = logging.getLogger("shakesco_async.reconcile")
-OUTCOMES = ("committed", "resent", "failed", "not_applied", "abandoned", "in_doubt", "busy", "final")
-_OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
+OUTCOMES = tuple(ReconcileOutcome)
 _CLAIM_TTL = 300.0  # a crashed reconciler's claims lapse after this
 _PAGES_MAX = 16  # waves in the largest page claimed at once
 MAX_CONCURRENCY = 1000
@@ -47,6 +48,7 @@ class ReconcileSummary:
 
     examined: int
     counts: dict[str, int]
+    """Per outcome; the keys are ``ReconcileOutcome`` members (strings: ``counts["committed"]``)."""
     in_doubt: tuple[tuple[str, str], ...]
     dry_run: bool = False
 
@@ -88,7 +90,7 @@ async def reconcile(
     async def pages() -> AsyncGenerator[list[LedgerEntry], None]:
         nonlocal examined
         if dry_run:  # look, do not claim
-            entries = await guard.ledger.entries(states=_OPEN_STATES, older_than=older_than, limit=limit)
+            entries = await guard.ledger.entries(states=OPEN_STATES, older_than=older_than, limit=limit)
             examined = len(entries)
             if entries:
                 yield entries
@@ -127,10 +129,10 @@ async def reconcile(
                 return
             size = min(4 * size, _PAGES_MAX * wave_size(concurrency))
 
-    def settled(key: str, outcome: tuple[str, str]) -> None:
+    def settled(key: str, outcome: Settled) -> None:
         name, detail = outcome
         counts[name] += 1
-        if name == "in_doubt":
+        if name == ReconcileOutcome.IN_DOUBT:
             doubts.append((key, detail))
         if progress is not None:
             progress(sum(counts.values()), examined)

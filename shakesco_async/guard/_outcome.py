@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from .. import _errors
@@ -11,6 +12,7 @@ from .._models import Link, Receipt
 from .._wire import WireValue, decimal_text
 
 __all__ = [
+    "ReconcileOutcome",
     "canonical",
     "error_record",
     "is_definitive",
@@ -20,6 +22,27 @@ __all__ = [
     "result_from_record",
     "result_record",
 ]
+
+
+class ReconcileOutcome(enum.StrEnum):
+    """What reconcile did with one entry (or, in a dry run, would do)."""
+
+    COMMITTED = "committed"
+    """Verified applied, and recorded so."""
+    RESENT = "resent"
+    """Proven not applied, sent again (the caller's key) and applied."""
+    FAILED = "failed"
+    """Sent again, and refused by the API."""
+    NOT_APPLIED = "not_applied"
+    """Proven not applied, and left for its caller."""
+    ABANDONED = "abandoned"
+    """Proven not applied, and given up (an SDK-made key)."""
+    IN_DOUBT = "in_doubt"
+    """The reads could not tell: left for a later pass, or a person."""
+    BUSY = "busy"
+    """Another process is writing its customers, or its last request may still land."""
+    FINAL = "final"
+    """Settled meanwhile by another writer."""
 
 
 def canonical(wire: dict[str, WireValue]) -> dict[str, str | int | bool]:

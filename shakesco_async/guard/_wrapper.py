@@ -45,10 +45,12 @@ from .._validate import text
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
 from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry
+from ..ledger._entry import API_ANSWERS, MAYBE_SENT, OPEN_STATES
 from ._cleanup import Cleanups
 from ._events import EventKinds
 from ._locks import KeyedLocks
 from ._outcome import (
+    ReconcileOutcome,
     canonical,
     error_record,
     is_definitive,
@@ -67,13 +69,9 @@ log = logging.getLogger("shakesco_async.guard")
 R = TypeVar("R")
 SendOnce = Callable[[Endpoint[Any], dict[str, WireValue], str], Awaitable[Any]]
 MAX_KEY_LENGTH = 255
-_OPEN = (EntryState.SENDING, EntryState.IN_DOUBT)
-_NOT_FINAL = (EntryState.RECORDED, *_OPEN)
-_FROM_THE_API = (EntryState.COMMITTED, EntryState.FAILED)
 Resend = Literal["caller", "all", "none"]
-Settled = tuple[str, str]
-"""(outcome, detail): outcome is one of committed, resent, failed, not_applied, abandoned,
-in_doubt, busy, final."""
+Settled = tuple[ReconcileOutcome, str]
+"""(outcome, detail)."""
 
 
 def check_idempotency_key(key: object) -> str:
@@ -238,7 +236,7 @@ class WriteGuard:
                 if fresh is not None:
                     return fresh, None, False, asked
             if time.monotonic() > deadline:
-                if begun.entry is not None and begun.entry.state in _OPEN:
+                if begun.entry is not None and begun.entry.state in MAYBE_SENT:
                     # An earlier call's attempt, maybe applied: whoever holds the lease settles it.
                     raise OutcomeUnknown(
                         intent.key, "another process holds its customers and is settling it; it stays open"
@@ -276,7 +274,7 @@ class WriteGuard:
             return None  # a begin that recorded nothing took no lease
         state = EntryState.ABANDONED if intent.key_source == KeySource.GENERATED else EntryState.RECORDED
         return self.ledger.settle(
-            intent.key, state, reason=_CANCELLED, release=intent.leases, owner=owner, expect=_NOT_FINAL
+            intent.key, state, reason=_CANCELLED, release=intent.leases, owner=owner, expect=OPEN_STATES
         )
 
     async def drain(self) -> None:
@@ -300,7 +298,7 @@ class WriteGuard:
         if entry.state == EntryState.FAILED:
             assert entry.error is not None
             raise_recorded(entry.error)
-        if entry.state in _OPEN and not marked:
+        if entry.state in MAYBE_SENT and not marked:
             # The same key again after a crash or an OutcomeUnknown: settle it before anything else.
             # It may have been applied, so until it is settled this call ends as a receipt or
             # pending, never as an error that would say "not applied".
@@ -333,8 +331,8 @@ class WriteGuard:
         logged instead; the entry stays open with its snapshot, and the customer's next
         write or reconcile verifies it.
         """
-        if state not in _FROM_THE_API:
-            details.setdefault("expect", _NOT_FINAL)
+        if state not in API_ANSWERS:
+            details.setdefault("expect", OPEN_STATES)
         if state == EntryState.IN_DOUBT:
             instrumentation.in_doubt(entry.operation, entry.key, str(details.get("reason", "")))
         try:
@@ -456,12 +454,12 @@ class WriteGuard:
         if lease is not None and not await self._still_held(lease, also):
             raise LeaseLost(f"the lease on customers {', '.join(entry.customers)} ended while {entry.key} was judged")
         if judgement.verdict == Verdict.APPLIED:
-            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN)
+            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=MAYBE_SENT)
         elif judgement.verdict == Verdict.NOT_APPLIED:
             state = EntryState.RECORDED if entry.key_source == KeySource.CALLER else EntryState.ABANDONED
-            await self.ledger.settle(entry.key, state, reason="verified not applied", expect=_OPEN)
+            await self.ledger.settle(entry.key, state, reason="verified not applied", expect=MAYBE_SENT)
         elif judgement.verdict == Verdict.UNEXPLAINED:
-            await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN)
+            await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=MAYBE_SENT)
         return judgement
 
     async def _resolve_others(
@@ -520,7 +518,7 @@ class WriteGuard:
             other.key,
             EntryState.IN_DOUBT,
             reason=f"superseded by {by} before it could be verified; resolve by hand",
-            expect=_OPEN,
+            expect=MAYBE_SENT,
             drop_snapshot=True,
         )
 
@@ -784,9 +782,9 @@ class WriteGuard:
                     # Every leased entry is handed out, even after a callback fails: a lease
                     # taken must be settled and given back.
                     if fresh is None or fresh.is_final:
-                        wave.report(on_settled, entry.key, ("final", ""))
+                        wave.report(on_settled, entry.key, (ReconcileOutcome.FINAL, ""))
                     elif not leased:
-                        wave.report(on_settled, entry.key, ("busy", "another process holds the lease"))
+                        wave.report(on_settled, entry.key, (ReconcileOutcome.BUSY, "another process holds the lease"))
                     else:
                         wave.pending += 1
                         queue.put_nowait((wave, fresh, _Lease(owner, fresh.leases, asked)))
@@ -847,53 +845,56 @@ class WriteGuard:
             await self._give_back(lease)
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
-        if entry.state in _OPEN:
+        if entry.state in MAYBE_SENT:
             if entry.snapshot is None:
-                return ("in_doubt", entry.reason or "no usable snapshot; resolve by hand")
+                return (ReconcileOutcome.IN_DOUBT, entry.reason or "no usable snapshot; resolve by hand")
             if not await self._landed(entry, wait=False):
-                return ("busy", "its last request may still be on its way")
+                return (ReconcileOutcome.BUSY, "its last request may still be on its way")
             judgement = await self._judge(entry)
             if not await self._still_held(lease):
-                return ("busy", "the lease on its customers ended while it was judged")
+                return (ReconcileOutcome.BUSY, "the lease on its customers ended while it was judged")
             # Verdicts are queued, not awaited: reconcile's last commit is ordered after them,
             # and a verdict lost to a crash leaves the entry open to be judged again.
             if judgement.verdict == Verdict.APPLIED:
                 if not dry_run:
-                    await self._finish(entry, lease, EntryState.COMMITTED, result=_VERIFIED, expect=_OPEN, wait=False)
-                return ("committed", "verified applied")
+                    await self._finish(
+                        entry, lease, EntryState.COMMITTED, result=_VERIFIED, expect=MAYBE_SENT, wait=False
+                    )
+                return (ReconcileOutcome.COMMITTED, "verified applied")
             if judgement.verdict != Verdict.NOT_APPLIED:
                 if not dry_run:
                     await self._finish(
-                        entry, lease, EntryState.IN_DOUBT, reason=judgement.reason, expect=_OPEN, wait=False
+                        entry, lease, EntryState.IN_DOUBT, reason=judgement.reason, expect=MAYBE_SENT, wait=False
                     )
-                return ("in_doubt", judgement.reason)
+                return (ReconcileOutcome.IN_DOUBT, judgement.reason)
         generated = entry.key_source == KeySource.GENERATED
         if not (resend == "all" or (resend == "caller" and not generated)):
             if not dry_run:
                 state = EntryState.ABANDONED if generated else EntryState.RECORDED
                 if not await self._finish(entry, lease, state, reason="not applied; reconcile did not send it"):
-                    return ("final", "settled meanwhile by another writer")
-            return ("abandoned" if generated else "not_applied", "provably not applied")
+                    return (ReconcileOutcome.FINAL, "settled meanwhile by another writer")
+            outcome = ReconcileOutcome.ABANDONED if generated else ReconcileOutcome.NOT_APPLIED
+            return (outcome, "provably not applied")
         if dry_run:
-            return ("resent", "provably not applied; would be sent again")
+            return (ReconcileOutcome.RESENT, "provably not applied; would be sent again")
         try:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
             await self._resolve_others(entry, lease, others, caller=False)
             await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease, caller=False)
         except OutcomeUnknown as exc:
-            return ("in_doubt", exc.reason)
+            return (ReconcileOutcome.IN_DOUBT, exc.reason)
         except LeaseLost as exc:  # nothing sent; the entry is the new lease holder's to settle
-            return ("busy", str(exc))
+            return (ReconcileOutcome.BUSY, str(exc))
         except LedgerError:
             # Raised only before anything was sent (after a send, a failed record is logged):
             # the ledger is failing, so the pass fails, and the entry, still open, is judged
             # by the next one.
             raise
         except APIError as exc:
-            return ("failed" if is_definitive(exc) else "not_applied", str(exc))
+            return (ReconcileOutcome.FAILED if is_definitive(exc) else ReconcileOutcome.NOT_APPLIED, str(exc))
         except ShakescoError as exc:
-            return ("not_applied", str(exc))
-        return ("resent", "sent again and applied")
+            return (ReconcileOutcome.NOT_APPLIED, str(exc))
+        return (ReconcileOutcome.RESENT, "sent again and applied")
 
 
 def wave_size(concurrency: int) -> int:

@@ -14,7 +14,10 @@ from .._errors import LedgerError
 from ._json import canonical_json
 
 __all__ = [
+    "API_ANSWERS",
     "FINAL_STATES",
+    "MAYBE_SENT",
+    "OPEN_STATES",
     "SENDABLE_STATES",
     "EntryState",
     "not_sendable",
@@ -43,21 +46,27 @@ class EntryState(enum.StrEnum):
     """Proven not applied and not re-sent (an SDK-made key whose caller is gone)."""
 
 
-FINAL_STATES = frozenset({EntryState.COMMITTED, EntryState.FAILED, EntryState.ABANDONED})
-SENDABLE_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT, EntryState.ABANDONED)
+# The named groups of states; nothing else in the SDK spells out a set of states.
+MAYBE_SENT = (EntryState.SENDING, EntryState.IN_DOUBT)
+"""A request may have left: only reading state back can settle these."""
+OPEN_STATES = (EntryState.RECORDED, *MAYBE_SENT)
+"""Not settled: reconcile's to finish."""
+API_ANSWERS = (EntryState.COMMITTED, EntryState.FAILED)
+"""The API's own answer: nothing leaves these for another state."""
+FINAL_STATES = frozenset({*API_ANSWERS, EntryState.ABANDONED})
+SENDABLE_STATES = (*OPEN_STATES, EntryState.ABANDONED)
 """The states an entry may be marked ``sending`` from: never the API's own answer
 (committed, failed), which a new attempt would reopen. Each backend checks it in the
 statement that marks the entry."""
 
 
-_OPEN_STATES = (EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
 MOVES_INTO: dict[EntryState, tuple[EntryState, ...]] = {
-    EntryState.RECORDED: _OPEN_STATES,
+    EntryState.RECORDED: OPEN_STATES,
     EntryState.SENDING: SENDABLE_STATES,
-    EntryState.IN_DOUBT: _OPEN_STATES,
-    EntryState.COMMITTED: (*_OPEN_STATES, EntryState.ABANDONED, EntryState.COMMITTED),
-    EntryState.FAILED: (*_OPEN_STATES, EntryState.FAILED),
-    EntryState.ABANDONED: (*_OPEN_STATES, EntryState.ABANDONED),
+    EntryState.IN_DOUBT: OPEN_STATES,
+    EntryState.COMMITTED: (*SENDABLE_STATES, EntryState.COMMITTED),
+    EntryState.FAILED: (*OPEN_STATES, EntryState.FAILED),
+    EntryState.ABANDONED: SENDABLE_STATES,
 }
 """The state machine: from which states an entry may move into each. Nothing leaves the
 API's own answers (committed, failed) for another state, and a given-up write is not

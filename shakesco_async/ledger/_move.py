@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import LedgerError
-from ._entry import EntryState
+from ._entry import OPEN_STATES
 from ._sqlite import MOVED
 from ._sqlite_batch import WRITE_LOCK_WAIT
 
 __all__ = ["move_sqlite_to_postgres"]
 
-_OPEN = (EntryState.RECORDED.value, EntryState.SENDING.value, EntryState.IN_DOUBT.value)
+_OPEN = tuple(state.value for state in OPEN_STATES)
 
 
 def _lock(path: Path) -> sqlite3.Connection:

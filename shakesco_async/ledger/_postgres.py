@@ -27,7 +27,18 @@ from .._validate import seconds
 from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
 from ._batches import Batches
-from ._entry import SENDABLE_STATES, EntryState, Intent, KeySource, LedgerEntry, allowed_moves, not_sendable
+from ._entry import (
+    FINAL_STATES,
+    MAYBE_SENT,
+    OPEN_STATES,
+    SENDABLE_STATES,
+    EntryState,
+    Intent,
+    KeySource,
+    LedgerEntry,
+    allowed_moves,
+    not_sendable,
+)
 from ._postgres_errors import CONNECTION_ERRORS, DB_ERRORS, Outage, ledger_errors
 from ._postgres_settle import Settle, settle_batch
 
@@ -49,9 +60,9 @@ def _states_sql(*states: EntryState) -> str:
     return "state IN ({})".format(", ".join(f"'{state.value}'" for state in states))
 
 
-_OPEN_ALL_SQL = _states_sql(EntryState.RECORDED, EntryState.SENDING, EntryState.IN_DOUBT)
-_OPEN_SQL = _states_sql(EntryState.SENDING, EntryState.IN_DOUBT)
-_FINAL_SQL = _states_sql(EntryState.COMMITTED, EntryState.FAILED, EntryState.ABANDONED)
+_OPEN_ALL_SQL = _states_sql(*OPEN_STATES)
+_OPEN_SQL = _states_sql(*MAYBE_SENT)
+_FINAL_SQL = _states_sql(*sorted(FINAL_STATES))
 _PRUNE_BATCH = 2000
 
 

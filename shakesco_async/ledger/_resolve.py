@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import LedgerError, ValidationError
 from .._validate import text
-from ._entry import EntryState, LedgerEntry
+from ._entry import SENDABLE_STATES, EntryState, LedgerEntry
 
 if TYPE_CHECKING:
     from ._base import Ledger
 
 __all__ = ["RESOLVABLE", "resolve_by_hand"]
 
-RESOLVABLE = (EntryState.IN_DOUBT, EntryState.SENDING, EntryState.RECORDED, EntryState.ABANDONED)
+RESOLVABLE = SENDABLE_STATES
 """What a person may resolve: writes left open or given up, never a final answer of the API's."""
 _UNKNOWN_FLIGHT = 60.0  # seconds, for an entry that did not record its sender's reckoning
 _LEASE = 30.0

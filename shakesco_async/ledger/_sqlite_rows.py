@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from ._entry import EntryState, KeySource, LedgerEntry
+from ._entry import MAYBE_SENT, OPEN_STATES, EntryState, KeySource, LedgerEntry
 from ._json import canonical_json
 
 __all__ = ["COLUMNS", "OPEN", "OPEN_ALL", "chunks", "dumps", "entry_from_row", "loads", "marks", "timestamp"]
@@ -17,8 +17,8 @@ COLUMNS = (
     "key, operation, params, params_digest, customers, key_source, state, attempts,"
     " snapshot, result, error, reason, created_at, updated_at, in_flight"
 )
-OPEN = (EntryState.SENDING.value, EntryState.IN_DOUBT.value)
-OPEN_ALL = (EntryState.RECORDED.value, *OPEN)
+OPEN = tuple(state.value for state in MAYBE_SENT)
+OPEN_ALL = tuple(state.value for state in OPEN_STATES)
 _CHUNK = 400  # bound parameters per statement, well under SQLite's oldest limit (999)
 
 

@@ -475,3 +475,13 @@ async def test_a_ledger_failure_after_a_resend_is_logged_and_the_next_pass_settl
     summary = await client.reconcile(older_than=0)
     assert summary.counts["committed"] == 1  # verified applied, not sent again
     assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
+async def test_outcomes_are_an_enum_that_reads_as_strings(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    client = make_client()
+    await die_at(client, "sending_applied", "enum-1", "enum-cust", KeySource.CALLER)
+    await asyncio.sleep(0.06)
+    summary = await client.reconcile(older_than=0)
+    assert all(isinstance(k, sa.ReconcileOutcome) for k in summary.counts)
+    assert list(summary.counts) == list(sa.ReconcileOutcome)
+    assert summary.counts["committed"] == summary.counts[sa.ReconcileOutcome.COMMITTED] == 1
