@@ -44,6 +44,10 @@ class ReconcileOutcome(enum.StrEnum):
     FINAL = "final"
     """Settled meanwhile by another writer."""
 
+    def __repr__(self) -> str:
+        # Printed in a summary's counts it reads as the string it equals: {'committed': 1}.
+        return repr(self.value)
+
 
 def canonical(wire: dict[str, WireValue]) -> dict[str, str | int | bool]:
     """Wire values as JSON-native values; ``Endpoint.prepare`` turns them back unchanged."""
