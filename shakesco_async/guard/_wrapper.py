@@ -608,6 +608,9 @@ class WriteGuard:
                         raise OutcomeUnknown(
                             entry.key, f"an earlier attempt may still land, and no other can be sent ({exc})"
                         ) from exc
+                    settled = await self._answered_meanwhile(entry.key)
+                    if settled is not None:  # another writer recorded the API's answer: that is ours
+                        return settled
                     await self._give_up_unsent(entry, lease, str(exc), caller=caller)
                     raise
                 lease.since = asked
@@ -658,6 +661,22 @@ class WriteGuard:
             delay = backoff_delay(attempt, retry_after=retry_after)
             log.info("write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, failure, delay)
             await asyncio.sleep(delay)
+
+    async def _answered_meanwhile(self, key: str) -> object | None:
+        """The API's answer another writer recorded for ``key`` (its receipt; its refusal is
+        raised), or None. A write refused a mark because it is settled must not end as an
+        error that says "not applied"."""
+        try:
+            fresh = await self.ledger.get(key)
+        except LedgerError:
+            return None
+        if fresh is None or fresh.state not in API_ANSWERS:
+            return None
+        if fresh.state == EntryState.FAILED:
+            assert fresh.error is not None
+            raise_recorded(fresh.error)
+        assert fresh.result is not None
+        return result_from_record(fresh.result, key, replayed=True)
 
     async def _refusal_explained(self, entry: LedgerEntry, lease: _Lease, first: Snapshot, exc: APIError) -> bool:
         """Whether an earlier attempt of this call, carried out after it was verified not

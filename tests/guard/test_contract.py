@@ -80,3 +80,28 @@ async def test_random_faults_keep_the_contract(make_client: ClientFactory, sandb
     assert [k for k in told_failed if applied[k]] == [], "a write was applied after its caller heard it failed"
     assert all(applied[k] == 1 for k, r in results.items() if isinstance(r, sa.Receipt))
     assert all(applied[k] <= 1 for k in keys)
+
+
+async def test_a_write_found_settled_when_it_would_be_marked_answers_with_that(
+    make_client: ClientFactory, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer recorded the API's answer between this call's lease and its mark: the
+    ledger refuses the mark (nothing is sent), and the call answers with the recorded
+    receipt, not with an error that would say "not applied"."""
+    client = make_client()
+    await client.upgrade_to_shakesco("ann", 100)
+    ledger = client.ledger
+    mark_sending = ledger.mark_sending
+
+    async def settled_first(key: str, **kwargs: Any) -> None:
+        result = {"kind": "receipt", "tx_hash": "0xelsewhere", "verified": True}
+        assert await ledger.settle(key, EntryState.COMMITTED, result=result)
+        await mark_sending(key, **kwargs)
+
+    monkeypatch.setattr(ledger, "mark_sending", settled_first)
+    monkeypatch.setattr(ledger, "fences_snapshots", False)  # SQLite: record, then read and mark
+    receipt = await client.redeem_tokens("ann", 5, idempotency_key="settled-meanwhile")
+    assert (receipt.tx_hash, receipt.replayed) == ("0xelsewhere", True)
+    assert sandbox.applied_writes("/redeem-tokens") == []  # nothing sent
+    entry = await ledger.get("settled-meanwhile")
+    assert entry is not None and entry.state == EntryState.COMMITTED
