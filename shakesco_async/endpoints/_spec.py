@@ -13,6 +13,7 @@ from .._convert import converter
 from .._errors import MalformedResponse, ValidationError
 from .._models import Link, Receipt
 from .._wire import WireValue
+from ._proofs import Verifier
 
 __all__ = ["Caller", "Endpoint", "Field", "link", "model", "read", "receipt", "single", "write"]
 
@@ -44,6 +45,8 @@ class Endpoint(Generic[R]):
     parse: Callable[[Any], R]
     customers: tuple[str, ...] = ()
     rule: Rule | None = None
+    proof: Verifier | None = None
+    """A write's verifier: how the guard tells whether it was applied."""
 
     @property
     def name(self) -> str:
@@ -71,14 +74,18 @@ def _endpoint(
     fields: tuple[tuple[str, Check], ...],
     parse: Callable[[Any], R],
     rule: Rule | None = None,
+    proof: Verifier | None = None,
 ) -> Endpoint[R]:
     customers = tuple(name for name, _ in fields if name.endswith("customer_ref"))
-    return Endpoint(method, path, tuple(Field(n, c) for n, c in fields), parse, customers, rule)
+    return Endpoint(method, path, tuple(Field(n, c) for n, c in fields), parse, customers, rule, proof)
 
 
-def write(path: str, *fields: tuple[str, Check], parse: Callable[[Any], R], rule: Rule | None = None) -> Endpoint[R]:
-    """A POST endpoint; ``rule`` checks its fields together."""
-    return _endpoint("POST", path, fields, parse, rule)
+def write(
+    path: str, *fields: tuple[str, Check], parse: Callable[[Any], R], proof: Verifier, rule: Rule | None = None
+) -> Endpoint[R]:
+    """A POST endpoint, with the ``proof`` that tells whether it was applied (``_proofs``);
+    ``rule`` checks its fields together."""
+    return _endpoint("POST", path, fields, parse, rule, proof)
 
 
 def read(path: str, *fields: tuple[str, Check], parse: Callable[[Any], R]) -> Endpoint[R]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import _validate as v
 from .._models import CashbackProgress, CashbackSettings, Receipt
+from . import _proofs as proofs
 from ._spec import Caller, model, read, receipt, write
 from ._types import Amount
 
@@ -13,6 +14,7 @@ SET_CASHBACK = write(
     ("currency", v.currency),
     ("reward_tokens", v.amount),
     parse=receipt,
+    proof=proofs.CASHBACK_SETTINGS,
 )
 CASHBACK_SETTINGS = read("/cashback-settings", ("currency", v.currency), parse=model(CashbackSettings))
 PROCESS_CASHBACK = write(
@@ -21,6 +23,7 @@ PROCESS_CASHBACK = write(
     ("spent_amount", v.amount),
     ("currency", v.currency),
     parse=receipt,
+    proof=proofs.CASHBACK,
 )
 CASHBACK_PROGRESS = read(
     "/cashback-progress", ("customer_ref", v.customer_ref), ("currency", v.currency), parse=model(CashbackProgress)

@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 
 from .. import _validate as v
 from .._models import EventDetails, Receipt, TokenInfo
+from . import _proofs as proofs
 from ._spec import Caller, model, read, receipt, single, write
 from ._types import Amount
 
@@ -15,6 +16,7 @@ SET_EVENT_DETAILS = write(
     ("allocation", v.amount),
     ("should_not_claim_twice", v.boolean),
     parse=receipt,
+    proof=proofs.EVENT,
 )
 EVENT_DETAILS = read("/event-details", ("event_name", v.event_name), parse=model(EventDetails))
 EVENT_COUNTER = read("/event-counter", parse=single("event_count", int))

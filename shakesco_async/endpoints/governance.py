@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import _validate as v
 from .._models import Receipt, TierThresholds, UserTier
+from . import _proofs as proofs
 from ._spec import Caller, model, read, receipt, single, write
 from ._types import Amount
 
@@ -13,10 +14,13 @@ SET_TIERS = write(
     ("silver", v.non_negative_amount),
     ("gold", v.non_negative_amount),
     parse=receipt,
+    proof=proofs.TIERS,
 )
 TIER_THRESHOLDS = read("/tier-thresholds", parse=model(TierThresholds))
 USER_TIER = read("/user-tier", ("customer_ref", v.customer_ref), parse=model(UserTier))
-SET_VOTING_RATIO = write("/set-voting-ratio", ("tokens_per_vote", v.non_negative_amount), parse=receipt)
+SET_VOTING_RATIO = write(
+    "/set-voting-ratio", ("tokens_per_vote", v.non_negative_amount), parse=receipt, proof=proofs.REPEATABLE
+)
 VOTING_POWER = read("/voting-power", ("customer_ref", v.customer_ref), parse=single("voting_power", int))
 
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from .. import _validate as v
 from .._models import DailyCapSettings, DailyEarnings, HappyHour, Receipt
+from . import _proofs as proofs
 from ._spec import Caller, model, read, receipt, write
 from ._types import Amount, Duration
 
-SET_HAPPY_HOUR = write("/set-happy-hour", ("duration", v.duration), ("multiplier", v.multiplier), parse=receipt)
-END_HAPPY_HOUR = write("/end-happy-hour", parse=receipt)
+SET_HAPPY_HOUR = write(
+    "/set-happy-hour", ("duration", v.duration), ("multiplier", v.multiplier), parse=receipt, proof=proofs.HAPPY_HOUR
+)
+END_HAPPY_HOUR = write("/end-happy-hour", parse=receipt, proof=proofs.END_HAPPY_HOUR)
 HAPPY_HOUR = read("/happy-hour", parse=model(HappyHour))
-SET_DAILY_CAP = write("/set-daily-cap", ("cap_amount", v.amount), parse=receipt)
-REMOVE_DAILY_CAP = write("/remove-daily-cap", parse=receipt)
+SET_DAILY_CAP = write("/set-daily-cap", ("cap_amount", v.amount), parse=receipt, proof=proofs.REPEATABLE)
+REMOVE_DAILY_CAP = write("/remove-daily-cap", parse=receipt, proof=proofs.REPEATABLE)
 DAILY_CAP_SETTINGS = read("/daily-cap-settings", parse=model(DailyCapSettings))
 DAILY_EARNINGS = read("/daily-earnings", ("customer_ref", v.customer_ref), parse=model(DailyEarnings))
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from .. import _validate as v
 from .._models import Link, Receipt
+from . import _proofs as proofs
 from ._spec import Caller, link, receipt, write
 from ._types import Amount
 
-CLAIM_TOKENS = write("/claim-tokens", ("event_name", v.event_name), ("customer_ref", v.customer_ref), parse=receipt)
-REDEEM_TOKENS = write("/redeem-tokens", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt)
-EXPIRE_TOKENS = write("/expire-tokens", ("customer_ref", v.customer_ref), parse=receipt)
-CLAIM_PENDING_REWARDS = write("/claim-pending-rewards", ("customer_ref", v.customer_ref), parse=link)
+CLAIM_TOKENS = write(
+    "/claim-tokens", ("event_name", v.event_name), ("customer_ref", v.customer_ref), parse=receipt, proof=proofs.CLAIM
+)
+REDEEM_TOKENS = write(
+    "/redeem-tokens", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt, proof=proofs.REDEEM
+)
+EXPIRE_TOKENS = write("/expire-tokens", ("customer_ref", v.customer_ref), parse=receipt, proof=proofs.EXPIRE)
+CLAIM_PENDING_REWARDS = write(
+    "/claim-pending-rewards", ("customer_ref", v.customer_ref), parse=link, proof=proofs.REPEATABLE
+)
 
 
 class RewardEndpoints(Caller):

@@ -6,11 +6,16 @@ from decimal import Decimal
 
 from .. import _validate as v
 from .._models import Receipt, StakeInfo, StakingRate
+from . import _proofs as proofs
 from ._spec import Caller, model, read, receipt, single, write
 from ._types import Amount, Duration
 
 SET_STAKING_RATE = write(
-    "/set-staking-rate", ("base_duration", v.duration), ("base_reward_percent", v.rate_percent), parse=receipt
+    "/set-staking-rate",
+    ("base_duration", v.duration),
+    ("base_reward_percent", v.rate_percent),
+    parse=receipt,
+    proof=proofs.REPEATABLE,
 )
 CREATE_STAKE = write(
     "/create-stake",
@@ -18,9 +23,14 @@ CREATE_STAKE = write(
     ("amount", v.amount),
     ("lock_duration", v.duration),
     parse=receipt,
+    proof=proofs.STAKE,
 )
-UNSTAKE = write("/unstake", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=receipt)
-PRUNE_INACTIVE_STAKES = write("/prune-inactive-stakes", ("customer_ref", v.customer_ref), parse=receipt)
+UNSTAKE = write(
+    "/unstake", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=receipt, proof=proofs.UNSTAKE
+)
+PRUNE_INACTIVE_STAKES = write(
+    "/prune-inactive-stakes", ("customer_ref", v.customer_ref), parse=receipt, proof=proofs.REPEATABLE
+)
 STAKE_INFO = read("/stake-info", ("customer_ref", v.customer_ref), ("stake_index", v.index), parse=model(StakeInfo))
 STAKE_COUNT = read("/stake-count", ("customer_ref", v.customer_ref), parse=single("stake_count", int))
 STAKE_REWARDS = read(

@@ -8,6 +8,7 @@ from .. import _validate as v
 from .._errors import ValidationError
 from .._models import Link, Receipt
 from .._wire import WireValue
+from . import _proofs as proofs
 from ._spec import Caller, link, receipt, write
 from ._types import Amount
 
@@ -24,13 +25,18 @@ TRANSFER_TOKENS = write(
     ("to_customer_ref", v.customer_ref),
     ("amount", v.amount),
     parse=receipt,
+    proof=proofs.TRANSFER,
     rule=_two_customers,
 )
 UPGRADE_TO_SHAKESCO = write(
-    "/upgrade-to-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt
+    "/upgrade-to-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=receipt, proof=proofs.UPGRADE
 )
 RECEIVE_FROM_SHAKESCO = write(
-    "/receive-from-shakesco", ("customer_ref", v.customer_ref), ("amount", v.amount), parse=link
+    "/receive-from-shakesco",
+    ("customer_ref", v.customer_ref),
+    ("amount", v.amount),
+    parse=link,
+    proof=proofs.REPEATABLE,
 )
 
 

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from .. import _validate as v
 from .._models import Receipt, VestingInfo
+from . import _proofs as proofs
 from ._spec import Caller, model, read, receipt, single, write
 from ._types import Amount, Duration
 
@@ -17,9 +18,12 @@ CREATE_VESTING_GRANT = write(
     ("cliff_duration", v.duration),
     ("cliff_percent", v.percent),
     parse=receipt,
+    proof=proofs.VESTING_GRANT,
 )
-CLAIM_VESTED_TOKENS = write("/claim-vested-tokens", ("customer_ref", v.customer_ref), parse=receipt)
-CANCEL_VESTING = write("/cancel-vesting", ("customer_ref", v.customer_ref), parse=receipt)
+CLAIM_VESTED_TOKENS = write(
+    "/claim-vested-tokens", ("customer_ref", v.customer_ref), parse=receipt, proof=proofs.CLAIM_VESTED
+)
+CANCEL_VESTING = write("/cancel-vesting", ("customer_ref", v.customer_ref), parse=receipt, proof=proofs.CANCEL_VESTING)
 VESTING_INFO = read("/vesting-info", ("customer_ref", v.customer_ref), parse=model(VestingInfo))
 VESTED_AMOUNT = read("/vested-amount", ("customer_ref", v.customer_ref), parse=single("vested_amount", Decimal))
 

@@ -61,7 +61,17 @@ from ._outcome import (
     result_record,
 )
 from ._settings import GuardSettings
-from ._verify import VERIFIERS, Judgement, Snapshot, Verdict, compare, known_snapshot, snapshot_of, verify
+from ._verify import (
+    VERIFIERS,
+    Judgement,
+    Snapshot,
+    Verdict,
+    changes_events,
+    compare,
+    known_snapshot,
+    snapshot_of,
+    verify,
+)
 
 __all__ = ["Resend", "Settled", "WriteGuard", "wave_size"]
 
@@ -156,7 +166,7 @@ class WriteGuard:
         customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
         intent = Intent(key, endpoint.path, canonical(wire), customers, source)
         owner = self._owners.new()
-        if endpoint.path == _SET_EVENT:
+        if changes_events(endpoint.path):
             self._events.forget(str(wire["event_name"]))
         try:
             known = await known_snapshot(self._reader, self._events, endpoint.path, wire)
@@ -188,7 +198,7 @@ class WriteGuard:
                 return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made))
             finally:
                 await self._give_back(lease)
-                if endpoint.path == _SET_EVENT:
+                if changes_events(endpoint.path):
                     self._events.forget(str(wire["event_name"]))
 
     async def _take(
@@ -942,7 +952,6 @@ def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEnt
         pending = rest
 
 
-_SET_EVENT = "/set-event-details"
 _FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not to the microsecond
 # seconds past the client's timeout and verify_delay before a request sent under a lease
 # that has since ended is taken to have reached the API, or never to
