@@ -25,7 +25,7 @@ from _common import bench_client, measure, parser, verdict
 from shakesco_async import ShakescoClient
 from shakesco_async.endpoints.rewards import CLAIM_TOKENS
 from shakesco_async.guard._outcome import canonical
-from shakesco_async.ledger import EntryState, Intent, KeySource
+from shakesco_async.ledger import EntryState, Intent, KeySource, Settlement
 from shakesco_async.sandbox import Sandbox
 
 CONCURRENCY = 16
@@ -46,7 +46,7 @@ async def leave_in_doubt(client: ShakescoClient, sandbox: Sandbox, count: int, t
         snapshot = {"total_earned": "0.0"}
         await client.ledger.mark_sending(intent.key, snapshot=snapshot, owner="crashed", customers=(), lease_ttl=0)
         business.claim_tokens("purchase", ref)  # the API applied it; the answer never came
-        await client.ledger.settle(intent.key, EntryState.IN_DOUBT, reason="the reads failed too")
+        await client.ledger.settle(intent.key, Settlement(EntryState.IN_DOUBT, reason="the reads failed too"))
 
     await asyncio.gather(*(one(i) for i in range(count)))
 

@@ -44,7 +44,7 @@ from .._retry import backoff_delay
 from .._validate import text
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
-from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry
+from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry, Settlement
 from ..ledger._entry import API_ANSWERS, MAYBE_SENT, OPEN_STATES
 from ._cleanup import Cleanups
 from ._events import EventKinds
@@ -284,7 +284,7 @@ class WriteGuard:
             return None  # a begin that recorded nothing took no lease
         state = EntryState.ABANDONED if intent.key_source == KeySource.GENERATED else EntryState.RECORDED
         return self.ledger.settle(
-            intent.key, state, reason=_CANCELLED, release=intent.leases, owner=owner, expect=OPEN_STATES
+            intent.key, Settlement(state, reason=_CANCELLED, release=intent.leases, owner=owner, expect=OPEN_STATES)
         )
 
     async def drain(self) -> None:
@@ -346,7 +346,9 @@ class WriteGuard:
         if state == EntryState.IN_DOUBT:
             instrumentation.in_doubt(entry.operation, entry.key, str(details.get("reason", "")))
         try:
-            moved = await self.ledger.settle(entry.key, state, release=lease.names, owner=lease.owner, **details)
+            moved = await self.ledger.settle(
+                entry.key, Settlement(state, release=lease.names, owner=lease.owner, **details)
+            )
         except Exception as exc:  # whatever the ledger raises, after a send the API's answer stands
             if not sent:
                 raise
@@ -464,12 +466,14 @@ class WriteGuard:
         if lease is not None and not await self._still_held(lease, also):
             raise LeaseLost(f"the lease on customers {', '.join(entry.customers)} ended while {entry.key} was judged")
         if judgement.verdict == Verdict.APPLIED:
-            await self.ledger.settle(entry.key, EntryState.COMMITTED, result=_VERIFIED, expect=MAYBE_SENT)
+            await self.ledger.settle(entry.key, Settlement(EntryState.COMMITTED, result=_VERIFIED, expect=MAYBE_SENT))
         elif judgement.verdict == Verdict.NOT_APPLIED:
             state = EntryState.RECORDED if entry.key_source == KeySource.CALLER else EntryState.ABANDONED
-            await self.ledger.settle(entry.key, state, reason="verified not applied", expect=MAYBE_SENT)
+            await self.ledger.settle(entry.key, Settlement(state, reason="verified not applied", expect=MAYBE_SENT))
         elif judgement.verdict == Verdict.UNEXPLAINED:
-            await self.ledger.settle(entry.key, EntryState.IN_DOUBT, reason=judgement.reason, expect=MAYBE_SENT)
+            await self.ledger.settle(
+                entry.key, Settlement(EntryState.IN_DOUBT, reason=judgement.reason, expect=MAYBE_SENT)
+            )
         return judgement
 
     async def _resolve_others(
@@ -526,10 +530,12 @@ class WriteGuard:
         # Once a later write is sent, this snapshot no longer describes the state before `other`.
         await self.ledger.settle(
             other.key,
-            EntryState.IN_DOUBT,
-            reason=f"superseded by {by} before it could be verified; resolve by hand",
-            expect=MAYBE_SENT,
-            drop_snapshot=True,
+            Settlement(
+                EntryState.IN_DOUBT,
+                reason=f"superseded by {by} before it could be verified; resolve by hand",
+                expect=MAYBE_SENT,
+                drop_snapshot=True,
+            ),
         )
 
     async def _give_up_unsent(

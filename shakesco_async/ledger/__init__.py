@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ._base import Begun, Fence, Ledger
-from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry, lease_names
+from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry, Settlement, lease_names
 from ._open import open_ledger
 from ._sqlite import SQLiteLedger
 
@@ -17,6 +17,7 @@ __all__ = [
     "Ledger",
     "LedgerEntry",
     "SQLiteLedger",
+    "Settlement",
     "lease_names",
     "open_ledger",
 ]

@@ -13,7 +13,7 @@ import attrs
 
 from . import _clock as clock
 from ._clock import LeaseEnd, Moment
-from ._entry import MOVES_INTO, EntryState, Intent, LedgerEntry, forbidden_move
+from ._entry import MOVES_INTO, EntryState, Intent, LedgerEntry, Settlement, forbidden_move
 from ._resolve import resolve_by_hand
 
 __all__ = ["Begun", "Fence", "Ledger"]
@@ -195,28 +195,11 @@ class Ledger(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def settle(
-        self,
-        key: str,
-        state: EntryState,
-        *,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reason: str | None = None,
-        expect: Sequence[EntryState] | None = None,
-        drop_snapshot: bool = False,
-        release: Sequence[str] = (),
-        owner: str | None = None,
-        wait: bool = True,
-    ) -> bool:
-        """Move an entry to ``state``; with ``expect``, only from one of those states. True if moved.
-
-        ``drop_snapshot`` forgets the pre-send snapshot once a later write has made it stale;
-        ``release`` gives up ``owner``'s leases on those names in the same commit.
-        ``wait=False`` lets a backend return once the change is queued rather than durable,
-        provided everything asked of this ledger afterwards is ordered after it (it then
-        returns True); a backend that cannot promise that order waits anyway.
-        """
+    async def settle(self, key: str, move: Settlement) -> bool:
+        """Make ``move`` (see ``Settlement``); True if the entry moved. A move the state table
+        forbids, asked without ``expect``, raises ``LedgerError``. With ``wait=False`` a
+        backend that can order later calls after it returns True once it is queued; one
+        that cannot waits anyway."""
 
     @abc.abstractmethod
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = [
     "OPEN_STATES",
     "SENDABLE_STATES",
     "EntryState",
+    "Settlement",
     "not_sendable",
     "Intent",
     "KeySource",
@@ -72,6 +73,38 @@ MOVES_INTO: dict[EntryState, tuple[EntryState, ...]] = {
 API's own answers (committed, failed) for another state, and a given-up write is not
 reopened but by its caller's retry (``sending``) or a person (``committed``). Both
 backends apply it in the statement that moves the entry."""
+
+
+def _states(states: Iterable[EntryState] | None) -> tuple[EntryState, ...] | None:
+    return None if states is None else tuple(states)
+
+
+def _names(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(names)
+
+
+@attrs.frozen
+class Settlement:
+    """One entry's move to ``state`` (``Ledger.settle``), and what goes with it.
+
+    ``result`` / ``error``: the receipt or the refusal, for ``committed`` / ``failed``;
+    ``reason``: why, for any other state. ``expect``: move only from one of these states
+    (else the state table's moves into ``state``, and a forbidden move raises).
+    ``drop_snapshot``: forget the pre-send snapshot once a later write has made it stale.
+    ``release``: give up ``owner``'s leases on these names in the same commit.
+    ``wait=False``: a backend may return once the move is queued rather than durable,
+    provided everything asked of the ledger afterwards is ordered after it.
+    """
+
+    state: EntryState
+    result: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    reason: str | None = None
+    expect: tuple[EntryState, ...] | None = attrs.field(default=None, converter=_states)
+    drop_snapshot: bool = False
+    release: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    owner: str | None = None
+    wait: bool = True
 
 
 def allowed_moves(state: EntryState, expect: Sequence[EntryState] | None) -> tuple[EntryState, ...]:

@@ -36,6 +36,7 @@ from ._entry import (
     Intent,
     KeySource,
     LedgerEntry,
+    Settlement,
     allowed_moves,
     not_sendable,
 )
@@ -434,35 +435,22 @@ class PostgresLedger(Ledger):
             raise not_sendable(key)
 
     @ledger_errors
-    async def settle(
-        self,
-        key: str,
-        state: EntryState,
-        *,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reason: str | None = None,
-        expect: Sequence[EntryState] | None = None,
-        drop_snapshot: bool = False,
-        release: Sequence[str] = (),
-        owner: str | None = None,
-        wait: bool = True,
-    ) -> bool:
-        move = Settle(
+    async def settle(self, key: str, move: Settlement) -> bool:
+        row = Settle(
             key,
-            state.value,
-            None if result is None else json.dumps(result),
-            None if error is None else json.dumps(error),
-            reason,
-            tuple(s.value for s in allowed_moves(state, expect)),
-            drop_snapshot,
+            move.state.value,
+            None if move.result is None else json.dumps(move.result),
+            None if move.error is None else json.dumps(move.error),
+            move.reason,
+            tuple(s.value for s in allowed_moves(move.state, move.expect)),
+            move.drop_snapshot,
         )
         # The move is made even if the caller stops waiting: it is already in a batch.
-        moved: bool = await asyncio.shield(self._settles.submit(move))
-        if release and owner is not None:
-            await self.release(release, owner=owner)
-        if not moved and expect is None:
-            await self._refuse_forbidden(key, state)
+        moved: bool = await asyncio.shield(self._settles.submit(row))
+        if move.release and move.owner is not None:
+            await self.release(move.release, owner=move.owner)
+        if not moved and move.expect is None:
+            await self._refuse_forbidden(key, move.state)
         return moved
 
     @ledger_errors

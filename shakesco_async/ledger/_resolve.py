@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._errors import LedgerError, ValidationError
 from .._validate import text
-from ._entry import SENDABLE_STATES, EntryState, LedgerEntry
+from ._entry import SENDABLE_STATES, EntryState, LedgerEntry, Settlement
 
 if TYPE_CHECKING:
     from ._base import Ledger
@@ -67,7 +67,7 @@ async def resolve_by_hand(
         # Not applied: given up, like an SDK-made key proven not applied. Reconcile leaves it;
         # the caller's retry with the same key sends it, once.
         state = EntryState.COMMITTED if applied else EntryState.ABANDONED
-        moved = await ledger.settle(key, state, release=entry.leases, owner=owner, **details)
+        moved = await ledger.settle(key, Settlement(state, release=entry.leases, owner=owner, **details))
     finally:
         if not moved:
             await ledger.release(found.leases, owner=owner)

@@ -22,7 +22,7 @@ from . import _clock as clock
 from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence, Ledger
 from ._clock import LeaseEnd
-from ._entry import FINAL_STATES, SENDABLE_STATES, EntryState, Intent, LedgerEntry, allowed_moves
+from ._entry import FINAL_STATES, SENDABLE_STATES, EntryState, Intent, LedgerEntry, Settlement, allowed_moves
 from ._entry import not_sendable as _not_sendable
 from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
 from ._processes import holder_exited, holder_for
@@ -642,39 +642,27 @@ class SQLiteLedger(Ledger):
 
         await self._submit(op)
 
-    async def settle(
-        self,
-        key: str,
-        state: EntryState,
-        *,
-        result: dict[str, Any] | None = None,
-        error: dict[str, Any] | None = None,
-        reason: str | None = None,
-        expect: Sequence[EntryState] | None = None,
-        drop_snapshot: bool = False,
-        release: Sequence[str] = (),
-        owner: str | None = None,
-        wait: bool = True,
-    ) -> bool:
+    async def settle(self, key: str, move: Settlement) -> bool:
+        state = move.state
         record = Settle(
             self.business,
             key,
             state,
-            result=result,
-            error=error,
-            reason=reason,
-            release=release,
-            owner=owner,
-            expect=allowed_moves(state, expect),
-            drop_snapshot=drop_snapshot,
+            result=move.result,
+            error=move.error,
+            reason=move.reason,
+            release=move.release,
+            owner=move.owner,
+            expect=allowed_moves(state, move.expect),
+            drop_snapshot=move.drop_snapshot,
         )
-        if not wait and self._writer is not None:
+        if not move.wait and self._writer is not None:
             # Later operations queue behind this one, so they see it; a failure leaves the
             # entry open for reconcile to verify, which is safe, so it is logged, not raised.
             self._enqueue(record, durable=False).add_done_callback(partial(_log_failure, key, state))
             return True
         moved: bool = await self._submit(record)
-        if not moved and expect is None:
+        if not moved and move.expect is None:
             await self._refuse_forbidden(key, state)
         return moved
 

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import shakesco_async as sa
-from shakesco_async.ledger import EntryState
+from shakesco_async.ledger import EntryState, Settlement
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 
@@ -95,7 +95,7 @@ async def test_a_write_found_settled_when_it_would_be_marked_answers_with_that(
 
     async def settled_first(key: str, **kwargs: Any) -> None:
         result = {"kind": "receipt", "tx_hash": "0xelsewhere", "verified": True}
-        assert await ledger.settle(key, EntryState.COMMITTED, result=result)
+        assert await ledger.settle(key, Settlement(EntryState.COMMITTED, result=result))
         await mark_sending(key, **kwargs)
 
     monkeypatch.setattr(ledger, "mark_sending", settled_first)

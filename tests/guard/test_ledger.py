@@ -13,7 +13,7 @@ import attrs
 import pytest
 
 from shakesco_async import LeaseLost, LedgerError, ValidationError
-from shakesco_async.ledger import EntryState, Fence, Intent, KeySource, Ledger, SQLiteLedger
+from shakesco_async.ledger import EntryState, Fence, Intent, KeySource, Ledger, Settlement, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
 from shakesco_async.ledger import _sqlite_batch as sqlite_batch
 from tests.support.ledgers import LedgerSpec
@@ -102,9 +102,9 @@ async def test_claims_page_on_in_age_order_across_every_open_state(ledger: Ledge
         if state == "sending":
             await ledger.mark_sending(f"p{i}", snapshot={}, owner="o", customers=(), lease_ttl=0)
         elif state == "in_doubt":
-            await ledger.settle(f"p{i}", EntryState.IN_DOUBT, reason="lost")
+            await ledger.settle(f"p{i}", Settlement(EntryState.IN_DOUBT, reason="lost"))
     await ledger.begin(_intent("done", "cd"), owner="o", lease_ttl=0)
-    await ledger.settle("done", EntryState.COMMITTED)  # final: never claimed
+    await ledger.settle("done", Settlement(EntryState.COMMITTED))  # final: never claimed
     pages: list[list[str]] = []
     after = None
     while not pages or len(pages[-1]) == 3:
@@ -125,7 +125,7 @@ async def test_claims_page_on_in_age_order_across_every_open_state(ledger: Ledge
 async def test_a_queued_outcome_is_seen_by_the_next_read(ledger: Ledger) -> None:
     await ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
     assert await ledger.settle(
-        "k3", EntryState.COMMITTED, result={"kind": "receipt"}, release=("c3",), owner="o3", wait=False
+        "k3", Settlement(EntryState.COMMITTED, result={"kind": "receipt"}, release=("c3",), owner="o3", wait=False)
     )
     entry = await ledger.get("k3")
     assert entry is not None and entry.state == EntryState.COMMITTED
@@ -139,7 +139,7 @@ async def test_lease_entries(ledger: Ledger) -> None:
     assert k4 is not None and k5 is not None
     await ledger.release(("c5",), owner="w5")
     await ledger.begin(_intent("k6", "c6"), owner="w6", lease_ttl=60, snapshot={})
-    await ledger.settle("k6", EntryState.COMMITTED, release=("c6",), owner="w6")
+    await ledger.settle("k6", Settlement(EntryState.COMMITTED, release=("c6",), owner="w6"))
     missing = attrs.evolve(k4, key="missing")
     k6_before = attrs.evolve(k4, key="k6")  # as read before it was settled
     wanted = [(missing, "r1"), (k4, "r2"), (k5, "r3"), (k6_before, "r4")]
@@ -228,7 +228,7 @@ async def test_a_long_history_of_final_writes_is_not_an_open_entry(ledger: Ledge
     for i in range(4):  # a loyal customer's earlier writes, all settled
         await ledger.begin(_intent(f"h{i}", "loyal"), owner=f"o{i}", lease_ttl=60, snapshot={})
         final = EntryState.COMMITTED if i % 2 else EntryState.FAILED
-        await ledger.settle(f"h{i}", final, release=("loyal",), owner=f"o{i}")
+        await ledger.settle(f"h{i}", Settlement(final, release=("loyal",), owner=f"o{i}"))
     await ledger.begin(_intent("open", "loyal"), owner="o-open", lease_ttl=60, snapshot={})
     await ledger.release(("loyal",), owner="o-open")  # as after a crash
     begun = await ledger.begin(_intent("next", "loyal"), owner="o-next", lease_ttl=60, snapshot={})
@@ -241,13 +241,13 @@ async def test_an_entry_back_from_a_final_state_is_open_again(ledger: Ledger) ->
     # The API's answer is never reopened: a write whose lease lapsed mid-send cannot record
     # its timeout over another process's verdict (its own records say expect=open).
     await ledger.begin(_intent("late", "c-late"), owner="o", lease_ttl=0, snapshot={})
-    await ledger.settle("late", EntryState.COMMITTED)
+    await ledger.settle("late", Settlement(EntryState.COMMITTED))
     with pytest.raises(LedgerError, match="cannot move from committed to in_doubt"):
-        await ledger.settle("late", EntryState.IN_DOUBT, reason="timed out")
+        await ledger.settle("late", Settlement(EntryState.IN_DOUBT, reason="timed out"))
     assert await ledger.open_entries(["c-late"], exclude="next") == []
     # A given-up write sent again by its caller is open again: the next write must see it.
     await ledger.begin(_intent("again", "c-again"), owner="o", lease_ttl=0)
-    await ledger.settle("again", EntryState.ABANDONED)
+    await ledger.settle("again", Settlement(EntryState.ABANDONED))
     await ledger.mark_sending("again", snapshot={}, owner="o", customers=(), lease_ttl=0)
     assert [e.key for e in await ledger.open_entries(["c-again"], exclude="next")] == ["again"]
     await ledger.release(("c-late", "c-again"), owner="o")
@@ -259,17 +259,17 @@ async def test_prune_deletes_old_final_entries_only(ledger: Ledger, ledger_spec:
     states = {"done": EntryState.COMMITTED, "refused": EntryState.FAILED, "gave-up": EntryState.ABANDONED}
     for key, state in states.items():
         await ledger.begin(_intent(key, f"c-{key}"), owner="o", lease_ttl=0, snapshot={})
-        await ledger.settle(key, state)
+        await ledger.settle(key, Settlement(state))
     for key in ("open", "doubt", "unsent"):
         await ledger.begin(_intent(key, f"c-{key}"), owner="o", lease_ttl=0, snapshot=None if key == "unsent" else {})
-    await ledger.settle("doubt", EntryState.IN_DOUBT, reason="?")
+    await ledger.settle("doubt", Settlement(EntryState.IN_DOUBT, reason="?"))
     async with ledger_spec.make("sk_another_business") as other:
         await other.begin(_intent("theirs", "c-theirs"), owner="o", lease_ttl=0, snapshot={})
-        await other.settle("theirs", EntryState.COMMITTED)
+        await other.settle("theirs", Settlement(EntryState.COMMITTED))
         await asyncio.sleep(0.3)
         assert await ledger.prune(older_than=60) == 0  # too recent
         await ledger.begin(_intent("fresh", "c-fresh"), owner="o", lease_ttl=0, snapshot={})
-        await ledger.settle("fresh", EntryState.COMMITTED)
+        await ledger.settle("fresh", Settlement(EntryState.COMMITTED))
         assert await ledger.prune(older_than=0.2) == 3
         assert {e.key for e in await ledger.entries()} == {"open", "doubt", "unsent", "fresh"}
         assert await other.get("theirs") is not None  # another business's ledger is its own
@@ -302,12 +302,14 @@ async def test_concurrent_settles_each_say_whether_they_moved_in_call_order(ledg
     sending, in_doubt = (EntryState.SENDING,), (EntryState.IN_DOUBT,)
     receipt = {"kind": "receipt", "tx_hash": "0x1"}
     moved = await asyncio.gather(
-        ledger.settle("s1", EntryState.IN_DOUBT, reason="lost", expect=sending),
-        ledger.settle("s1", EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x0"}, expect=sending),
-        ledger.settle("s2", EntryState.IN_DOUBT, reason="superseded", expect=sending, drop_snapshot=True),
-        ledger.settle("s3", EntryState.FAILED, error={"status": 409, "message": "Event already claimed"}),
-        ledger.settle("missing", EntryState.COMMITTED, result=receipt),
-        ledger.settle("s1", EntryState.COMMITTED, result=receipt, expect=in_doubt),
+        ledger.settle("s1", Settlement(EntryState.IN_DOUBT, reason="lost", expect=sending)),
+        ledger.settle(
+            "s1", Settlement(EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x0"}, expect=sending)
+        ),
+        ledger.settle("s2", Settlement(EntryState.IN_DOUBT, reason="superseded", expect=sending, drop_snapshot=True)),
+        ledger.settle("s3", Settlement(EntryState.FAILED, error={"status": 409, "message": "Event already claimed"})),
+        ledger.settle("missing", Settlement(EntryState.COMMITTED, result=receipt)),
+        ledger.settle("s1", Settlement(EntryState.COMMITTED, result=receipt, expect=in_doubt)),
     )
     assert moved == [True, False, True, True, False, True]
     s1, s2, s3 = [await ledger.get(k) for k in ("s1", "s2", "s3")]
@@ -323,8 +325,8 @@ async def test_a_settle_that_cannot_be_stored_fails_alone(ledger: Ledger) -> Non
         await ledger.begin(_intent(key, f"c{key}"), owner="o", lease_ttl=60, snapshot={})
     receipt = {"kind": "receipt", "tx_hash": "0x1"}
     outcomes = await asyncio.gather(
-        ledger.settle("bad", EntryState.COMMITTED, result={"amount": Decimal(1)}),  # not JSON
-        ledger.settle("good", EntryState.COMMITTED, result=receipt),
+        ledger.settle("bad", Settlement(EntryState.COMMITTED, result={"amount": Decimal(1)})),  # not JSON
+        ledger.settle("good", Settlement(EntryState.COMMITTED, result=receipt)),
         return_exceptions=True,
     )
     assert isinstance(outcomes[0], TypeError) and outcomes[1] is True
@@ -356,13 +358,13 @@ async def test_settles_in_one_batch_say_which_entries_moved(sqlite_ledger: SQLit
     for key in ("m1", "m3"):
         await sqlite_ledger.begin(_intent(key, f"c{key}"), owner="o", lease_ttl=60, snapshot={})
     plain = await asyncio.gather(  # unconditional: counted by the update itself
-        *(sqlite_ledger.settle(k, EntryState.IN_DOUBT, reason="r") for k in ("m1", "missing", "m3"))
+        *(sqlite_ledger.settle(k, Settlement(EntryState.IN_DOUBT, reason="r")) for k in ("m1", "missing", "m3"))
     )
     assert plain == [True, False, True]
     expecting = await asyncio.gather(  # conditional: looked up first
-        sqlite_ledger.settle("m1", EntryState.COMMITTED, expect=(EntryState.IN_DOUBT,)),
-        sqlite_ledger.settle("m3", EntryState.COMMITTED, expect=(EntryState.SENDING,)),
-        sqlite_ledger.settle("gone", EntryState.COMMITTED),
+        sqlite_ledger.settle("m1", Settlement(EntryState.COMMITTED, expect=(EntryState.IN_DOUBT,))),
+        sqlite_ledger.settle("m3", Settlement(EntryState.COMMITTED, expect=(EntryState.SENDING,))),
+        sqlite_ledger.settle("gone", Settlement(EntryState.COMMITTED)),
     )
     assert expecting == [True, False, False]
     states = [e.state if (e := await sqlite_ledger.get(k)) else None for k in ("m1", "m3", "missing")]
@@ -397,9 +399,9 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
     monkeypatch.setattr(sqlite_batch, "set_synchronous", spy)  # the others
     await sqlite_ledger.begin(_intent("d1", "cd"), owner="o", lease_ttl=60, snapshot={})
     await sqlite_ledger.release(("cd",), owner="o")
-    await sqlite_ledger.settle("d1", EntryState.COMMITTED, wait=False)
+    await sqlite_ledger.settle("d1", Settlement(EntryState.COMMITTED, wait=False))
     await sqlite_ledger.get("d1")  # waits for the queued outcome
-    await sqlite_ledger.settle("d1", EntryState.COMMITTED)
+    await sqlite_ledger.settle("d1", Settlement(EntryState.COMMITTED))
     effective: list[str | None] = []
     for setting in seen:  # None: left as the batch before set it
         effective.append(setting if setting is not None else effective[-1])
@@ -515,9 +517,9 @@ async def test_a_fenced_snapshot_is_kept_only_if_nobody_else_wrote_meanwhile(led
 async def test_the_open_entry_check_reads_open_links_only(sqlite_ledger: SQLiteLedger) -> None:
     for i in range(3):
         await sqlite_ledger.begin(_intent(f"h{i}", "loyal"), owner="o", lease_ttl=0, snapshot={})
-        await sqlite_ledger.settle(f"h{i}", EntryState.COMMITTED if i else EntryState.ABANDONED)
+        await sqlite_ledger.settle(f"h{i}", Settlement(EntryState.COMMITTED if i else EntryState.ABANDONED))
     await sqlite_ledger.begin(_intent("open", "loyal"), owner="o", lease_ttl=0, snapshot={})
-    await sqlite_ledger.settle("open", EntryState.IN_DOUBT, reason="lost")  # open, not final
+    await sqlite_ledger.settle("open", Settlement(EntryState.IN_DOUBT, reason="lost"))  # open, not final
     db = sqlite3.connect(sqlite_ledger.path)
     try:
         links = dict(db.execute("SELECT key, open FROM entry_customers WHERE customer = 'loyal'").fetchall())
@@ -542,7 +544,7 @@ async def test_the_every_business_view_writes_nothing(sqlite_ledger: SQLiteLedge
         for write in (
             lambda: view.begin(_intent("theirs", "c-theirs"), owner="o", lease_ttl=0, snapshot={}),
             lambda: view.acquire(["c-theirs"], owner="o", lease_ttl=60),
-            lambda: view.settle("mine", EntryState.ABANDONED),
+            lambda: view.settle("mine", Settlement(EntryState.ABANDONED)),
             lambda: view.prune(older_than=0),
         ):
             with pytest.raises(LedgerError, match="read-only"):
@@ -555,7 +557,7 @@ async def test_an_entry_is_marked_sending_only_from_a_state_that_may_be_sent(led
     """Never from the API's own answer: a new attempt would reopen a committed or failed write."""
     await ledger.begin(_intent("k", "c"), owner="o", lease_ttl=60)
     if state != EntryState.RECORDED:
-        assert await ledger.settle("k", state, release=(), owner="o")
+        assert await ledger.settle("k", Settlement(state, release=(), owner="o"))
     mark = ledger.mark_sending("k", snapshot={"n": 1}, owner="o", customers=("c",), lease_ttl=60)
     if state in (EntryState.COMMITTED, EntryState.FAILED):
         with pytest.raises(LedgerError, match="cannot be sent again"):
@@ -575,7 +577,7 @@ async def _in_state(ledger: Ledger, key: str, state: EntryState) -> None:
     if state == EntryState.SENDING:
         await ledger.mark_sending(key, snapshot={}, owner="o", customers=(f"c-{key}",), lease_ttl=60)
     elif state != EntryState.RECORDED:
-        assert await ledger.settle(key, state)
+        assert await ledger.settle(key, Settlement(state))
 
 
 @pytest.mark.parametrize("start", list(EntryState))
@@ -588,18 +590,18 @@ async def test_every_move_of_the_state_machine(ledger: Ledger, start: EntryState
         key = f"{start.value}-{target.value}"
         await _in_state(ledger, key, start)
         if start in MOVES_INTO[target]:
-            assert await ledger.settle(key, target, reason="moved")
+            assert await ledger.settle(key, Settlement(target, reason="moved"))
             entry = await ledger.get(key)
             assert entry is not None and entry.state == target
         else:
             with pytest.raises(LedgerError, match=f"cannot move from {start.value} to {target.value}"):
-                await ledger.settle(key, target, reason="moved")
+                await ledger.settle(key, Settlement(target, reason="moved"))
             entry = await ledger.get(key)
             assert entry is not None and entry.state == start and entry.reason != "moved"
         other = [s for s in EntryState if s != start]
         again = f"{key}-expect"
         await _in_state(ledger, again, start)
-        assert not await ledger.settle(again, target, expect=other)
+        assert not await ledger.settle(again, Settlement(target, expect=other))
         entry = await ledger.get(again)
         assert entry is not None and entry.state == start
 

@@ -12,7 +12,7 @@ import pytest
 import shakesco_async as sa
 from shakesco_async import _reconcile as reconcile_module
 from shakesco_async.guard import _wrapper as wrapper_module
-from shakesco_async.ledger import EntryState, KeySource
+from shakesco_async.ledger import EntryState, KeySource, Settlement
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import POINTS, die_at, long_ago
@@ -439,7 +439,9 @@ async def test_a_verdict_does_not_undo_what_another_writer_settled_meanwhile(
         judgement = await judge(entry)
         assert judgement.verdict.name == "NOT_APPLIED"
         # Meanwhile its caller (with the key again) sent it, and it applied.
-        await client.ledger.settle("raced", EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x1"})
+        await client.ledger.settle(
+            "raced", Settlement(EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x1"})
+        )
         return judgement
 
     monkeypatch.setattr(client.guard, "_judge", judged_while_the_caller_sent_it)

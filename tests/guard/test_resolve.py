@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import shakesco_async as sa
-from shakesco_async.ledger import EntryState, KeySource
+from shakesco_async.ledger import EntryState, KeySource, Settlement
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
@@ -72,7 +72,7 @@ async def test_what_may_not_be_resolved(make_client: ClientFactory, sandbox: San
     await die_at(client, "sending_unsent", "flying", "dee", KeySource.CALLER)
     await asyncio.sleep(0.06)  # the dead process's SQLite lease lapses
     ledger = client.ledger
-    await ledger.settle("flying", EntryState.SENDING, reason="marked again")  # as if just marked
+    await ledger.settle("flying", Settlement(EntryState.SENDING, reason="marked again"))  # as if just marked
     with pytest.raises(sa.LedgerError, match="may still be on its way"):
         await ledger.resolve("flying", applied=False, note="x")
     # Customers a writer holds: not now.
