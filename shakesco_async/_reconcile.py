@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -14,6 +13,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 import attrs
 
 from ._errors import ValidationError
+from ._timing import CLAIM_TTL, CLOCK
 from ._validate import seconds
 from .guard import WriteGuard
 from .guard._outcome import ReconcileOutcome
@@ -25,7 +25,6 @@ __all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "run_pe
 
 log = logging.getLogger("shakesco_async.reconcile")
 OUTCOMES = tuple(ReconcileOutcome)
-_CLAIM_TTL = 300.0  # a crashed reconciler's claims lapse after this
 _PAGES_MAX = 16  # waves in the largest page claimed at once
 MAX_CONCURRENCY = 1000
 """Most reads a pass makes at once: each worker is a task, and each leases a wave of entries."""
@@ -99,7 +98,7 @@ async def reconcile(
         # at once, and a large backlog is never all in memory (nor all claimed, its claims
         # lapsing before their turn). The cutoff stays where the pass began: entries this
         # pass left open, or that turn old meanwhile, are the next pass's.
-        started = time.time()
+        started = CLOCK.time()
         size, after, previous = 2 * wave_size(concurrency), None, frozenset[str]()
         while limit is None or examined < limit:
             want = size if limit is None else min(size, limit - examined)
@@ -109,9 +108,9 @@ async def reconcile(
             page = await guard.cleanups.taking(
                 guard.ledger.claim_open(
                     owner=owner,
-                    older_than=older_than + (time.time() - started),
+                    older_than=older_than + (CLOCK.time() - started),
                     limit=want,
-                    ttl=_CLAIM_TTL,
+                    ttl=CLAIM_TTL,
                     after=after,
                 ),
                 functools.partial(_unclaim, guard, owner),
@@ -187,4 +186,4 @@ async def run_periodically(
             raise
         except Exception:
             log.exception("reconcile pass failed; trying again in %.0fs", interval)
-        await asyncio.sleep(interval)
+        await CLOCK.sleep(interval)

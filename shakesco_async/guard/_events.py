@@ -9,9 +9,9 @@ event switched to repeatable in between is caught there and its claim left in do
 from __future__ import annotations
 
 import asyncio
-import time
 
 from .._errors import APIError, MalformedResponse, TransportError
+from .._timing import CLOCK
 from ..endpoints import EndpointMethods
 
 __all__ = ["EventKinds"]
@@ -31,7 +31,7 @@ class EventKinds:
         if self._ttl <= 0:
             return None
         known = self._known.get(name)
-        if known is not None and time.monotonic() - known[1] < self._ttl:
+        if known is not None and CLOCK.monotonic() - known[1] < self._ttl:
             return known[0]
         loading = self._loading.get(name)
         if loading is not None:  # one read serves every claim waiting for it
@@ -44,7 +44,7 @@ class EventKinds:
             details = await reader.event_details(name)
             kind = details.should_not_claim_twice
             if forgotten == self._forgotten:  # else a change may have raced this read: do not keep it
-                self._known[name] = (kind, time.monotonic())
+                self._known[name] = (kind, CLOCK.monotonic())
         except (TransportError, APIError, MalformedResponse):
             pass  # unknown: the claim falls back to a snapshot (and a missing event answers 404 to it)
         finally:

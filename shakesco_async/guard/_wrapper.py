@@ -29,6 +29,8 @@ import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar, cast
 
+import attrs
+
 from .. import _instrumentation as instrumentation
 from .._errors import (
     APIError,
@@ -41,12 +43,14 @@ from .._errors import (
     TransportError,
 )
 from .._retry import backoff_delay
+from .._timing import CLOCK, EXTRA_WAIT, FENCE_MARGIN, FENCE_MAX_AGE, Timing
 from .._validate import text
 from .._wire import WireValue
 from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
 from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry, Settlement
 from ..ledger._entry import API_ANSWERS, MAYBE_SENT, OPEN_STATES
 from ._cleanup import Cleanups
+from ._decide import Answer, Situation, Step, StepKind, after_attempt, before_attempt, effective_verdict
 from ._events import EventKinds
 from ._locks import KeyedLocks
 from ._outcome import (
@@ -116,12 +120,7 @@ class WriteGuard:
         self.ledger = ledger
         self._settings = settings
         self._max_retries = max_retries
-        self._lease_ttl = settings.resolved_lease_ttl(timeout, max_retries)
-        self._lease_wait = settings.resolved_lease_wait(timeout, max_retries)
-        self._lease_slack = settings.lease_slack(timeout, max_retries)  # positive: GuardSettings.check
-        self._landing = timeout + settings.verify_delay  # after it left, an attempt has landed or never will
-        self._in_flight = self._landing + _IN_FLIGHT_MARGIN
-        self._mark_fresh = min(self._lease_slack, _MARK_FRESH)
+        self._timing = Timing.of(settings, timeout, max_retries)
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
         self._owners = _Owners()
@@ -178,13 +177,13 @@ class WriteGuard:
             if known is None and self.ledger.fences_snapshots:
                 # Read first, then record intent and snapshot in one commit; the fence makes
                 # the ledger drop the snapshot if another process wrote these customers meanwhile.
-                fence = Fence.starting_now(self._owners.prefix, _FENCE_MARGIN)
+                fence = Fence.starting_now(self._owners.prefix, FENCE_MARGIN)
                 try:
                     known = await snapshot_of(self._reader, endpoint.path, wire)
                 except (TransportError, APIError, MalformedResponse) as exc:
                     fence, unread = None, exc
                 else:
-                    if fence.age() > _FENCE_MAX_AGE:
+                    if fence.age() > FENCE_MAX_AGE:
                         known, fence = None, None  # too old to trust; read again once leased
             entry, others, created, leased = await self._take(intent, owner, known, fence)
             lease = _Lease(owner, intent.leases, leased)
@@ -213,17 +212,17 @@ class WriteGuard:
         in the same transaction (None: look them up). A ``known`` snapshot is stored by that
         same commit, which then also marks the entry ``sending`` (unless its ``fence`` fails).
         """
-        deadline = time.monotonic() + self._lease_wait
+        deadline = CLOCK.monotonic() + self._timing.lease_wait
         while True:
-            asked = time.monotonic()
+            asked = CLOCK.monotonic()
             begun = await self._cleanups.taking(
                 self.ledger.begin(
                     intent,
                     owner=owner,
-                    lease_ttl=self._lease_ttl,
+                    lease_ttl=self._timing.lease_ttl,
                     snapshot=known,
                     fence=fence,
-                    in_flight=self._in_flight,
+                    in_flight=self._timing.in_flight,
                 ),
                 lambda begun: self._unbegin(begun, intent, owner),
             )
@@ -238,14 +237,14 @@ class WriteGuard:
                     )
                 if begun.entry.is_final and begun.entry.state != EntryState.ABANDONED:
                     return begun.entry, (), False, asked
-                asked = time.monotonic()
+                asked = CLOCK.monotonic()
                 busy_until, fresh = await self._cleanups.taking(
                     self._lease_existing(intent, owner),
                     lambda got: None if got[0] is not None else self.ledger.release(intent.leases, owner=owner),
                 )
                 if fresh is not None:
                     return fresh, None, False, asked
-            if time.monotonic() > deadline:
+            if CLOCK.monotonic() > deadline:
                 if begun.entry is not None and begun.entry.state in MAYBE_SENT:
                     # An earlier call's attempt, maybe applied: whoever holds the lease settles it.
                     raise OutcomeUnknown(
@@ -254,12 +253,12 @@ class WriteGuard:
                 raise LedgerError(
                     f"customers {', '.join(intent.customers)} are leased by another process; nothing was sent"
                 )
-            wait = max(0.0, (busy_until or 0.0) - time.time())
-            await asyncio.sleep(min(wait, 0.05) + 0.005)
+            wait = max(0.0, (busy_until or 0.0) - CLOCK.time())
+            await CLOCK.sleep(min(wait, 0.05) + 0.005)
 
     async def _lease_existing(self, intent: Intent, owner: str) -> tuple[float | None, LedgerEntry | None]:
         """Lease the customers of the key's entry and read it again: (busy until, None) or (None, entry)."""
-        busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._lease_ttl)
+        busy_until = await self.ledger.acquire(intent.leases, owner=owner, lease_ttl=self._timing.lease_ttl)
         if busy_until is not None:
             return busy_until, None
         try:
@@ -273,7 +272,7 @@ class WriteGuard:
     def _acquire(self, names: Sequence[str], owner: str) -> Awaitable[float | None]:
         """``Ledger.acquire``, its leases given back if the caller is cancelled meanwhile."""
         return self._cleanups.taking(
-            self.ledger.acquire(names, owner=owner, lease_ttl=self._lease_ttl),
+            self.ledger.acquire(names, owner=owner, lease_ttl=self._timing.lease_ttl),
             lambda busy: self.ledger.release(names, owner=owner) if busy is None else None,
         )
 
@@ -401,18 +400,15 @@ class WriteGuard:
         """
         if entry.state != EntryState.SENDING:
             return True
-        # The sender's reckoning when it is longer: a process with a shorter timeout than
-        # the one that sent it would otherwise read back while the request may be on its way.
-        flight = max(self._in_flight, entry.in_flight or 0.0)
         age = (await self.ledger.now() - entry.updated_at).total_seconds()
-        left = min(flight - age, flight)  # a clock stepped back: no longer than a flight
+        left = self._timing.flight_left(entry.in_flight, age)
         if left <= 0:
             return True
         if wait:
             log.info("write %s %s may still be on its way; judging it in %.1fs", entry.operation, entry.key, left)
             if lease is not None:
                 await self._outlast(lease, left, also)
-            await asyncio.sleep(left)
+            await CLOCK.sleep(left)
         return wait
 
     async def _outlast(self, lease: _Lease, wait: float, also: Sequence[str]) -> None:
@@ -420,11 +416,11 @@ class WriteGuard:
         time left to judge after it: the write waited for may have a longer flight than
         this client's lease allows for (its sender's timeout), and a lease lapsing in the
         wait would let another process write the customer while its state is being judged."""
-        if time.monotonic() + wait - lease.since <= self._lease_slack:
+        if CLOCK.monotonic() + wait - lease.since <= self._timing.lease_slack:
             return
-        asked = time.monotonic()
+        asked = CLOCK.monotonic()
         names = [*lease.names, *also]
-        if not await self.ledger.renew(names, owner=lease.owner, lease_ttl=self._lease_ttl + wait):
+        if not await self.ledger.renew(names, owner=lease.owner, lease_ttl=self._timing.lease_ttl + wait):
             raise LeaseLost(f"the lease on customers {', '.join(names)} lapsed and another process took one")
         lease.since = asked + wait  # a lease of the usual length, starting once the wait ends
 
@@ -433,10 +429,10 @@ class WriteGuard:
         their state and before acting on it. A verdict read while another process may
         have been writing them says nothing about this write: a PostgreSQL lease ends with
         its session, at any moment, and a SQLite one once its TTL has run out."""
-        if not self.ledger.leases_end_with_a_session and time.monotonic() - lease.since <= self._lease_slack:
+        if not self.ledger.leases_end_with_a_session and CLOCK.monotonic() - lease.since <= self._timing.lease_slack:
             return True  # a SQLite lease cannot end before its TTL, and this one has time left
-        asked = time.monotonic()
-        if not await self.ledger.renew([*lease.names, *also], owner=lease.owner, lease_ttl=self._lease_ttl):
+        asked = CLOCK.monotonic()
+        if not await self.ledger.renew([*lease.names, *also], owner=lease.owner, lease_ttl=self._timing.lease_ttl):
             return False
         lease.since = asked
         return True
@@ -519,11 +515,11 @@ class WriteGuard:
 
         Not the whole ``lease_wait``: that process may be waiting the same way for a customer
         this call holds (both settling one earlier transfer), and both give up sooner."""
-        deadline = time.monotonic() + min(self._lease_wait, _EXTRA_WAIT)
+        deadline = CLOCK.monotonic() + min(self._timing.lease_wait, EXTRA_WAIT)
         while (busy_until := await self._acquire(names, owner)) is not None:
-            if time.monotonic() > deadline:
+            if CLOCK.monotonic() > deadline:
                 return False
-            await asyncio.sleep(min(max(0.0, busy_until - time.time()), 0.05) + 0.005)
+            await CLOCK.sleep(min(max(0.0, busy_until - CLOCK.time()), 0.05) + 0.005)
         return True
 
     async def _supersede(self, other: LedgerEntry, by: str) -> None:
@@ -570,11 +566,11 @@ class WriteGuard:
         wire: dict[str, WireValue] | None = None,
         caller: bool = True,
     ) -> object:
-        """Send until applied, refused, or in doubt. ``marked``: the intent's commit already
-        recorded the entry as sending, with its snapshot. ``wire``: the request, when this
-        call made the entry from it (else it is rebuilt from the entry's parameters).
-        ``caller``: a caller hears the outcome (reconcile, finishing a pending write, is
-        none: see ``_give_up_unsent``).
+        """Send until applied, refused, or in doubt: the driver of ``_decide``'s steps.
+        ``marked``: the intent's commit already recorded the entry as sending, with its
+        snapshot. ``wire``: the request, when this call made the entry from it (else it is
+        rebuilt from the entry's parameters). ``caller``: a caller hears the outcome
+        (reconcile, finishing a pending write, is none: see ``_give_up_unsent``).
 
         An attempt verified not applied may still be carried out (the API had it, and
         finished after the verification read). So once one was, every later step of the
@@ -592,91 +588,174 @@ class WriteGuard:
             # writes takes reads and waits; a loop can stall). Whoever judges it counts its
             # flight from the mark, with a margin, and its lease may be used up: past that
             # margin it is read, marked and renewed again, like any other attempt.
-            if marked and attempt == 1 and time.monotonic() - lease.since <= self._mark_fresh:
+            reuse = marked and attempt == 1
+            if reuse and CLOCK.monotonic() - lease.since <= self._timing.mark_fresh:
                 assert entry.snapshot is not None
                 snapshot: Snapshot = entry.snapshot
             else:
-                try:
-                    snapshot = await self._snapshot(entry)
-                except (TransportError, APIError, MalformedResponse) as exc:
-                    await self._give_up_unsent(entry, lease, "could not read the pre-send state", caller=caller)
-                    raise _before_sending(exc, entry.operation, entry.key) from None
+                snapshot = await self._read_before(entry, lease, caller)
                 if first is not None and unknown is not None:
                     moved = compare(entry.operation, entry.params, first, snapshot)
-                    if moved is not None and moved.verdict != Verdict.NOT_APPLIED:
+                    step = before_attempt(None if moved is None else moved.verdict)
+                    if step.kind != StepKind.SEND:
+                        assert moved is not None
                         if not await self._still_held(lease):
                             raise self._lost(entry) from unknown
-                        await self._act_on(entry, lease, moved, unknown, late=True)
-                        return result_from_record(_VERIFIED, entry.key, replayed=False)
-                asked = time.monotonic()
-                try:
-                    await self.ledger.mark_sending(
-                        entry.key,
-                        snapshot=snapshot,
-                        owner=lease.owner,
-                        customers=lease.names,
-                        lease_ttl=self._lease_ttl,
-                        in_flight=self._in_flight,
-                        attempt=not (marked and attempt == 1),  # the intent's commit counted that one
-                    )
-                except LedgerError as exc:  # LeaseLost among them: this attempt never leaves
-                    if unknown is not None:  # but one before it may still land
-                        raise OutcomeUnknown(
-                            entry.key, f"an earlier attempt may still land, and no other can be sent ({exc})"
-                        ) from exc
-                    settled = await self._answered_meanwhile(entry.key)
-                    if settled is not None:  # another writer recorded the API's answer: that is ours
-                        return settled
-                    await self._give_up_unsent(entry, lease, str(exc), caller=caller)
-                    raise
-                lease.since = asked
-            if first is None:
-                first = snapshot
-            retry_after: float | None = None
-            left_at = time.monotonic()
-            instrumentation.phase("sending", attempt=attempt)
-            try:
-                result = await self._send_once(endpoint, wire, entry.key)
-            except APIError as exc:
-                instrumentation.phase("answered", status=exc.status)
-                if is_definitive(exc):
-                    if unknown is not None and await self._refusal_explained(entry, lease, first, exc):
-                        return result_from_record(_VERIFIED, entry.key, replayed=False)
-                    await self._finish(entry, lease, EntryState.FAILED, sent=True, error=error_record(exc))
-                    raise
-                if refuses_credentials(exc):  # no use sending again until the key works
-                    await self._give_up_unsent(
-                        entry, lease, f"the API refused the key: {exc}", sent=True, caller=caller
-                    )
-                    raise
-                if refused_for_now(exc):  # provably not applied
-                    failure: Exception = exc
-                    retry_after = exc.retry_after
-                else:  # a 5xx or a redirect: the outcome is unknown
-                    failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
-            except TransportError as exc:
-                if exc.sent is False:
-                    failure = exc
-                else:
-                    failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
-            except MalformedResponse as exc:
-                failure = unknown = await self._unknown(entry, lease, snapshot, exc, left_at)
-            else:
-                instrumentation.phase("answered", status=200)
-                record = result_record(result)
+                        return await self._settle_verdict(step, entry, lease, moved, unknown)
+                settled = await self._mark(entry, lease, snapshot, counted=reuse, unknown=unknown, caller=caller)
+                if settled is not _MARKED:
+                    return settled
+            first = snapshot if first is None else first
+            outcome = await self._attempt(endpoint, wire, entry.key, attempt)
+            again = await self._after(entry, lease, outcome, attempt, snapshot, first, unknown, caller)
+            if isinstance(again, _Again):
+                unknown = again.unknown
+                continue
+            return again
+
+    async def _attempt(self, endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, n: int) -> _Outcome:
+        """Send once; what came back, classified for ``_decide``."""
+        left_at = CLOCK.monotonic()
+        instrumentation.phase("sending", attempt=n)
+        try:
+            result = await self._send_once(endpoint, wire, key)
+        except APIError as exc:
+            instrumentation.phase("answered", status=exc.status)
+            if is_definitive(exc):
+                return _Outcome(Answer.REFUSED, left_at, exc)
+            if refuses_credentials(exc):
+                return _Outcome(Answer.KEY_REFUSED, left_at, exc)
+            if refused_for_now(exc):
+                return _Outcome(Answer.NOT_NOW, left_at, exc, retry_after=exc.retry_after)
+            return _Outcome(Answer.UNKNOWN, left_at, exc)  # a 5xx or a redirect
+        except TransportError as exc:
+            return _Outcome(Answer.NOT_SENT if exc.sent is False else Answer.UNKNOWN, left_at, exc)
+        except MalformedResponse as exc:
+            return _Outcome(Answer.UNKNOWN, left_at, exc)
+        instrumentation.phase("answered", status=200)
+        return _Outcome(Answer.OK, left_at, None, result=result)
+
+    async def _after(
+        self,
+        entry: LedgerEntry,
+        lease: _Lease,
+        outcome: _Outcome,
+        attempt: int,
+        snapshot: Snapshot,
+        first: Snapshot,
+        unknown: Exception | None,
+        caller: bool,
+    ) -> object:
+        """Perform the steps ``after_attempt`` chooses for one attempt's outcome until one
+        ends the call (returns its result or raises) or sends again (``_Again``)."""
+        error = outcome.error
+        repeatable = VERIFIERS[entry.operation].repeatable
+        situation = Situation(
+            outcome.answer,
+            attempt,
+            self._max_retries,
+            repeatable,
+            earlier_unknown=unknown is not None,
+            left_at=outcome.left_at,
+            landing=self._timing.landing,
+            verify_delay=self._timing.verify_delay,
+            retry_after=outcome.retry_after,
+        )
+        judgement: Judgement | None = None
+        while True:
+            step = after_attempt(attrs.evolve(situation, now=CLOCK.monotonic()))
+            if step.confirm and not await self._still_held(lease):
+                raise self._lost(entry) from error
+            kind = step.kind
+            if kind == StepKind.COMMIT:
+                record = result_record(outcome.result)
                 await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=record, wait=False)
                 return result_from_record(record, entry.key, replayed=False)
-            if isinstance(failure, _Applied):
-                return result_from_record(failure.record, entry.key, replayed=False)
-            # Proven not applied: sending again cannot double-apply.
-            if attempt > self._max_retries:
-                await self._give_up_unsent(
-                    entry, lease, f"not applied after {attempt} attempts: {failure}", sent=True, caller=caller
+            assert error is not None
+            if kind in (StepKind.VERIFY, StepKind.CHECK_REFUSAL):
+                if step.why:  # waiting for the attempt to land: the lease must outlast the wait
+                    log.info(
+                        "write %s %s: not seen applied yet, and %s; judging it in %.1fs",
+                        entry.operation,
+                        entry.key,
+                        step.why,
+                        step.wait,
+                    )
+                    await self._outlast(lease, step.wait, ())
+                if step.wait > 0:
+                    await CLOCK.sleep(step.wait)
+                read_at = CLOCK.monotonic()
+                judgement = await self._verified(entry, snapshot if kind == StepKind.VERIFY else first)
+                log.info(
+                    "write %s %s: %s (%s); verified: %s",
+                    entry.operation,
+                    entry.key,
+                    "outcome unknown" if kind == StepKind.VERIFY else "refused after an unknown outcome",
+                    error,
+                    judgement.verdict.value,
                 )
-                raise failure
-            delay = backoff_delay(attempt, retry_after=retry_after)
-            log.info("write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, failure, delay)
-            await asyncio.sleep(delay)
+                situation = attrs.evolve(situation, verdict=judgement.verdict, read_at=read_at)
+            elif kind in (StepKind.COMMIT_VERIFIED, StepKind.IN_DOUBT):
+                assert judgement is not None
+                return await self._settle_verdict(step, entry, lease, judgement, error)
+            elif kind == StepKind.FAIL:
+                assert isinstance(error, APIError)
+                await self._finish(entry, lease, EntryState.FAILED, sent=True, error=error_record(error))
+                raise error
+            elif kind == StepKind.GIVE_UP:
+                await self._give_up_unsent(entry, lease, f"{step.why}: {error}", sent=True, caller=caller)
+                raise error
+            else:
+                assert kind == StepKind.SEND_AGAIN
+                delay = backoff_delay(attempt, retry_after=step.retry_after)
+                log.info("write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, error, delay)
+                await CLOCK.sleep(delay)
+                return _Again(error if outcome.answer == Answer.UNKNOWN else unknown)
+
+    async def _read_before(self, entry: LedgerEntry, lease: _Lease, caller: bool) -> Snapshot:
+        """The snapshot before an attempt; a failed read gives the write up, unsent."""
+        try:
+            return await self._snapshot(entry)
+        except (TransportError, APIError, MalformedResponse) as exc:
+            await self._give_up_unsent(entry, lease, "could not read the pre-send state", caller=caller)
+            raise _before_sending(exc, entry.operation, entry.key) from None
+
+    async def _mark(
+        self,
+        entry: LedgerEntry,
+        lease: _Lease,
+        snapshot: Snapshot,
+        *,
+        counted: bool,
+        unknown: Exception | None,
+        caller: bool,
+    ) -> object:
+        """Record ``snapshot`` and mark the entry sending, renewing the lease; ``_MARKED``, or
+        the answer another writer recorded meanwhile. ``counted``: the intent's commit
+        counted this attempt."""
+        asked = CLOCK.monotonic()
+        try:
+            await self.ledger.mark_sending(
+                entry.key,
+                snapshot=snapshot,
+                owner=lease.owner,
+                customers=lease.names,
+                lease_ttl=self._timing.lease_ttl,
+                in_flight=self._timing.in_flight,
+                attempt=not counted,
+            )
+        except LedgerError as exc:  # LeaseLost among them: this attempt never leaves
+            if unknown is not None:  # but one before it may still land
+                raise OutcomeUnknown(
+                    entry.key, f"an earlier attempt may still land, and no other can be sent ({exc})"
+                ) from exc
+            settled = await self._answered_meanwhile(entry.key)
+            if settled is not None:  # another writer recorded the API's answer: that is ours
+                return settled
+            await self._give_up_unsent(entry, lease, str(exc), caller=caller)
+            raise
+        lease.since = asked
+        return _MARKED
 
     async def _answered_meanwhile(self, key: str) -> object | None:
         """The API's answer another writer recorded for ``key`` (its receipt; its refusal is
@@ -694,80 +773,33 @@ class WriteGuard:
         assert fresh.result is not None
         return result_from_record(fresh.result, key, replayed=True)
 
-    async def _refusal_explained(self, entry: LedgerEntry, lease: _Lease, first: Snapshot, exc: APIError) -> bool:
-        """Whether an earlier attempt of this call, carried out after it was verified not
-        applied, is why the API refused this one ("Event already claimed", "Insufficient
-        token balance"...): then the write is recorded as applied. Raises when the state
-        cannot tell: the refusal is no proof that the write did not apply."""
-        judgement = await self._verified(entry, first)
-        if judgement.verdict == Verdict.NOT_APPLIED:
-            return False
-        if not await self._still_held(lease):
-            raise self._lost(entry) from exc
-        await self._act_on(entry, lease, judgement, exc, late=True)
-        return True
-
     async def _snapshot(self, entry: LedgerEntry) -> Snapshot:
         known = await known_snapshot(self._reader, self._events, entry.operation, entry.params)
         return known if known is not None else await snapshot_of(self._reader, entry.operation, entry.params)
 
-    async def _unknown(
-        self, entry: LedgerEntry, lease: _Lease, snapshot: Snapshot, exc: Exception, left_at: float
-    ) -> Exception:
-        """Verify after an unknown outcome of the attempt that left at ``left_at``
-        (monotonic): a marker if applied, the error if not; raises if in doubt.
-
-        Seen applied, it is applied at once. Any other verdict waits until the attempt
-        can no longer land: an answer that came before the request's deadline (a
-        gateway's 502 or 504, a dropped connection) does not mean the API is done with
-        it, and a write sent again while the first is still being carried out applies twice.
-        """
-        if self._settings.verify_delay:
-            await asyncio.sleep(self._settings.verify_delay)
-        judgement = await self._verified(entry, snapshot)
-        left = left_at + self._landing - time.monotonic()
-        if judgement.verdict != Verdict.APPLIED and left > 0 and not VERIFIERS[entry.operation].repeatable:
-            log.info(
-                "write %s %s: not seen applied yet, and it may still land; judging it in %.1fs",
-                entry.operation,
-                entry.key,
-                left,
-            )
-            await self._outlast(lease, left, ())
-            await asyncio.sleep(left)
-            judgement = await self._verified(entry, snapshot)
-        log.info(
-            "write %s %s: outcome unknown (%s); verified: %s", entry.operation, entry.key, exc, judgement.verdict.value
-        )
-        if not await self._still_held(lease):
-            raise self._lost(entry) from exc
-        if judgement.verdict == Verdict.NOT_APPLIED:
-            return exc
-        await self._act_on(entry, lease, judgement, exc)
-        return _Applied(_VERIFIED)
-
     async def _verified(self, entry: LedgerEntry, before: Snapshot) -> Judgement:
         judgement = await verify(self._reader, entry.operation, entry.params, before)
-        if judgement.verdict == Verdict.UNREADABLE and VERIFIERS[entry.operation].repeatable:
-            judgement = Judgement(Verdict.NOT_APPLIED, "sending it again is harmless")
+        verdict = effective_verdict(judgement.verdict, VERIFIERS[entry.operation].repeatable)
+        if verdict != judgement.verdict:
+            judgement = Judgement(verdict, "sending it again is harmless")
         instrumentation.verified(entry.operation, entry.key, judgement.verdict.value, judgement.reason)
         return judgement
 
-    async def _act_on(
-        self, entry: LedgerEntry, lease: _Lease, judgement: Judgement, exc: Exception, *, late: bool = False
-    ) -> None:
-        """Record a verdict other than not applied: applied, or in doubt (raised). ``late``:
-        the state was judged after an attempt verified not applied."""
-        if judgement.verdict == Verdict.APPLIED:
-            if late:
+    async def _settle_verdict(
+        self, step: Step, entry: LedgerEntry, lease: _Lease, judgement: Judgement, error: Exception
+    ) -> object:
+        """Record a verdict other than not applied (the lease confirmed by the caller):
+        applied (a verified receipt), or in doubt (raised)."""
+        if step.kind == StepKind.COMMIT_VERIFIED:
+            if step.late:
                 log.warning(
                     "write %s %s: an attempt verified not applied was carried out later", entry.operation, entry.key
                 )
             await self._finish(entry, lease, EntryState.COMMITTED, sent=True, result=_VERIFIED)
-            return
-        reason = f"{judgement.reason} (after: {exc})"
+            return result_from_record(_VERIFIED, entry.key, replayed=False)
+        reason = f"{judgement.reason} (after: {error})"
         await self._finish(entry, lease, EntryState.IN_DOUBT, sent=True, reason=reason)
-        raise OutcomeUnknown(entry.key, reason) from exc
+        raise OutcomeUnknown(entry.key, reason) from error
 
     # -- reconcile ---------------------------------------------------------------------------
     async def reconcile_many(
@@ -807,9 +839,9 @@ class WriteGuard:
             async with waves_gate, self._locks.hold(names):
                 owners = [self._owners.new() for _ in entries]
                 wanted = list(zip(entries, owners, strict=True))
-                asked = time.monotonic()
+                asked = CLOCK.monotonic()
                 found = await self._cleanups.taking(
-                    self.ledger.lease_entries(wanted, lease_ttl=self._lease_ttl),
+                    self.ledger.lease_entries(wanted, lease_ttl=self._timing.lease_ttl),
                     lambda found: self._release_leased(found, owners),
                 )
                 wave = _Wave()
@@ -958,15 +990,6 @@ def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEnt
         pending = rest
 
 
-_FENCE_MARGIN = 1.0  # seconds: the processes of one host share a clock, but not to the microsecond
-# seconds past the client's timeout and verify_delay before a request sent under a lease
-# that has since ended is taken to have reached the API, or never to
-_IN_FLIGHT_MARGIN = 1.0
-# seconds a request may leave after the commit that marked it sending; the rest of the
-# margin above is for the clocks of the processes sharing the ledger
-_MARK_FRESH = _IN_FLIGHT_MARGIN / 2
-_EXTRA_WAIT = 2.0  # seconds to wait for the other customer of an earlier open write
-_FENCE_MAX_AGE = 600.0  # a read older than this is taken again (ledgers remember ended leases longer)
 _CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
 
@@ -1036,12 +1059,25 @@ class _Wave:
             await self._done
 
 
-class _Applied(Exception):
-    """Internal marker: verification proved the write applied."""
+@attrs.frozen
+class _Outcome:
+    """One attempt, as it came back: ``result`` for a 200, else ``error``."""
 
-    def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__("applied")
-        self.record = record
+    answer: Answer
+    left_at: float
+    error: Exception | None
+    result: Any = None
+    retry_after: float | None = None
+
+
+@attrs.frozen
+class _Again:
+    """Send again; ``unknown``: why an attempt before the next one may still land."""
+
+    unknown: Exception | None
+
+
+_MARKED = object()
 
 
 def _before_sending(exc: Exception, operation: str, key: str) -> Exception:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import time
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -11,6 +10,7 @@ from typing import Any, Self
 
 import attrs
 
+from .._timing import CLOCK
 from . import _clock as clock
 from ._clock import LeaseEnd, Moment
 from ._entry import MOVES_INTO, EntryState, Intent, LedgerEntry, Settlement, forbidden_move
@@ -50,7 +50,7 @@ class Fence:
 
     def age(self) -> float:
         """Seconds since the fence's start, on the clock nobody sets."""
-        return time.monotonic() - self.since.mono
+        return CLOCK.monotonic() - self.since.mono
 
     def crossed_by(self, owner: str, end: LeaseEnd, now: Moment) -> bool:
         """Whether a lease held by ``owner`` until ``end`` overlapped the read."""
@@ -246,7 +246,7 @@ class Ledger(abc.ABC):
 
     async def now(self) -> datetime:
         """The time on the clock the entries' ``updated_at`` is read from (this host's here)."""
-        return datetime.now(UTC)
+        return datetime.fromtimestamp(CLOCK.time(), UTC)
 
     @abc.abstractmethod
     async def get(self, key: str) -> LedgerEntry | None:

@@ -12,9 +12,10 @@ another boot (or a system without a boot id) is judged by the wall clock alone.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import NamedTuple
+
+from .._timing import CLOCK
 
 __all__ = ["BOOT", "LeaseEnd", "Moment", "boot_id", "now"]
 
@@ -42,7 +43,7 @@ class Moment(NamedTuple):
 
 
 def now() -> Moment:
-    return Moment(time.time(), time.monotonic())
+    return Moment(CLOCK.time(), CLOCK.monotonic())
 
 
 class LeaseEnd(NamedTuple):

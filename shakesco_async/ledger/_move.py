@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .._errors import LedgerError
+from .._timing import CLOCK
 from ._entry import OPEN_STATES
 from ._sqlite import MOVED
 from ._sqlite_batch import WRITE_LOCK_WAIT
@@ -78,7 +78,7 @@ async def move_sqlite_to_postgres(
     path = Path(sqlite_path)
     db = await asyncio.to_thread(_lock, path)
     try:
-        rows = await asyncio.to_thread(_read, db, time.time() - recent_days * 86400)
+        rows = await asyncio.to_thread(_read, db, CLOCK.time() - recent_days * 86400)
         target = PostgresLedger(dsn, business="*", schema=schema)
         try:
             inserted = await target.import_rows(rows)

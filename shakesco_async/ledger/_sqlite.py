@@ -17,6 +17,7 @@ from typing import Any, Literal, TypeVar, overload
 import aiosqlite
 
 from .._errors import LeaseLost, LedgerError
+from .._timing import CLOCK
 from .._validate import seconds
 from . import _clock as clock
 from . import _sqlite_leases as lease_rows
@@ -674,7 +675,7 @@ class SQLiteLedger(Ledger):
         since = -math.inf if after is None else after.timestamp() - 1e-6
 
         def op(db: sqlite3.Connection) -> list[LedgerEntry]:
-            now = time.time()
+            now = CLOCK.time()
             if after is None:  # a pass begins: what reconcilers that have exited claimed is free
                 _free_claims_of_exited(db, self.business, now)
             wanted = -1 if limit is None else limit
@@ -711,7 +712,7 @@ class SQLiteLedger(Ledger):
             await self._submit(op, durable=False)
 
     async def prune(self, *, older_than: float) -> int:
-        cutoff = time.time() - seconds("older_than", older_than)
+        cutoff = CLOCK.time() - seconds("older_than", older_than)
         final = sorted(state.value for state in FINAL_STATES)
 
         def op(db: sqlite3.Connection) -> int:
@@ -767,7 +768,7 @@ class SQLiteLedger(Ledger):
             args.extend((*scope_args, customer))
         if older_than is not None:
             sql += " AND updated_at <= ?"
-            args.append(time.time() - older_than)
+            args.append(CLOCK.time() - older_than)
         sql += " ORDER BY created_at DESC, key DESC" if newest else " ORDER BY created_at, key"
         if limit is not None:
             sql += " LIMIT ?"

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from .._timing import CLOCK, LEASE_MEMORY
 from . import _clock as clock
 from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence
@@ -41,7 +42,6 @@ __all__ = [
     "try_begin",
 ]
 
-LEASE_MEMORY = 3600.0  # seconds an ended lease is remembered; fences are younger than this
 WRITE_LOCK_WAIT = 10.0  # seconds a batch waits for another process's write transaction
 
 
@@ -91,7 +91,7 @@ class Settle:
         self.business = business
         self.key = key
         self.state = state.value
-        self.row = (state.value, dumps(result), dumps(error), reason, time.time(), business, key)
+        self.row = (state.value, dumps(result), dumps(error), reason, CLOCK.time(), business, key)
         self.release = tuple(release) if owner is not None else ()
         self.owner = owner
         self.expect = None if expect is None else tuple(sorted({s.value for s in expect}))

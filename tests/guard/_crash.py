@@ -27,7 +27,7 @@ async def die_at(client: ShakescoClient, point: str, key: str, customer: str, so
             owner="dead-process",
             customers=intent.leases,
             lease_ttl=0.05,
-            in_flight=client.guard._in_flight,
+            in_flight=client.guard._timing.in_flight,
         )
         if point == "sending_applied":
             await client._exchange(UPGRADE_TO_SHAKESCO, wire, key)

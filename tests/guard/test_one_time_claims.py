@@ -9,7 +9,7 @@ import pytest
 
 import shakesco_async as sa
 from shakesco_async import GuardSettings
-from shakesco_async.ledger import EntryState
+from shakesco_async.ledger import EntryState, Settlement
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import long_ago
@@ -154,14 +154,12 @@ async def test_an_outcome_lost_before_it_is_durable_is_verified_not_resent(
     await _events(client)
     real_settle = client.ledger.settle
 
-    async def crash_before_queued_outcome(key: str, state: EntryState, **kwargs: object) -> bool:
-        if kwargs.get("wait") is False and state == EntryState.COMMITTED:
-            release = kwargs.get("release", ())
-            owner = kwargs.get("owner")
-            assert isinstance(owner, str)
-            await client.ledger.release(release, owner=owner)  # type: ignore[arg-type]
+    async def crash_before_queued_outcome(key: str, move: Settlement) -> bool:
+        if move.wait is False and move.state == EntryState.COMMITTED:
+            assert move.owner is not None
+            await client.ledger.release(move.release, owner=move.owner)
             return True  # what dying does: the leases go, the outcome never lands
-        return await real_settle(key, state, **kwargs)  # type: ignore[arg-type]
+        return await real_settle(key, move)
 
     client.ledger.settle = crash_before_queued_outcome  # type: ignore[method-assign]
     receipt = await client.claim_tokens(event, "lost-outcome", idempotency_key="lost-outcome")

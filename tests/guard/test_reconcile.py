@@ -410,7 +410,7 @@ async def test_an_entry_whose_claim_lapsed_mid_pass_is_not_judged_twice(
 ) -> None:
     client = await _applied_but_unanswered(make_client, "pd", 6)
     monkeypatch.setattr(reconcile_module, "wave_size", lambda concurrency: 2)
-    monkeypatch.setattr(reconcile_module, "_CLAIM_TTL", 0.0)  # every claim lapses at once
+    monkeypatch.setattr(reconcile_module, "CLAIM_TTL", 0.0)  # every claim lapses at once
     summary = await client.reconcile(older_than=0, concurrency=1)
     # The next page starts where the last one ended: its last entry comes again, unclaimed.
     assert summary.examined == 6 and summary.counts["committed"] == 6 and summary.counts["final"] == 0
@@ -459,10 +459,10 @@ async def test_a_ledger_failure_after_a_resend_is_logged_and_the_next_pass_settl
     await asyncio.sleep(0.06)
     settle = client.ledger.settle
 
-    async def broken(key: str, state: EntryState, **kwargs: Any) -> bool:
-        if state == EntryState.COMMITTED:
+    async def broken(key: str, move: Settlement) -> bool:
+        if move.state == EntryState.COMMITTED:
             raise sa.LedgerError("ledger write failed: disk I/O error")
-        return await settle(key, state, **kwargs)
+        return await settle(key, move)
 
     monkeypatch.setattr(client.ledger, "settle", broken)
     with caplog.at_level(logging.ERROR, logger="shakesco_async.guard"):
