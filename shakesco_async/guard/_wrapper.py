@@ -708,7 +708,9 @@ class WriteGuard:
             else:
                 assert kind == StepKind.SEND_AGAIN
                 delay = backoff_delay(attempt, retry_after=step.retry_after)
-                log.info("write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, error, delay)
+                log.info(
+                    "write %s %s not applied (%s); sending again in %.2fs", entry.operation, entry.key, error, delay
+                )
                 await CLOCK.sleep(delay)
                 return _Again(error if outcome.answer == Answer.UNKNOWN else unknown)
 
