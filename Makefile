@@ -10,6 +10,8 @@ PY := $(VENV)/bin/python
 KEY := $(shell $(PYTHON) -c "import hashlib, pathlib; print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:16])")
 BASE := $(VENV)/.installed-base-$(KEY)
 DEV := $(VENV)/.installed-dev-$(KEY)
+# The tests mostly wait (sockets, sleeps, fsyncs): three workers keep two cores busy.
+TEST_WORKERS ?= 3
 
 .PHONY: demo test lint docs docs-build bench clean help
 
@@ -40,7 +42,7 @@ demo: $(if $(wildcard $(DEV)),$(DEV),$(BASE))
 	$(VENV)/bin/shakesco-async demo
 
 test: $(DEV)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 lint: $(DEV)
 	$(PY) -m ruff check .

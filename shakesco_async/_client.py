@@ -35,6 +35,7 @@ from ._errors import (
 )
 from ._reconcile import Progress, ReconcileSummary, check_options, reconcile, run_periodically
 from ._retry import backoff_delay
+from ._timing import CLOCK
 from ._transport import Transport
 from ._version import VERSION
 from ._wire import WireValue
@@ -248,7 +249,7 @@ class ShakescoClient(EndpointMethods):
                     raise
                 delay = backoff_delay(attempt, retry_after=retry_after)
                 log.debug("GET %s failed (%s); retry %d in %.2fs", endpoint.path, exc, attempt, delay)
-                await asyncio.sleep(delay)
+                await CLOCK.sleep(delay)
 
     async def _exchange(self, endpoint: Endpoint[R], wire: dict[str, WireValue], idempotency_key: str | None) -> R:
         """Exactly one HTTP exchange: the parsed result, or the typed error."""

@@ -134,6 +134,8 @@ class VirtualClock:
 
     def __init__(self) -> None:
         self.skipped = 0.0
+        self.slept: list[float] = []
+        """Every wait asked of it, in order."""
 
     def monotonic(self) -> float:
         return time.monotonic() + self.skipped
@@ -142,6 +144,7 @@ class VirtualClock:
         return time.time() + self.skipped
 
     async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
         if seconds > 0:
             self.skipped += seconds
         await asyncio.sleep(0)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from shakesco_async import GuardSettings, ShakescoClient
+from shakesco_async._timing import VirtualClock, use_clock
 from shakesco_async.ledger import Ledger
 from shakesco_async.sandbox import Sandbox
 from tests.support.ledgers import LedgerSpec, sqlite_spec
@@ -52,6 +53,15 @@ if _LOOP_FACTORY is not None:
 
     def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
         return {LOOP: _LOOP_FACTORY}
+
+
+@pytest.fixture
+def virtual_clock() -> Iterator[VirtualClock]:
+    """The SDK's waits take no time: its clock jumps ahead instead (``clock.slept`` lists them).
+    Only for tests where nothing else waits on real time meanwhile (the sandbox's delay
+    faults and the client's timeout do)."""
+    with use_clock(VirtualClock()) as clock:
+        yield clock
 
 
 @pytest.fixture

@@ -99,6 +99,9 @@ class Situation:
     now: float = 0.0
     read_at: float = 0.0
     """When the read behind ``verdict`` began."""
+    waited: bool = False
+    """``verdict`` was read after waiting for the attempt to land (a ``VERIFY`` step
+    with ``why``): it is final, even on a clock that did not move meanwhile."""
     verify_delay: float = 0.0
     retry_after: float | None = None
     """The API's Retry-After, with a refusal for now."""
@@ -149,7 +152,7 @@ def _after_unknown(s: Situation) -> Step:
     if s.verdict == Verdict.APPLIED:
         return _verdict_step(s.verdict, late=False)
     lands_by = s.left_at + s.landing
-    if s.read_at < lands_by and not s.repeatable:
+    if not s.waited and s.read_at < lands_by and not s.repeatable:
         # Not seen applied by a read that began while the attempt could still land: a
         # gateway's 502 or a dropped connection does not mean the API is done with it.
         # Read again once it cannot.

@@ -694,7 +694,9 @@ class WriteGuard:
                     error,
                     judgement.verdict.value,
                 )
-                situation = attrs.evolve(situation, verdict=judgement.verdict, read_at=read_at)
+                situation = attrs.evolve(
+                    situation, verdict=judgement.verdict, read_at=read_at, waited=situation.waited or bool(step.why)
+                )
             elif kind in (StepKind.COMMIT_VERIFIED, StepKind.IN_DOUBT):
                 assert judgement is not None
                 return await self._settle_verdict(step, entry, lease, judgement, error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
+import attrs
 import pytest
 
 from shakesco_async.endpoints import ALL_ENDPOINTS
@@ -176,3 +177,14 @@ def test_before_sending_again_the_state_is_compared_with_the_first_snapshot(
 def test_only_a_repeatable_write_turns_unreadable_into_send_again(verdict: Verdict) -> None:
     assert effective_verdict(verdict, False) == verdict
     assert effective_verdict(verdict, True) == (V.NOT_APPLIED if verdict == V.UNREADABLE else verdict)
+
+
+@pytest.mark.parametrize("verdict", [V.NOT_APPLIED, V.UNREADABLE, V.UNEXPLAINED])
+def test_a_verdict_read_after_waiting_for_the_landing_is_final(verdict: Verdict) -> None:
+    """Even when the clock says the attempt could still land (a clock that did not move)."""
+    situation = Situation(
+        A.UNKNOWN, 1, 0, False, False, verdict=verdict, left_at=100.0, landing=5.0, now=101.0, read_at=101.0
+    )
+    assert after_attempt(situation).kind == K.VERIFY
+    waited = after_attempt(attrs.evolve(situation, waited=True)).kind
+    assert waited == (K.GIVE_UP if verdict == V.NOT_APPLIED else K.IN_DOUBT)

@@ -6,9 +6,8 @@ import asyncio
 from decimal import Decimal
 from typing import cast
 
-import pytest
-
 from shakesco_async import EventDetails, TransportError
+from shakesco_async._timing import VirtualClock
 from shakesco_async.endpoints import EndpointMethods
 from shakesco_async.guard._events import EventKinds
 
@@ -44,15 +43,13 @@ async def test_concurrent_claims_share_one_read_and_it_is_kept() -> None:
     assert fake.calls == 1
 
 
-async def test_the_kind_is_read_again_after_its_ttl(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_kind_is_read_again_after_its_ttl(virtual_clock: VirtualClock) -> None:
     fake, kinds = FakeReader(), EventKinds(ttl=60)
-    clock = [1000.0]
-    monkeypatch.setattr("shakesco_async.guard._events.time.monotonic", lambda: clock[0])
     await kinds.one_time(_reader(fake), "signup")
-    clock[0] += 59
+    await virtual_clock.sleep(59)
     await kinds.one_time(_reader(fake), "signup")
     assert fake.calls == 1
-    clock[0] += 2
+    await virtual_clock.sleep(2)
     fake.one_time = False
     assert await kinds.one_time(_reader(fake), "signup") is False
     assert fake.calls == 2

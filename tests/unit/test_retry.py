@@ -2,32 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from aioresponses import aioresponses
 
 from shakesco_async import EventAlreadyClaimed, OutcomeUnknown, ServerError, ShakescoClient, TransactionFailed
 from shakesco_async._retry import backoff_delay, parse_retry_after
+from shakesco_async._timing import VirtualClock
 from tests.conftest import UNIT_URL
 from tests.unit._mock import ANY_READ, QUIET_STATE, sent
 
 
 @pytest.fixture
-def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def sleeps(virtual_clock: VirtualClock) -> list[float]:
     """Record backoff sleeps instead of waiting."""
-    recorded: list[float] = []
-    real_sleep = asyncio.sleep
-
-    async def fake_sleep(delay: float, *args: Any) -> None:
-        recorded.append(delay)
-        await real_sleep(0)
-
-    monkeypatch.setattr("shakesco_async._client.asyncio.sleep", fake_sleep)
-    monkeypatch.setattr("shakesco_async.guard._wrapper.asyncio.sleep", fake_sleep)
-    return recorded
+    return virtual_clock.slept
 
 
 async def test_read_succeeds_after_two_502s(unit_client: ShakescoClient, sleeps: list[float]) -> None:
