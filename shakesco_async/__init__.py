@@ -55,6 +55,7 @@ from ._models import (
     VestingInfo,
 )
 from ._reconcile import ReconcileSummary
+from ._staged import NotApplied, StagedWrites
 from ._version import VERSION as __version__
 from .guard import GuardSettings
 from .guard._outcome import ReconcileOutcome
@@ -89,6 +90,7 @@ __all__ = [
     "Link",
     "MalformedResponse",
     "NotFound",
+    "NotApplied",
     "NothingClaimable",
     "OutcomeUnknown",
     "RateLimited",
@@ -98,6 +100,7 @@ __all__ = [
     "SQLiteLedger",
     "ServerError",
     "ShakescoClient",
+    "StagedWrites",
     "ShakescoError",
     "StakeAlreadyUnlocked",
     "StakeInfo",

@@ -35,13 +35,15 @@ from ._errors import (
 )
 from ._reconcile import Progress, ReconcileSummary, check_options, reconcile, run_periodically
 from ._retry import backoff_delay
+from ._staged import StagedWrites, result_of, send_staged
 from ._timing import CLOCK
 from ._transport import Transport
+from ._validate import seconds as check_seconds
 from ._version import VERSION
 from ._wire import WireValue
 from .endpoints import Endpoint, EndpointMethods
 from .guard import GuardSettings, WriteGuard
-from .guard._wrapper import Resend
+from .guard._wrapper import Resend, check_idempotency_key
 from .ledger import Ledger, open_ledger
 
 __all__ = ["ShakescoClient"]
@@ -150,10 +152,11 @@ class ShakescoClient(EndpointMethods):
         then close the HTTP session (unless the caller's) and the ledger (unless passed in)."""
         life = self._life
         life.closed = True
-        if life.reconciler is not None:
-            task, life.reconciler = life.reconciler, None
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        for task in (life.reconciler, life.sender):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        life.reconciler = life.sender = None
         if life.under_way:  # none can start now, so once none is left, none will be
             if life.idle is None:
                 life.idle = asyncio.Event()
@@ -203,6 +206,42 @@ class ShakescoClient(EndpointMethods):
             name="shakesco-reconciler",
         )
         return life.reconciler
+
+    # -- staged writes -----------------------------------------------------------------------
+    def staged(self, conn: object) -> StagedWrites:
+        """The client's write methods, recorded through ``conn`` (the application's own database
+        connection) inside its open transaction: each returns the write's idempotency key, and
+        the write is owed once that transaction commits (``start_sender`` sends it). ``conn``:
+        an ``sqlite3`` / ``aiosqlite`` connection to the SQLite ledger's own file, or an
+        asyncpg connection / SQLAlchemy ``AsyncConnection`` / ``AsyncSession`` to the
+        PostgreSQL ledger's database."""
+        return StagedWrites(self._ledger, conn, self._check_open)
+
+    def start_sender(self, poll: float = 1.0, *, concurrency: int = 8) -> asyncio.Task[None]:
+        """Send staged writes in the background, in staging order per customer, until ``aclose()``:
+        at once as their transactions commit (PostgreSQL's LISTEN/NOTIFY), else every ``poll``
+        seconds. Also sends what a crash or a cancellation left unsent under a caller's key.
+        Several processes may run one each."""
+        check_options(older_than=0.0, concurrency=concurrency, resend="caller", interval=poll)
+        self._check_open()
+        life = self._life
+        if life.sender is not None and not life.sender.done():
+            raise RuntimeError("a sender is already running for this client")
+        life.sender = asyncio.create_task(
+            send_staged(self._guard, poll=poll, concurrency=concurrency), name="shakesco-sender"
+        )
+        return life.sender
+
+    async def result_of(self, idempotency_key: str, *, wait: float | None = None) -> Any:
+        """Wait for the write under ``idempotency_key`` (staged, or called) to be settled, and
+        return its receipt (or link); or raise its error: the API's refusal, ``OutcomeUnknown``
+        while it is in doubt or still pending after ``wait`` seconds, ``NotApplied`` if it
+        was given up, ``LedgerError`` if no write has the key (its transaction rolled back)."""
+        self._check_open()
+        key = check_idempotency_key(idempotency_key)
+        if wait is not None:
+            wait = check_seconds("wait", wait)
+        return await result_of(self._ledger, key, wait=wait)
 
     # -- the one code path ----------------------------------------------------------------
     def _check_open(self) -> None:
@@ -274,7 +313,7 @@ class ShakescoClient(EndpointMethods):
 class _Life:
     """What a client and its ``with_options`` copies share of their lifetime."""
 
-    __slots__ = ("closed", "idle", "loop", "reconciler", "under_way")
+    __slots__ = ("closed", "idle", "loop", "reconciler", "sender", "under_way")
 
     def __init__(self) -> None:
         self.closed = False
@@ -282,6 +321,7 @@ class _Life:
         self.under_way = 0  # calls made through the public methods, not yet returned
         self.idle: asyncio.Event | None = None
         self.reconciler: asyncio.Task[None] | None = None
+        self.sender: asyncio.Task[None] | None = None
 
 
 def _check_limits(timeout: object, max_retries: object) -> float:

@@ -8,7 +8,7 @@ import functools
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 
 import attrs
 
@@ -18,7 +18,7 @@ from ._validate import seconds
 from .guard import WriteGuard
 from .guard._outcome import ReconcileOutcome
 from .guard._wrapper import Resend, Settled, wave_size
-from .ledger import LedgerEntry
+from .ledger import EntryState, LedgerEntry
 from .ledger._entry import OPEN_STATES
 
 __all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "run_periodically"]
@@ -66,8 +66,9 @@ async def reconcile(
     resend: Resend = "caller",
     dry_run: bool = False,
     progress: Progress | None = None,
+    states: Sequence[EntryState] = OPEN_STATES,
 ) -> ReconcileSummary:
-    """Settle every open entry older than ``older_than`` seconds.
+    """Settle every open entry (of ``states``) older than ``older_than`` seconds.
 
     Entries are verified by reading state back; only writes proven not applied are
     sent again, and only those whose key the caller chose (``resend="caller"``, the
@@ -89,7 +90,7 @@ async def reconcile(
     async def pages() -> AsyncGenerator[list[LedgerEntry], None]:
         nonlocal examined
         if dry_run:  # look, do not claim
-            entries = await guard.ledger.entries(states=OPEN_STATES, older_than=older_than, limit=limit)
+            entries = await guard.ledger.entries(states=states, older_than=older_than, limit=limit)
             examined = len(entries)
             if entries:
                 yield entries
@@ -112,6 +113,7 @@ async def reconcile(
                     limit=want,
                     ttl=CLAIM_TTL,
                     after=after,
+                    states=states,
                 ),
                 functools.partial(_unclaim, guard, owner),
             )

@@ -77,7 +77,7 @@ from ._verify import (
     verify,
 )
 
-__all__ = ["Resend", "Settled", "WriteGuard", "wave_size"]
+__all__ = ["Resend", "Settled", "WriteGuard", "check_idempotency_key", "intent_for", "sdk_key", "wave_size"]
 
 log = logging.getLogger("shakesco_async.guard")
 R = TypeVar("R")
@@ -100,6 +100,12 @@ def sdk_key() -> str:
     not one page per entry.
     """
     return f"sdk_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def intent_for(endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, source: KeySource) -> Intent:
+    """What the ledger records of a write before anything is sent."""
+    customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
+    return Intent(key, endpoint.path, canonical(wire), customers, source)
 
 
 class WriteGuard:
@@ -162,8 +168,8 @@ class WriteGuard:
             return result
 
     async def _execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], key: str, source: KeySource) -> R:
-        customers = tuple(sorted({str(wire[f]) for f in endpoint.customers}))
-        intent = Intent(key, endpoint.path, canonical(wire), customers, source)
+        intent = intent_for(endpoint, wire, key, source)
+        customers = intent.customers
         owner = self._owners.new()
         if changes_events(endpoint.path):
             self._events.forget(str(wire["event_name"]))
@@ -939,6 +945,8 @@ class WriteGuard:
                     )
                 return (ReconcileOutcome.IN_DOUBT, judgement.reason)
         generated = entry.key_source == KeySource.GENERATED
+        if entry.state == EntryState.STAGED and resend == "none":
+            return (ReconcileOutcome.NOT_APPLIED, "staged; not sent (resend='none')")
         if not (resend == "all" or (resend == "caller" and not generated)):
             if not dry_run:
                 state = EntryState.ABANDONED if generated else EntryState.RECORDED

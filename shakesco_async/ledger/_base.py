@@ -10,10 +10,11 @@ from typing import Any, Self
 
 import attrs
 
+from .._errors import ConfigurationError
 from .._timing import CLOCK
 from . import _clock as clock
 from ._clock import LeaseEnd, Moment
-from ._entry import MOVES_INTO, EntryState, Intent, LedgerEntry, Settlement, forbidden_move
+from ._entry import MOVES_INTO, OPEN_STATES, EntryState, Intent, LedgerEntry, Settlement, forbidden_move
 from ._resolve import resolve_by_hand
 
 __all__ = ["Begun", "Fence", "Ledger"]
@@ -207,10 +208,17 @@ class Ledger(abc.ABC):
 
     @abc.abstractmethod
     async def claim_open(
-        self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
+        self,
+        *,
+        owner: str,
+        older_than: float,
+        limit: int | None,
+        ttl: float,
+        after: datetime | None = None,
+        states: Sequence[EntryState] = OPEN_STATES,
     ) -> list[LedgerEntry]:
-        """Claim open entries (recorded, sending, in doubt) untouched for ``older_than`` seconds,
-        oldest first.
+        """Claim open entries (``states``, some of ``OPEN_STATES``) untouched for ``older_than``
+        seconds, oldest first.
 
         Concurrent reconcilers get disjoint sets: an entry stays claimed by ``owner`` for
         ``ttl`` seconds (or until its owner claims again), so a crashed reconciler's claims lapse.
@@ -243,6 +251,17 @@ class Ledger(abc.ABC):
         a final answer of the API's, while the customers are leased by a writer, or while
         the write's last request may still be on its way."""
         return await resolve_by_hand(self, key, applied=applied, note=note, tx_hash=tx_hash, by=by)
+
+    async def stage(self, conn: object, intent: Intent) -> None:
+        """Record ``intent`` as a ``staged`` entry through ``conn``, the application's own
+        connection, inside its open transaction: owed once that commits, never if it rolls
+        back. A key staged before with the same parameters is left as it is."""
+        raise ConfigurationError(f"{type(self).__name__} cannot stage writes through an application's connection")
+
+    async def staged_arrived(self, at_most: float) -> None:
+        """Return once a write may have been staged (a transaction that staged one committed),
+        or after ``at_most`` seconds. Without a way to be told, this waits ``at_most``."""
+        await CLOCK.sleep(at_most)
 
     async def now(self) -> datetime:
         """The time on the clock the entries' ``updated_at`` is read from (this host's here)."""

@@ -19,6 +19,7 @@ __all__ = [
     "MAYBE_SENT",
     "OPEN_STATES",
     "SENDABLE_STATES",
+    "UNSENT",
     "EntryState",
     "Settlement",
     "not_sendable",
@@ -35,6 +36,9 @@ class EntryState(enum.StrEnum):
 
     RECORDED = "recorded"
     """Intent is durable; the request has provably not been sent (safe to send)."""
+    STAGED = "staged"
+    """Recorded through the application's own transaction (``client.staged(conn)``): owed once
+    that transaction commits, provably not sent yet; the sender sends it."""
     SENDING = "sending"
     """The request may have been sent; only verification can tell whether it applied."""
     COMMITTED = "committed"
@@ -50,7 +54,9 @@ class EntryState(enum.StrEnum):
 # The named groups of states; nothing else in the SDK spells out a set of states.
 MAYBE_SENT = (EntryState.SENDING, EntryState.IN_DOUBT)
 """A request may have left: only reading state back can settle these."""
-OPEN_STATES = (EntryState.RECORDED, *MAYBE_SENT)
+UNSENT = (EntryState.STAGED, EntryState.RECORDED)
+"""Provably not sent yet, and owed: the sender's to send."""
+OPEN_STATES = (*UNSENT, *MAYBE_SENT)
 """Not settled: reconcile's to finish."""
 API_ANSWERS = (EntryState.COMMITTED, EntryState.FAILED)
 """The API's own answer: nothing leaves these for another state."""

@@ -11,6 +11,7 @@ customer, whatever the lease TTL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import re
@@ -22,7 +23,8 @@ from typing import Any
 
 import asyncpg
 
-from .._errors import LeaseLost, LedgerError
+from .._errors import ConfigurationError, LeaseLost, LedgerError
+from .._timing import CLOCK
 from .._validate import seconds
 from ._advisory import AdvisoryLeases
 from ._base import Begun, Fence, Ledger
@@ -42,10 +44,11 @@ from ._entry import (
 )
 from ._postgres_errors import CONNECTION_ERRORS, DB_ERRORS, Outage, ledger_errors
 from ._postgres_settle import Settle, settle_batch
+from ._staging import Statements, connection_kind, stage_through
 
 __all__ = ["SCHEMA_VERSION", "PostgresLedger", "begin_sql", "claim_sql", "open_entries_sql", "schema_sql"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 ANY_BUSINESS = "*"
 _MIGRATION_LOCK = 0x5348414B  # "SHAK": one migrator at a time
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -91,12 +94,14 @@ def begin_sql(table: str) -> str:
 
 
 @functools.cache
-def claim_sql(table: str) -> str:
-    """``claim_open``'s statement; $1 owner, $2 ttl, $3 business, $4 after, $5 older_than, $6 limit."""
+def claim_sql(table: str, states: tuple[EntryState, ...] = OPEN_STATES) -> str:
+    """``claim_open``'s statement for entries in ``states``; $1 owner, $2 ttl, $3 business,
+    $4 after, $5 older_than, $6 limit. The states are spelled in the statement, so a claim
+    of every open state uses the index of open entries."""
     # The pick is MATERIALIZED: as a subquery joined to the UPDATE it may be scanned again
     # for each row, and with SKIP LOCKED each scan can pick others, past the LIMIT.
     return (
-        f"WITH pick AS MATERIALIZED (SELECT key FROM {table} WHERE business = $3 AND {_OPEN_ALL_SQL}"
+        f"WITH pick AS MATERIALIZED (SELECT key FROM {table} WHERE business = $3 AND {_states_sql(*states)}"
         " AND created_at >= COALESCE($4::timestamptz, '-infinity')"
         " AND updated_at <= clock_timestamp() - make_interval(secs => $5)"
         " AND (claimed_until IS NULL OR claimed_until < clock_timestamp() OR claimed_by = $1"
@@ -108,6 +113,23 @@ def claim_sql(table: str) -> str:
         " claimed_holder = pg_backend_pid()"
         " FROM pick WHERE e.business = $3 AND e.key = pick.key RETURNING "
         + ", ".join(f"e.{c.strip()}" for c in _COLUMNS.split(","))
+    )
+
+
+@functools.cache
+def staging_sql(table: str) -> Statements:
+    """Staging's statements, for the application's connection (``:name`` parameters; JSON
+    passed as text, so no codec of ours is needed on it). The NOTIFY is delivered when the
+    application's transaction commits, and never if it rolls back."""
+    return Statements(
+        insert=(
+            f"INSERT INTO {table} (business, key, operation, params, params_digest, customers, key_source, state,"
+            " attempts) VALUES (:business, :key, :operation, CAST(:params AS jsonb), :digest,"
+            " ARRAY(SELECT jsonb_array_elements_text(CAST(:customers AS jsonb))), :source,"
+            f" '{EntryState.STAGED.value}', 0) ON CONFLICT (business, key) DO NOTHING",
+            "SELECT pg_notify(:channel, :business)",
+        ),
+        existing=f"SELECT operation, params_digest FROM {table} WHERE business = :business AND key = :key",
     )
 
 
@@ -187,6 +209,8 @@ class PostgresLedger(Ledger):
         self._opening = asyncio.Lock()
         self._opened = False
         self.outage = Outage()
+        self._listener: asyncpg.Connection | None = None
+        self._staged = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"PostgresLedger(schema={self.schema!r})"  # the DSN may carry a password
@@ -250,10 +274,77 @@ class PostgresLedger(Ledger):
     async def close(self) -> None:
         await self._settles.drain()
         await self._leases.close()
+        await self._stop_listening()
         if self._pool is not None and self._owns_pool:
             pool, self._pool = self._pool, None
             await pool.close()
         self._opened = False
+
+    # -- staged writes -----------------------------------------------------------------------------
+    @property
+    def _channel(self) -> str:
+        return f"{self.schema}_staged"
+
+    @ledger_errors
+    async def stage(self, conn: object, intent: Intent) -> None:
+        self._check_writable()
+        kind = connection_kind(conn)
+        if kind not in ("asyncpg", "sqlalchemy"):
+            raise ConfigurationError(
+                "a PostgreSQL ledger stages writes through an asyncpg connection or a SQLAlchemy"
+                " AsyncConnection / AsyncSession to its database"
+            )
+        values = {
+            "business": self.business,
+            "key": intent.key,
+            "operation": intent.operation,
+            "params": json.dumps(intent.params),
+            "digest": intent.digest,
+            "customers": json.dumps(list(intent.customers)),
+            "source": intent.key_source.value,
+            "channel": self._channel,
+        }
+        await stage_through(conn, kind, staging_sql(self._t), values, intent)
+
+    async def staged_arrived(self, at_most: float) -> None:
+        """Woken by the NOTIFY each staging transaction sends as it commits; polls (waits
+        ``at_most``) while the listening connection cannot be had."""
+        try:
+            await self._listen()
+        except (LedgerError, *DB_ERRORS):
+            await self._stop_listening()
+            await CLOCK.sleep(at_most)
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._staged.wait(), at_most)
+        self._staged.clear()
+
+    async def _listen(self) -> None:
+        if self._listener is not None and not self._listener.is_closed():
+            return
+        await self._stop_listening()
+        pool = await self._pool_conn()
+        conn = await pool.acquire()
+        try:
+            await conn.add_listener(self._channel, self._notified)
+        except BaseException:
+            await pool.release(conn)
+            raise
+        self._listener = conn
+        self._staged.set()  # staged while nobody listened: look once
+
+    def _notified(self, _conn: object, _pid: int, _channel: str, business: str) -> None:
+        if business == self.business:
+            self._staged.set()
+
+    async def _stop_listening(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None or self._pool is None:
+            return
+        with contextlib.suppress(Exception):
+            await conn.remove_listener(self._channel, self._notified)
+        with contextlib.suppress(Exception):
+            await self._pool.release(conn)
 
     async def _pool_conn(self) -> asyncpg.Pool:
         await self.open()
@@ -455,11 +546,18 @@ class PostgresLedger(Ledger):
 
     @ledger_errors
     async def claim_open(
-        self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
+        self,
+        *,
+        owner: str,
+        older_than: float,
+        limit: int | None,
+        ttl: float,
+        after: datetime | None = None,
+        states: Sequence[EntryState] = OPEN_STATES,
     ) -> list[LedgerEntry]:
         pool = await self._pool_conn()
         rows = await pool.fetch(
-            claim_sql(self._t),
+            claim_sql(self._t, tuple(states)),
             owner,
             float(ttl),
             self.business,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -16,14 +17,23 @@ from typing import Any, Literal, TypeVar, overload
 
 import aiosqlite
 
-from .._errors import LeaseLost, LedgerError
+from .._errors import ConfigurationError, LeaseLost, LedgerError
 from .._timing import CLOCK
 from .._validate import seconds
 from . import _clock as clock
 from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence, Ledger
 from ._clock import LeaseEnd
-from ._entry import FINAL_STATES, SENDABLE_STATES, EntryState, Intent, LedgerEntry, Settlement, allowed_moves
+from ._entry import (
+    FINAL_STATES,
+    OPEN_STATES,
+    SENDABLE_STATES,
+    EntryState,
+    Intent,
+    LedgerEntry,
+    Settlement,
+    allowed_moves,
+)
 from ._entry import not_sendable as _not_sendable
 from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
 from ._processes import holder_exited, holder_for
@@ -48,6 +58,7 @@ from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
 from ._sqlite_rows import dumps as _dumps
 from ._sqlite_rows import entry_from_row as _entry
 from ._sqlite_rows import marks as _marks
+from ._staging import Statements, connection_kind, fetch_one, stage_through
 
 __all__ = ["ANY_BUSINESS", "SQLiteLedger"]
 
@@ -667,8 +678,43 @@ class SQLiteLedger(Ledger):
             await self._refuse_forbidden(key, state)
         return moved
 
+    async def stage(self, conn: object, intent: Intent) -> None:
+        if self.business == ANY_BUSINESS:
+            raise LedgerError("this ledger view spans every business and is read-only")
+        kind = connection_kind(conn)
+        if kind not in ("sqlite3", "aiosqlite"):
+            raise ConfigurationError(
+                "a SQLite ledger stages writes through an sqlite3 or aiosqlite connection to its own file"
+            )
+        row = await fetch_one(conn, kind, "PRAGMA database_list")
+        if row is None or not row[2] or not _same_file(row[2], self.path):
+            raise ConfigurationError(
+                f"stage through a connection to the ledger's own file ({self.path}): the application's tables"
+                " and the ledger must share it, so that one commit records both"
+            )
+        now = CLOCK.time()
+        values: dict[str, object] = {
+            "business": self.business,
+            "key": intent.key,
+            "operation": intent.operation,
+            "params": _dumps(intent.params),
+            "digest": intent.digest,
+            "customers": _dumps(list(intent.customers)),
+            "source": intent.key_source.value,
+            "now": now,
+            **{f"c{n}": customer for n, customer in enumerate(intent.customers)},
+        }
+        await stage_through(conn, kind, _staging_statements(len(intent.customers)), values, intent)
+
     async def claim_open(
-        self, *, owner: str, older_than: float, limit: int | None, ttl: float, after: datetime | None = None
+        self,
+        *,
+        owner: str,
+        older_than: float,
+        limit: int | None,
+        ttl: float,
+        after: datetime | None = None,
+        states: Sequence[EntryState] = OPEN_STATES,
     ) -> list[LedgerEntry]:
         # Stored times are floats, entries' are rounded to the microsecond: a microsecond's
         # slack keeps the entry ``after`` came from, which its own claim then keeps out.
@@ -690,7 +736,8 @@ class SQLiteLedger(Ledger):
                 "wanted": wanted,
                 "until": now + ttl,
                 "holder": holder_for(owner),
-                **{f"state{n}": state for n, state in enumerate(_OPEN_ALL)},
+                # One pick per open state; those not wanted look for a state no entry has.
+                **{f"state{n}": state for n, state in enumerate(_wanted_states(states))},
             }
             rows = db.execute(_CLAIM_SQL, args).fetchall()
             rows.sort(key=_age_order)
@@ -822,6 +869,38 @@ def _free_claims_of_exited(db: sqlite3.Connection, business: str, now: float) ->
         f"UPDATE entries SET claimed_until = NULL WHERE business = ? AND state IN ({states}) AND claimed_by = ?",
         [(business, *_OPEN_ALL, by) for by, holder in rows if holder_exited(holder, by)],
     )
+
+
+@functools.cache
+def _staging_statements(customers: int) -> Statements:
+    links = tuple(
+        f"INSERT OR IGNORE INTO entry_customers (business, customer, key) VALUES (:business, :c{n}, :key)"
+        for n in range(customers)
+    )
+    return Statements(
+        insert=(
+            "INSERT OR IGNORE INTO entries (business, key, operation, params, params_digest, customers, key_source,"
+            " state, attempts, created_at, updated_at) VALUES (:business, :key, :operation, :params, :digest,"
+            f" :customers, :source, '{EntryState.STAGED.value}', 0, :now, :now)",
+            *links,
+        ),
+        existing="SELECT operation, params_digest FROM entries WHERE business = :business AND key = :key",
+    )
+
+
+def _same_file(name: str, path: Path) -> bool:
+    try:
+        return os.path.samefile(name, path)
+    except OSError:
+        return False
+
+
+def _wanted_states(states: Sequence[EntryState]) -> list[str]:
+    wanted = [s.value for s in states]
+    unknown = set(wanted) - set(_OPEN_ALL)
+    if unknown or not wanted:
+        raise ValueError(f"only open states can be claimed, not {sorted(unknown) or 'none'}")
+    return [s if s in wanted else "-" for s in _OPEN_ALL]
 
 
 def _age_order(row: tuple[Any, ...]) -> tuple[float, str]:

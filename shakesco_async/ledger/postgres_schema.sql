@@ -1,4 +1,4 @@
--- shakesco-async ledger schema for PostgreSQL, version 5 (every statement is idempotent,
+-- shakesco-async ledger schema for PostgreSQL, version 6 (every statement is idempotent,
 -- so the file also upgrades any older version).
 -- The SDK creates and migrates this itself (PostgresLedger.open). Teams whose DBAs apply
 -- migrations by hand can run this file instead, replacing "shakesco" with their schema
@@ -18,7 +18,7 @@ CREATE TABLE IF NOT EXISTS shakesco.entries (
     params_digest text        NOT NULL,
     customers     text[]      NOT NULL,
     key_source    text        NOT NULL,  -- caller | generated
-    state         text        NOT NULL,  -- recorded | sending | committed | failed | in_doubt | abandoned
+    state         text        NOT NULL,  -- staged | recorded | sending | committed | failed | in_doubt | abandoned
     attempts      integer     NOT NULL DEFAULT 0,
     snapshot      jsonb,
     result        jsonb,
@@ -53,5 +53,11 @@ CREATE INDEX IF NOT EXISTS entries_open_by_customer ON shakesco.entries USING gi
 ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS in_flight double precision;
 ALTER TABLE shakesco.entries ADD COLUMN IF NOT EXISTS claimed_holder integer;
 
+-- version 6: writes staged in the application's own transaction are open too, and the
+-- sender claims them oldest first.
+CREATE INDEX IF NOT EXISTS entries_open_by_age_6 ON shakesco.entries (business, created_at, key)
+    WHERE state IN ('staged', 'recorded', 'sending', 'in_doubt');
+DROP INDEX IF EXISTS shakesco.entries_open_by_age;
+
 DELETE FROM shakesco.schema_version;
-INSERT INTO shakesco.schema_version (version) VALUES (5);
+INSERT INTO shakesco.schema_version (version) VALUES (6);

@@ -1,0 +1,131 @@
+"""Recording a write through the application's own connection, inside its transaction.
+
+A staged entry is inserted by the statement the application's transaction runs, so the
+business change ("order 1001 paid") and the write it owes ("credit 50 tokens") commit
+together, or neither does. Each backend says which connections it takes (``Ledger.stage``);
+this module speaks to them: ``sqlite3`` and ``aiosqlite`` connections, asyncpg connections,
+SQLAlchemy ``AsyncConnection`` / ``AsyncSession`` (imported only when one is passed).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._errors import ConfigurationError, IdempotencyConflict, LedgerError
+from ._entry import Intent
+
+__all__ = ["Statements", "connection_kind", "fetch_one", "stage_through"]
+
+_NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
+
+
+@attrs.frozen
+class Statements:
+    """A backend's statements for staging one entry, with ``:name`` parameters."""
+
+    insert: tuple[str, ...]
+    """Insert the entry unless its key exists, and what goes with it."""
+    existing: str
+    """The key's (operation, params_digest), read after the insert."""
+
+
+def connection_kind(conn: object) -> str:
+    """ "sqlite3", "aiosqlite", "asyncpg" or "sqlalchemy"; ConfigurationError for anything else."""
+    if isinstance(conn, sqlite3.Connection):
+        return "sqlite3"
+    module = type(conn).__module__.split(".", 1)[0]
+    if module in ("aiosqlite", "asyncpg", "sqlalchemy"):
+        return module
+    raise ConfigurationError(
+        f"cannot stage a write through a {type(conn).__module__}.{type(conn).__name__}: pass an sqlite3 or"
+        " aiosqlite connection (SQLite ledger), or an asyncpg connection or SQLAlchemy AsyncConnection /"
+        " AsyncSession (PostgreSQL ledger)"
+    )
+
+
+async def stage_through(
+    conn: Any, kind: str, statements: Statements, values: Mapping[str, Any], intent: Intent
+) -> None:
+    """Insert the staged entry through ``conn``, unless its key was staged (or sent) before
+    with the same parameters; ``IdempotencyConflict`` if with others."""
+    run = _RUNNERS[kind]
+    try:
+        for sql in statements.insert:
+            await run(conn, sql, _used(sql, values), fetch=False)
+        found = await run(conn, statements.existing, _used(statements.existing, values), fetch=True)
+    except (ConfigurationError, IdempotencyConflict):
+        raise
+    except Exception as exc:  # the application's driver: its own error types
+        raise LedgerError(f"could not stage the write through the application's connection: {exc}") from exc
+    operation, digest = found
+    if operation != intent.operation or digest != intent.digest:
+        raise IdempotencyConflict(
+            intent.key, f"idempotency key {intent.key!r} was used for {operation} with other parameters"
+        )
+
+
+async def fetch_one(conn: Any, kind: str, sql: str) -> tuple[Any, ...] | None:
+    """One row of ``sql`` (no parameters) through the application's connection."""
+    try:
+        row: tuple[Any, ...] | None = await _RUNNERS[kind](conn, sql, {}, fetch=True)
+    except ConfigurationError:
+        raise
+    except Exception as exc:
+        raise LedgerError(f"could not read through the application's connection: {exc}") from exc
+    return row
+
+
+def _used(sql: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: values[name] for name in _NAMED.findall(sql)}
+
+
+async def _sqlite3(conn: sqlite3.Connection, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
+    cursor = conn.execute(sql, dict(values))
+    return cursor.fetchone() if fetch else None
+
+
+async def _aiosqlite(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
+    cursor = await conn.execute(sql, dict(values))
+    try:
+        return await cursor.fetchone() if fetch else None
+    finally:
+        await cursor.close()
+
+
+async def _asyncpg(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
+    if not conn.is_in_transaction():
+        raise ConfigurationError(
+            "stage inside the application's transaction (async with conn.transaction(): ...): on its own,"
+            " the write would be owed whether or not the application's change commits"
+        )
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        names.append(match[1])
+        return f"${len(names)}"
+
+    numbered = _NAMED.sub(number, sql)
+    args = [values[name] for name in names]
+    if fetch:
+        row = await conn.fetchrow(numbered, *args)
+        return None if row is None else tuple(row)
+    await conn.execute(numbered, *args)
+    return None
+
+
+async def _sqlalchemy(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
+    from sqlalchemy import text  # only when the application uses SQLAlchemy
+
+    result = await conn.execute(text(sql), dict(values))
+    if fetch:
+        row = result.first()
+        return None if row is None else tuple(row)
+    return None
+
+
+_RUNNERS = {"sqlite3": _sqlite3, "aiosqlite": _aiosqlite, "asyncpg": _asyncpg, "sqlalchemy": _sqlalchemy}

@@ -1,0 +1,290 @@
+"""Staged writes: recorded in the application's own transaction, sent once it commits.
+
+Every test runs on both ledgers, with the application's table beside the ledger: in the
+SQLite ledger's file (aiosqlite), or in the PostgreSQL ledger's database (asyncpg).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import pytest
+
+import shakesco_async as sa
+from shakesco_async import ShakescoClient
+from shakesco_async.endpoints import ALL_ENDPOINTS
+from shakesco_async.ledger import EntryState
+from shakesco_async.sandbox import Sandbox
+from tests.conftest import ClientFactory
+from tests.support.ledgers import LedgerSpec
+
+Transaction = Callable[[Callable[[Any], Awaitable[None]]], Awaitable[None]]
+
+
+class App:
+    """The application's side: its own connection to the ledger's database, and an orders table."""
+
+    def __init__(self, spec: LedgerSpec, conn: Any) -> None:
+        self.spec, self.conn = spec, conn
+        self.table = f"orders_{uuid.uuid4().hex[:8]}"
+
+    async def setup(self) -> None:
+        if self.spec.backend == "sqlite":
+            await self.conn.execute(f"CREATE TABLE {self.table} (id TEXT PRIMARY KEY)")
+            await self.conn.commit()
+        else:
+            await self.conn.execute(f"CREATE TABLE {self.table} (id text PRIMARY KEY)")
+
+    @asynccontextmanager
+    async def transaction(self, *, commit: bool = True) -> AsyncIterator[Any]:
+        """A transaction of the application's, committed or rolled back at the end."""
+        if self.spec.backend == "sqlite":
+            await self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            except BaseException:
+                await self.conn.rollback()
+                raise
+            await (self.conn.commit() if commit else self.conn.rollback())
+            return
+        tx = self.conn.transaction()
+        await tx.start()
+        try:
+            yield self.conn
+        except BaseException:
+            await tx.rollback()
+            raise
+        await (tx.commit() if commit else tx.rollback())
+
+    async def order(self, conn: Any, order_id: str) -> None:
+        sql = f"INSERT INTO {self.table} (id) VALUES ({'?' if self.spec.backend == 'sqlite' else '$1'})"
+        await conn.execute(sql, (order_id,) if self.spec.backend == "sqlite" else order_id)
+
+    async def orders(self) -> list[str]:
+        if self.spec.backend == "sqlite":
+            async with self.conn.execute(f"SELECT id FROM {self.table} ORDER BY id") as cursor:
+                return [row[0] for row in await cursor.fetchall()]
+        return [row[0] for row in await self.conn.fetch(f"SELECT id FROM {self.table} ORDER BY id")]
+
+
+@pytest.fixture
+async def app(ledger_spec: LedgerSpec) -> AsyncIterator[App]:
+    if ledger_spec.backend == "sqlite":
+        conn: Any = await aiosqlite.connect(ledger_spec.location, isolation_level=None)
+    else:
+        import asyncpg
+
+        conn = await asyncpg.connect(ledger_spec.location)
+    made = App(ledger_spec, conn)
+    try:
+        yield made
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def client(make_client: ClientFactory, app: App) -> ShakescoClient:
+    client = make_client()
+    await client.set_event_details("purchase", 50, False)  # opens the ledger (its schema) too
+    await app.setup()
+    return client
+
+
+async def test_a_committed_stage_is_sent_once_and_its_result_awaited(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    async with app.transaction() as conn:
+        await app.order(conn, "1001")
+        key = await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key="order-1001")
+    assert key == "order-1001"
+    assert (await client.ledger.get(key)).state == EntryState.STAGED  # type: ignore[union-attr]
+    assert sandbox.applied_writes("/claim-tokens") == []  # nothing leaves before the sender takes it
+    client.start_sender(poll=0.05)
+    receipt = await client.result_of(key, wait=30)
+    assert isinstance(receipt, sa.Receipt) and receipt.tx_hash
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == ["order-1001"]
+    assert await client.balance("ann") == 50
+    assert await app.orders() == ["1001"]
+    # A call with the same key replays the receipt; nothing is sent again.
+    assert (await client.claim_tokens("purchase", "ann", idempotency_key=key)).replayed
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+async def test_a_rolled_back_stage_never_existed(client: ShakescoClient, app: App, sandbox: Sandbox) -> None:
+    async with app.transaction(commit=False) as conn:
+        await app.order(conn, "1002")
+        key = await client.staged(conn).redeem_tokens("ann", 5)
+    assert key.startswith("sdk_")
+    client.start_sender(poll=0.05)
+    await client.upgrade_to_shakesco("bob", 1)  # a write of its own, and a few sender passes
+    await client.reconcile(older_than=0)
+    assert await client.ledger.get(key) is None
+    with pytest.raises(sa.LedgerError, match="no write has the idempotency key"):
+        await client.result_of(key, wait=0)
+    assert sandbox.applied_writes("/redeem-tokens") == []
+    assert await app.orders() == []
+
+
+async def test_bad_input_is_refused_before_anything_is_recorded(client: ShakescoClient, app: App) -> None:
+    async with app.transaction() as conn:
+        await app.order(conn, "1003")
+        staged = client.staged(conn)
+        with pytest.raises(sa.ValidationError):
+            await staged.redeem_tokens("ann", -5, idempotency_key="bad")
+        with pytest.raises(sa.ValidationError):
+            await staged.claim_tokens("purchase", "", idempotency_key="bad")
+    assert await client.ledger.get("bad") is None
+    assert await app.orders() == ["1003"]  # the application's transaction went on and committed
+
+
+async def test_a_key_staged_twice_is_one_write_and_other_parameters_are_refused(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    async with app.transaction() as conn:
+        staged = client.staged(conn)
+        await staged.upgrade_to_shakesco("ann", 10, idempotency_key="once")
+        await staged.upgrade_to_shakesco("ann", 10, idempotency_key="once")
+        with pytest.raises(sa.IdempotencyConflict):
+            await staged.upgrade_to_shakesco("ann", 11, idempotency_key="once")
+    client.start_sender(poll=0.05)
+    await client.result_of("once", wait=30)
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
+async def test_a_customers_staged_writes_are_sent_in_staging_order(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    keys = []
+    for n in range(6):
+        async with app.transaction() as conn:
+            await app.order(conn, f"o{n}")
+            if n % 2 == 0:
+                keys.append(await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key=f"k{n}"))
+            else:
+                keys.append(await client.staged(conn).redeem_tokens("ann", 50, idempotency_key=f"k{n}"))
+    client.start_sender(poll=0.05)
+    for key in keys:
+        await client.result_of(key, wait=30)  # a redeem before its claim would be refused
+    applied = [w.idempotency_key for w in sandbox.applied if (w.idempotency_key or "").startswith("k")]
+    assert applied == keys
+    assert await client.balance("ann") == 0
+
+
+async def test_the_outcome_of_a_refused_staged_write_is_its_error(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    async with app.transaction() as conn:
+        key = await client.staged(conn).redeem_tokens("nobody", 5)
+    client.start_sender(poll=0.05)
+    with pytest.raises(sa.InsufficientBalance):
+        await client.result_of(key, wait=30)
+    assert (await client.ledger.get(key)).state == EntryState.FAILED  # type: ignore[union-attr]
+
+
+async def test_a_pending_result_is_outcome_unknown_after_the_wait(client: ShakescoClient, app: App) -> None:
+    async with app.transaction() as conn:
+        key = await client.staged(conn).upgrade_to_shakesco("ann", 1)
+    with pytest.raises(sa.OutcomeUnknown, match="still staged"):
+        await client.result_of(key, wait=0.05)  # no sender runs
+
+
+async def test_a_staged_write_is_sent_by_a_call_with_its_key_too(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    async with app.transaction() as conn:
+        key = await client.staged(conn).upgrade_to_shakesco("ann", 3, idempotency_key="direct")
+    receipt = await client.upgrade_to_shakesco("ann", 3, idempotency_key=key)
+    assert receipt.tx_hash and not receipt.replayed
+    assert (await client.result_of(key)).tx_hash == receipt.tx_hash
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
+
+
+async def test_a_connection_the_ledger_cannot_share_is_refused(
+    client: ShakescoClient, app: App, tmp_path: Path, ledger_spec: LedgerSpec
+) -> None:
+    other = sqlite3.connect(tmp_path / "elsewhere.sqlite3")
+    try:
+        with pytest.raises(sa.ConfigurationError):
+            await client.staged(other).upgrade_to_shakesco("ann", 1)
+    finally:
+        other.close()
+    with pytest.raises(sa.ConfigurationError):
+        await client.staged(object()).upgrade_to_shakesco("ann", 1)
+    if ledger_spec.backend == "postgres":  # outside a transaction it would commit on its own
+        with pytest.raises(sa.ConfigurationError, match="inside the application's transaction"):
+            await client.staged(app.conn).upgrade_to_shakesco("ann", 1)
+
+
+def test_every_write_of_the_client_can_be_staged_with_the_same_parameters() -> None:
+    writes = {e.name for e in ALL_ENDPOINTS if e.is_write}
+    staged = {name for name in dir(sa.StagedWrites) if not name.startswith("_")}
+    assert staged == writes
+    for name in writes:
+        client_params = inspect.signature(getattr(ShakescoClient, name)).parameters
+        assert inspect.signature(getattr(sa.StagedWrites, name)).parameters == client_params
+
+
+async def test_other_connections_the_application_may_hold(
+    client: ShakescoClient, app: App, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    """sqlite3 (SQLite ledger); SQLAlchemy's AsyncConnection and AsyncSession (PostgreSQL)."""
+    keys = []
+    if ledger_spec.backend == "sqlite":
+        db = sqlite3.connect(ledger_spec.location)
+        try:
+            with db:  # commits at the end
+                db.execute(f"INSERT INTO {app.table} (id) VALUES ('s1')")
+                keys.append(await client.staged(db).claim_tokens("purchase", "ann"))
+            db.execute(f"INSERT INTO {app.table} (id) VALUES ('s2')")
+            await client.staged(db).claim_tokens("purchase", "ann", idempotency_key="rolled-back")
+            db.rollback()  # the handler failed
+        finally:
+            db.close()
+        expected = ["s1"]
+    else:
+        from sqlalchemy import text
+        from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+        engine = create_async_engine(ledger_spec.location.replace("postgresql://", "postgresql+asyncpg://"))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(text(f"INSERT INTO {app.table} (id) VALUES ('s1')"))
+                keys.append(await client.staged(conn).claim_tokens("purchase", "ann"))
+            async with AsyncSession(engine) as session, session.begin():
+                await session.execute(text(f"INSERT INTO {app.table} (id) VALUES ('s2')"))
+                keys.append(await client.staged(session).claim_tokens("purchase", "ann"))
+            async with engine.connect() as conn:
+                await conn.begin()
+                await conn.execute(text(f"INSERT INTO {app.table} (id) VALUES ('s3')"))
+                await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key="rolled-back")
+                await conn.rollback()  # the handler failed
+        finally:
+            await engine.dispose()
+        expected = ["s1", "s2"]
+    client.start_sender(poll=0.05)
+    for key in keys:
+        await client.result_of(key, wait=30)
+    assert await client.ledger.get("rolled-back") is None
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == keys
+    assert await app.orders() == expected
+
+
+async def test_the_sender_is_told_of_a_commit_and_needs_no_poll(
+    client: ShakescoClient, app: App, ledger_spec: LedgerSpec
+) -> None:
+    """PostgreSQL: the staging transaction's NOTIFY wakes the sender; it would poll only hourly."""
+    if ledger_spec.backend != "postgres":
+        pytest.skip("SQLite has no notifications: its sender polls")
+    client.start_sender(poll=3600)
+    await client.upgrade_to_shakesco("warm", 1)  # the sender's first pass is over, and it listens
+    for n in range(3):
+        async with app.transaction() as conn:
+            key = await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key=f"n{n}")
+        assert (await client.result_of(key, wait=30)).tx_hash
