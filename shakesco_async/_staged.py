@@ -80,7 +80,6 @@ class StagedWrites:
         # The application holds the key (it is returned), and the write is owed: like a
         # caller's key, reconcile sends it while it is provably not applied.
         intent = intent_for(endpoint, wire, key, KeySource.CALLER)
-        await self._ledger.open()
         await self._ledger.stage(self._conn, intent)
         return key
 

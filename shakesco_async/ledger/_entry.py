@@ -68,6 +68,7 @@ statement that marks the entry."""
 
 
 MOVES_INTO: dict[EntryState, tuple[EntryState, ...]] = {
+    EntryState.STAGED: (),  # made only by staging, in the application's transaction
     EntryState.RECORDED: OPEN_STATES,
     EntryState.SENDING: SENDABLE_STATES,
     EntryState.IN_DOUBT: OPEN_STATES,

@@ -288,6 +288,7 @@ class PostgresLedger(Ledger):
     @ledger_errors
     async def stage(self, conn: object, intent: Intent) -> None:
         self._check_writable()
+        await self.open()  # the schema, made on a connection of the ledger's own
         kind = connection_kind(conn)
         if kind not in ("asyncpg", "sqlalchemy"):
             raise ConfigurationError(

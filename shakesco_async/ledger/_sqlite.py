@@ -681,6 +681,13 @@ class SQLiteLedger(Ledger):
     async def stage(self, conn: object, intent: Intent) -> None:
         if self.business == ANY_BUSINESS:
             raise LedgerError("this ledger view spans every business and is read-only")
+        if self._reader is None:
+            # Opening may write (the schema), and the application's transaction may hold the
+            # file's one write lock already: the two would wait on each other.
+            raise ConfigurationError(
+                "open the ledger before the application's transaction (await client.ledger.open(), e.g. at"
+                " startup): opening it inside the transaction would wait for the transaction's own lock"
+            )
         kind = connection_kind(conn)
         if kind not in ("sqlite3", "aiosqlite"):
             raise ConfigurationError(

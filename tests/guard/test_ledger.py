@@ -16,7 +16,7 @@ from shakesco_async import LeaseLost, LedgerError, ValidationError
 from shakesco_async.ledger import EntryState, Fence, Intent, KeySource, Ledger, Settlement, SQLiteLedger
 from shakesco_async.ledger import _sqlite as sqlite_module
 from shakesco_async.ledger import _sqlite_batch as sqlite_batch
-from tests.support.ledgers import LedgerSpec
+from tests.support.ledgers import LedgerSpec, stage_committed
 
 KEY = "sk_test_ledger_contract"
 
@@ -555,8 +555,12 @@ async def test_the_every_business_view_writes_nothing(sqlite_ledger: SQLiteLedge
 @pytest.mark.parametrize("state", list(EntryState))
 async def test_an_entry_is_marked_sending_only_from_a_state_that_may_be_sent(ledger: Ledger, state: EntryState) -> None:
     """Never from the API's own answer: a new attempt would reopen a committed or failed write."""
-    await ledger.begin(_intent("k", "c"), owner="o", lease_ttl=60)
-    if state != EntryState.RECORDED:
+    if state == EntryState.STAGED:
+        await stage_committed(ledger, _intent("k", "c"))
+        assert await ledger.acquire(("c",), owner="o", lease_ttl=60) is None
+    else:
+        await ledger.begin(_intent("k", "c"), owner="o", lease_ttl=60)
+    if state not in (EntryState.RECORDED, EntryState.STAGED):
         assert await ledger.settle("k", Settlement(state, release=(), owner="o"))
     mark = ledger.mark_sending("k", snapshot={"n": 1}, owner="o", customers=("c",), lease_ttl=60)
     if state in (EntryState.COMMITTED, EntryState.FAILED):
@@ -573,6 +577,9 @@ async def test_an_entry_is_marked_sending_only_from_a_state_that_may_be_sent(led
 
 
 async def _in_state(ledger: Ledger, key: str, state: EntryState) -> None:
+    if state == EntryState.STAGED:
+        await stage_committed(ledger, _intent(key, f"c-{key}"))
+        return
     await ledger.begin(_intent(key, f"c-{key}"), owner="o", lease_ttl=60)
     if state == EntryState.SENDING:
         await ledger.mark_sending(key, snapshot={}, owner="o", customers=(f"c-{key}",), lease_ttl=60)

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from shakesco_async._config import ApiKey
-from shakesco_async.ledger import Ledger, SQLiteLedger
+from shakesco_async.ledger import Intent, Ledger, SQLiteLedger
 
 
 @attrs.frozen
@@ -47,3 +47,23 @@ def sqlite_execute(path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> 
             db.execute(sql, params)
     finally:
         db.close()
+
+
+async def stage_committed(ledger: Ledger, intent: Intent) -> None:
+    """Stage ``intent`` through a connection of the application's own, and commit."""
+    if isinstance(ledger, SQLiteLedger):
+        db = sqlite3.connect(ledger.path)
+        try:
+            with db:
+                await ledger.stage(db, intent)
+        finally:
+            db.close()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(ledger._dsn)  # type: ignore[attr-defined]
+    try:
+        async with conn.transaction():
+            await ledger.stage(conn, intent)
+    finally:
+        await conn.close()
