@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -36,6 +37,29 @@ async def test_fastapi_example(seeded: Sandbox) -> None:
         assert session is not None and not session.closed
     assert session.closed  # shutdown closed the client
     assert len(seeded.applied_writes("/claim-tokens")) == 1
+
+
+async def test_fastapi_example_stages_the_credit_with_the_order(seeded: Sandbox, tmp_path: Path) -> None:
+    """The order row and its credit commit together; the sender delivers the credit once."""
+    from examples import fastapi_app
+
+    app = fastapi_app.app
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as http:
+            seeded.faults.add("drop_after_commit", endpoint="/claim-tokens", count=1)
+            first = await http.post("/orders/5001", json={"customer_ref": "staged-1"})
+            again = await http.post("/orders/5001", json={"customer_ref": "staged-1"})  # placed twice
+            bad = await http.post("/orders/5002", json={"customer_ref": "   "})
+        client: ShakescoClient = app.state.shakesco
+        assert await client.balance("staged-1") == 5
+    assert first.status_code == 200 and first.json()["status"] == "awarded", first.text
+    assert again.json()["status"] == "awarded" and again.json()["tx_hash"] == first.json()["tx_hash"]
+    assert bad.status_code == 400
+    assert [w.idempotency_key for w in seeded.applied_writes("/claim-tokens")] == ["order:5001"]
+    db = sqlite3.connect(tmp_path / "app-ledger.sqlite3")
+    assert db.execute("SELECT id FROM orders").fetchall() == [("5001",)]  # the invalid one rolled back
+    db.close()
 
 
 async def test_fastapi_pending_on_outcome_unknown(seeded: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:
