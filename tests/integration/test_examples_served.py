@@ -94,10 +94,11 @@ async def test_the_fastapi_example_under_uvicorn(sandbox_process: str, tmp_path:
     )
     try:
         await _exercise(f"http://127.0.0.1:{port}", bad_body_status=422)
-        async with aiohttp.ClientSession() as http:  # the staged pattern: order and credit in one commit
-            async with http.post(f"http://127.0.0.1:{port}/orders/1005", json={"customer_ref": "user-9"}) as placed:
-                assert placed.status == 200, await placed.text()
-                assert (await placed.json())["status"] == "awarded"
+        # The staged pattern: the order and its credit in one commit.
+        order = f"http://127.0.0.1:{port}/orders/1005"
+        async with aiohttp.ClientSession() as http, http.post(order, json={"customer_ref": "user-9"}) as placed:
+            assert placed.status == 200, await placed.text()
+            assert (await placed.json())["status"] == "awarded"
     finally:
         err = await _stop(app)
     assert "Traceback" not in err, err

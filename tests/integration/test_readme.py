@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ MARKS = {
     "fastapi": "FastAPI(",
     "sandbox": "async def test_",
     "metrics": "set_instrumentation_hooks(",
+    "staged": "client.staged(",
 }
 
 
@@ -68,6 +70,29 @@ async def test_quickstart(sandbox: Sandbox, tmp_path: Path) -> None:
     assert tx_hash.startswith("0x") and balance == "50.0"
     assert len(sandbox.applied_writes("/claim-tokens")) == 1
     assert (tmp_path / "shakesco-ledger.sqlite3").exists()  # the default ledger file, where the comment says
+
+
+async def test_staged_example(sandbox: Sandbox, tmp_path: Path) -> None:
+    """The order and its credit in one commit; the sender delivers it; result_of answers."""
+    async with ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger=tmp_path / "x.sqlite3") as setup:
+        await setup.set_event_details("purchase", 5, False)
+    (tmp_path / "staged.py").write_text(example("staged"))
+    env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url, "PATH": ""}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "staged.py",
+        cwd=tmp_path,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip().startswith("0x")
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == ["order:1001"]
+    db = sqlite3.connect(tmp_path / "shakesco-ledger.sqlite3")
+    assert db.execute("SELECT id, customer FROM orders").fetchall() == [("1001", "user-7421")]
+    db.close()
 
 
 async def test_reconcile_example(client: ShakescoClient, sandbox: Sandbox, capsys: pytest.CaptureFixture[str]) -> None:
