@@ -42,7 +42,7 @@ def _lock(path: Path) -> sqlite3.Connection:
 def _read(db: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
     db.row_factory = sqlite3.Row
     rows = db.execute(
-        "SELECT * FROM entries WHERE state IN (?, ?, ?) OR updated_at >= ? ORDER BY created_at",
+        f"SELECT * FROM entries WHERE state IN ({', '.join('?' * len(_OPEN))}) OR updated_at >= ? ORDER BY created_at",
         (*_OPEN, since),
     ).fetchall()
     out = []

@@ -77,18 +77,18 @@ async def test_a_version_2_schema_gains_the_indexes_of_open_entries(postgres_dsn
         await conn.execute(schema_sql(schema))
         # As an SDK of schema version 2 left it.
         await conn.execute(
-            f"DROP INDEX {schema}.entries_open_by_age; DROP INDEX {schema}.entries_open_by_customer;"
+            f"DROP INDEX {schema}.entries_open_by_age_6; DROP INDEX {schema}.entries_open_by_customer;"
             f" UPDATE {schema}.schema_version SET version = 2"
         )
         ledger = PostgresLedger(postgres_dsn, business="b", schema=schema)
         await ledger.open()
         await ledger.close()
-        assert await conn.fetchval(f"SELECT version FROM {schema}.schema_version") == SCHEMA_VERSION == 5
+        assert await conn.fetchval(f"SELECT version FROM {schema}.schema_version") == SCHEMA_VERSION == 6
         # The table is tiny, so the planner is told to avoid a scan: whether it then can use
         # an index depends on the query spelling out that partial index's condition.
         await conn.execute("SET enable_seqscan = off")
         claim = await conn.fetch("EXPLAIN " + claim_sql(table), "o", 60.0, "b", None, 0.0, 10)
-        assert "entries_open_by_age" in "\n".join(row[0] for row in claim)
+        assert "entries_open_by_age_6" in "\n".join(row[0] for row in claim)
         await conn.execute("SET enable_seqscan = on")
         # A loyal customer's long history of final writes, and many open writes of others:
         # the check before a write finds the customer's open entries without reading either.

@@ -62,6 +62,7 @@ async def test_list_show_stats_export(ledger_file: Path) -> None:
 
     code, out, _ = await _cli("ledger", "stats", "--ledger", str(ledger_file), "--json")
     assert json.loads(out) | {} == {
+        "staged": 0,
         "recorded": 0,
         "sending": 1,
         "committed": 1,
