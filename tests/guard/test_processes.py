@@ -6,11 +6,9 @@ import asyncio
 import os
 import random
 import signal
-import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import pytest
 
@@ -18,22 +16,14 @@ from shakesco_async import GuardSettings, ShakescoClient
 from shakesco_async.ledger import EntryState
 from shakesco_async.sandbox import Sandbox
 from tests.support.ledgers import LedgerSpec
+from tests.support.spawn import spawn_module
 
-ROOT = Path(__file__).resolve().parents[2]
 JOBS = 40
 pytestmark = pytest.mark.slow
 
 
 async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.guard._worker",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await spawn_module("tests.guard._worker", *args)
 
 
 async def _worker(sandbox: Sandbox, spec: LedgerSpec, lease_ttl: float = 1.0) -> asyncio.subprocess.Process:

@@ -11,10 +11,8 @@ import asyncio
 import os
 import random
 import signal
-import sys
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
@@ -22,21 +20,13 @@ from shakesco_async import GuardSettings, ShakescoClient
 from shakesco_async.sandbox import Sandbox
 from tests.guard._staging_app import rolled_back
 from tests.support.ledgers import LedgerSpec
+from tests.support.spawn import spawn_module
 
-ROOT = Path(__file__).resolve().parents[2]
 ORDERS = 40
 
 
 async def _spawn(*args: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tests.guard._staging_app",
-        *args,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
+    return await spawn_module("tests.guard._staging_app", *args)
 
 
 async def _setup(sandbox: Sandbox, spec: LedgerSpec, table: str) -> None:

@@ -49,22 +49,22 @@ def test_the_readme_is_short() -> None:
     assert len((ROOT / "README.md").read_text()) < 10_000  # the depth is in docs/
 
 
-async def test_quickstart(sandbox: Sandbox, tmp_path: Path) -> None:
-    (tmp_path / "quickstart.py").write_text(example("quickstart"))
+async def _run_example(name: str, sandbox: Sandbox, tmp_path: Path) -> str:
+    """Run the docs' ``name`` block as a script in ``tmp_path``, against the sandbox; its output."""
+    (tmp_path / f"{name}.py").write_text(example(name))
     env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url, "PATH": ""}
-    outputs = []
-    for _ in range(2):  # run again, as after a crash: the same key answers from the ledger
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "quickstart.py",
-            cwd=tmp_path,
-            env=env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 60)
-        assert proc.returncode == 0, err.decode()
-        outputs.append(out.decode().split())
+    pipe = asyncio.subprocess.PIPE
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, f"{name}.py", cwd=tmp_path, env=env, stdout=pipe, stderr=pipe
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
+
+
+async def test_quickstart(sandbox: Sandbox, tmp_path: Path) -> None:
+    # Run again, as after a crash: the same key answers from the ledger.
+    outputs = [(await _run_example("quickstart", sandbox, tmp_path)).split() for _ in range(2)]
     assert outputs[0] == outputs[1]
     tx_hash, balance = outputs[0]
     assert tx_hash.startswith("0x") and balance == "50.0"
@@ -76,19 +76,8 @@ async def test_staged_example(sandbox: Sandbox, tmp_path: Path) -> None:
     """The order and its credit in one commit; the sender delivers it; result_of answers."""
     async with ShakescoClient(sandbox.api_key, base_url=sandbox.base_url, ledger=tmp_path / "x.sqlite3") as setup:
         await setup.set_event_details("purchase", 5, False)
-    (tmp_path / "staged.py").write_text(example("staged"))
-    env = {"SHAKESCO_API_KEY": sandbox.api_key, "SHAKESCO_BASE_URL": sandbox.base_url, "PATH": ""}
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "staged.py",
-        cwd=tmp_path,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode == 0, err.decode()
-    assert out.decode().strip().startswith("0x")
+    out = await _run_example("staged", sandbox, tmp_path)
+    assert out.strip().startswith("0x")
     assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == ["order:1001"]
     db = sqlite3.connect(tmp_path / "shakesco-ledger.sqlite3")
     assert db.execute("SELECT id, customer FROM orders").fetchall() == [("1001", "user-7421")]
