@@ -21,7 +21,7 @@ from .guard._wrapper import Resend, Settled, wave_size
 from .ledger import EntryState, LedgerEntry
 from .ledger._entry import OPEN_STATES
 
-__all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "run_periodically"]
+__all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "repeat_passes", "run_periodically"]
 
 log = logging.getLogger("shakesco_async.reconcile")
 OUTCOMES = tuple(ReconcileOutcome)
@@ -179,13 +179,29 @@ async def run_periodically(
     guard: WriteGuard, interval: float, *, older_than: float, concurrency: int, resend: Resend
 ) -> None:
     """Reconcile every ``interval`` seconds until cancelled; errors are logged, never lost."""
+
+    async def one_pass() -> bool:
+        summary = await reconcile(guard, older_than=older_than, concurrency=concurrency, resend=resend)
+        for key, reason in summary.in_doubt:
+            log.warning("write %s is still in doubt: %s", key, reason)
+        return False
+
+    await repeat_passes(one_pass, lambda: CLOCK.sleep(interval), what="reconcile pass", retry_in=interval)
+
+
+async def repeat_passes(
+    one_pass: Callable[[], Awaitable[bool]], pause: Callable[[], Awaitable[None]], *, what: str, retry_in: float
+) -> None:
+    """Run ``one_pass`` until cancelled, with ``pause()`` between passes unless a pass says to
+    go on at once (True). A failed pass is logged, and the next one starts ``retry_in`` later."""
     while True:
         try:
-            summary = await reconcile(guard, older_than=older_than, concurrency=concurrency, resend=resend)
-            for key, reason in summary.in_doubt:
-                log.warning("write %s is still in doubt: %s", key, reason)
+            again = await one_pass()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("reconcile pass failed; trying again in %.0fs", interval)
-        await CLOCK.sleep(interval)
+            log.exception("%s failed; trying again in %.1fs", what, retry_in)
+            await CLOCK.sleep(retry_in)
+            continue
+        if not again:
+            await pause()

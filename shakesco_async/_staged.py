@@ -10,13 +10,12 @@ staged through the write guard, oldest first, so a customer's writes go in stagi
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from ._errors import LedgerError, OutcomeUnknown, ShakescoError, ValidationError
-from ._reconcile import reconcile
+from ._reconcile import reconcile, repeat_passes
 from ._timing import CLOCK
 from .endpoints import Endpoint
 from .endpoints.cashback import CashbackEndpoints
@@ -142,18 +141,15 @@ async def send_staged(guard: WriteGuard, *, poll: float, concurrency: int) -> No
     """Send what was staged (and what else is provably unsent and owed) until cancelled:
     a pass as soon as a staging transaction commits (PostgreSQL: LISTEN/NOTIFY), else
     every ``poll`` seconds. Errors are logged, and the next pass tries again."""
-    while True:
-        try:
-            summary = await reconcile(guard, older_than=0.0, concurrency=concurrency, states=UNSENT)
-            for key, reason in summary.in_doubt:
-                log.warning("staged write %s is in doubt: %s", key, reason)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sending staged writes failed; trying again in %.1fs", poll)
-            await CLOCK.sleep(poll)
-            continue
+
+    async def one_pass() -> bool:
+        summary = await reconcile(guard, older_than=0.0, concurrency=concurrency, states=UNSENT)
+        for key, reason in summary.in_doubt:
+            log.warning("staged write %s is in doubt: %s", key, reason)
         counts = summary.counts
-        if counts["resent"] + counts["failed"] + counts["committed"]:
-            continue  # more may have been staged meanwhile: look again at once
-        await guard.ledger.staged_arrived(poll)
+        # Something went out: more may have been staged meanwhile, so look again at once.
+        return bool(counts["resent"] + counts["failed"] + counts["committed"])
+
+    await repeat_passes(
+        one_pass, lambda: guard.ledger.staged_arrived(poll), what="sending staged writes", retry_in=poll
+    )
