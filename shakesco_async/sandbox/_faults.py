@@ -71,6 +71,9 @@ class FaultRule:
     release: asyncio.Event | None = None
     fired: int = 0
     seen: int = 0
+    held: int = 0
+    """``commit_late``: requests read whole and being held (a test may kill their client now:
+    they land all the same)."""
 
     @property
     def before_commit(self) -> bool:
@@ -78,6 +81,7 @@ class FaultRule:
 
     async def hold(self) -> None:
         """Wait ``delay`` seconds, or until ``release`` is set (the first, with both)."""
+        self.held += 1
         if self.release is None:
             await asyncio.sleep(self.delay)
             return
