@@ -316,8 +316,11 @@ class PostgresLedger(Ledger):
             await self._stop_listening()
             await CLOCK.sleep(at_most)
             return
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that comes as the event is set, and the sender would then outlive aclose().
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._staged.wait(), at_most)
+            async with asyncio.timeout(at_most):
+                await self._staged.wait()
         self._staged.clear()
 
     async def _listen(self) -> None:

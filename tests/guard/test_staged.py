@@ -6,6 +6,7 @@ SQLite ledger's file (aiosqlite), or in the PostgreSQL ledger's database (asyncp
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import sqlite3
 import uuid
@@ -288,3 +289,19 @@ async def test_the_sender_is_told_of_a_commit_and_needs_no_poll(
         async with app.transaction() as conn:
             key = await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key=f"n{n}")
         assert (await client.result_of(key, wait=30)).tx_hash
+
+
+async def test_a_sender_cancelled_as_a_notification_arrives_stops(
+    client: ShakescoClient, ledger_spec: LedgerSpec
+) -> None:
+    """The cancellation must not be lost to the wake-up (``aclose()`` would wait for ever)."""
+    if ledger_spec.backend != "postgres":
+        pytest.skip("SQLite's sender polls")
+    ledger: Any = client.ledger
+    await asyncio.wait_for(ledger.staged_arrived(30), 10)  # it listens now, and has looked once
+    waiting = asyncio.create_task(ledger.staged_arrived(30))
+    await asyncio.sleep(0.05)
+    ledger._staged.set()  # the notification and the cancellation in the same turn of the loop
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
