@@ -10,6 +10,7 @@ staged through the write guard, oldest first, so a customer's writes go in stagi
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
@@ -108,7 +109,7 @@ class StagedWrites:
     set_event_details = _staged(EventEndpoints.set_event_details)
 
 
-async def result_of(ledger: Ledger, key: str, *, wait: float | None, poll: float = 0.2) -> object:
+async def result_of(ledger: Ledger, key: str, *, wait: float | None, poll: float = 1.0) -> object:
     """Wait until the write under ``key`` is settled: its receipt (or link), or its error.
 
     ``OutcomeUnknown`` when it is in doubt, or still pending after ``wait`` seconds (the
@@ -133,7 +134,14 @@ async def result_of(ledger: Ledger, key: str, *, wait: float | None, poll: float
             raise OutcomeUnknown(key, entry.reason or "in doubt")
         if deadline is not None and CLOCK.monotonic() >= deadline:
             raise OutcomeUnknown(key, f"still {entry.state.value} after {wait:g}s; the sender goes on with it")
-        await CLOCK.sleep(pause if deadline is None else max(0.0, min(pause, deadline - CLOCK.monotonic())))
+        # Woken when this process settles it; read again now and then for other processes.
+        left = pause if deadline is None else max(0.0, min(pause, deadline - CLOCK.monotonic()))
+        settled = ledger.watch(key)
+        try:
+            async with asyncio.timeout(left):
+                await settled.wait()
+        except TimeoutError:
+            ledger.unwatch(key, settled)
         pause = min(pause * 2, poll)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
@@ -257,6 +258,24 @@ class Ledger(abc.ABC):
         connection, inside its open transaction: owed once that commits, never if it rolls
         back. A key staged before with the same parameters is left as it is."""
         raise ConfigurationError(f"{type(self).__name__} cannot stage writes through an application's connection")
+
+    def watch(self, key: str) -> asyncio.Event:
+        """An event set once this ledger object next settles ``key`` (in this process: writes
+        settled by other processes are seen by reading the entry again)."""
+        watchers: dict[str, asyncio.Event] = self.__dict__.setdefault("_watchers", {})
+        return watchers.setdefault(key, asyncio.Event())
+
+    def unwatch(self, key: str, event: asyncio.Event) -> None:
+        """Stop keeping ``event`` for ``key`` (its waiter reads the entry instead)."""
+        watchers: dict[str, asyncio.Event] = self.__dict__.get("_watchers", {})
+        if watchers.get(key) is event:
+            del watchers[key]
+
+    def _settled(self, key: str) -> None:
+        """Wake whoever watches ``key`` (each backend's ``settle``, once the entry moved)."""
+        event = self.__dict__.get("_watchers", {}).pop(key, None)
+        if event is not None:
+            event.set()
 
     async def staged_arrived(self, at_most: float) -> None:
         """Return once a write may have been staged (a transaction that staged one committed),

@@ -544,7 +544,9 @@ class PostgresLedger(Ledger):
         moved: bool = await asyncio.shield(self._settles.submit(row))
         if move.release and move.owner is not None:
             await self.release(move.release, owner=move.owner)
-        if not moved and move.expect is None:
+        if moved:
+            self._settled(key)
+        elif move.expect is None:
             await self._refuse_forbidden(key, move.state)
         return moved
 

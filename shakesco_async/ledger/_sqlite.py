@@ -671,10 +671,14 @@ class SQLiteLedger(Ledger):
         if not move.wait and self._writer is not None:
             # Later operations queue behind this one, so they see it; a failure leaves the
             # entry open for reconcile to verify, which is safe, so it is logged, not raised.
-            self._enqueue(record, durable=False).add_done_callback(partial(_log_failure, key, state))
+            queued = self._enqueue(record, durable=False)
+            queued.add_done_callback(partial(_log_failure, key, state))
+            queued.add_done_callback(lambda _: self._settled(key))
             return True
         moved: bool = await self._submit(record)
-        if not moved and move.expect is None:
+        if moved:
+            self._settled(key)
+        elif move.expect is None:
             await self._refuse_forbidden(key, state)
         return moved
 

@@ -619,3 +619,16 @@ def test_nothing_leaves_the_apis_own_answers() -> None:
     for target, sources in MOVES_INTO.items():
         for final in (EntryState.COMMITTED, EntryState.FAILED):
             assert (final in sources) == (target == final), (final, target)
+
+
+@pytest.mark.parametrize("wait", [True, False])
+async def test_a_settle_wakes_whoever_watches_the_key(ledger: Ledger, wait: bool) -> None:
+    """``result_of`` in this process learns of an outcome without reading the ledger again."""
+    await ledger.begin(_intent("w", "cw"), owner="o", lease_ttl=60)
+    settled, other = ledger.watch("w"), ledger.watch("other")
+    assert ledger.watch("w") is settled  # one event per key, for every waiter
+    assert await ledger.settle("w", Settlement(EntryState.COMMITTED, result={}, owner="o", wait=wait))
+    await asyncio.wait_for(settled.wait(), 10)
+    assert not other.is_set()
+    ledger.unwatch("other", other)
+    assert ledger.watch("other") is not other
