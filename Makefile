@@ -10,8 +10,9 @@ PY := $(VENV)/bin/python
 KEY := $(shell $(PYTHON) -c "import hashlib, pathlib; print(hashlib.sha256(pathlib.Path('pyproject.toml').read_bytes()).hexdigest()[:16])")
 BASE := $(VENV)/.installed-base-$(KEY)
 DEV := $(VENV)/.installed-dev-$(KEY)
-# The tests mostly wait (sockets, sleeps, fsyncs): three workers keep two cores busy.
-TEST_WORKERS ?= 3
+# The tests mostly wait (sockets, sleeps, fsyncs): six workers per core keep the cores busy
+# (each worker starts its own PostgreSQL cluster; about 150 MB each).
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(24, 6 * (os.cpu_count() or 1)))")
 
 .PHONY: demo test lint docs docs-build bench clean help
 
