@@ -23,8 +23,21 @@ import enum
 import attrs
 
 from ..endpoints._proofs import Verdict
+from ..ledger._entry import MAYBE_SENT, EntryState
+from ._outcome import ReconcileOutcome
 
-__all__ = ["Answer", "Situation", "Step", "StepKind", "after_attempt", "before_attempt", "effective_verdict"]
+__all__ = [
+    "Answer",
+    "Finish",
+    "ReconcileStep",
+    "Situation",
+    "Step",
+    "StepKind",
+    "after_attempt",
+    "before_attempt",
+    "effective_verdict",
+    "reconcile_step",
+]
 
 
 class Answer(enum.Enum):
@@ -173,3 +186,63 @@ def _again_or_give_up(s: Situation, *, confirm: bool) -> Step:
     if s.attempt > s.max_retries:
         return Step(StepKind.GIVE_UP, confirm=confirm, why=f"not applied after {s.attempt} attempts")
     return Step(StepKind.SEND_AGAIN, retry_after=s.retry_after, confirm=confirm)
+
+
+# -- reconcile: one open entry, its customers leased -----------------------------------------
+class Finish(enum.Enum):
+    REPORT = "report"
+    """Record nothing: report ``outcome``."""
+    JUDGE = "judge"
+    """Read the state back and judge it (then ask again, with the verdict)."""
+    RECORD = "record"
+    """Record ``state`` (not in a dry run), then report ``outcome``."""
+    SEND = "send"
+    """Proven not sent, or not applied, and owed: send it through the guard."""
+
+
+@attrs.frozen
+class ReconcileStep:
+    kind: Finish
+    outcome: ReconcileOutcome | None = None
+    detail: str = ""
+    state: EntryState | None = None
+
+
+def reconcile_step(
+    *,
+    state: EntryState,
+    has_snapshot: bool,
+    landed: bool,
+    verdict: Verdict | None,
+    why: str,
+    generated: bool,
+    resend: str,
+    dry_run: bool,
+) -> ReconcileStep:
+    """What reconcile does next with an open entry: ``landed`` says its last request can no
+    longer be on its way; ``verdict`` (and ``why``), the judgement once one was made;
+    ``generated``, whether the SDK made its key."""
+    if state in MAYBE_SENT:
+        if not has_snapshot:
+            return ReconcileStep(Finish.REPORT, ReconcileOutcome.IN_DOUBT, why or "no usable snapshot; resolve by hand")
+        if not landed:
+            return ReconcileStep(Finish.REPORT, ReconcileOutcome.BUSY, "its last request may still be on its way")
+        if verdict is None:
+            return ReconcileStep(Finish.JUDGE)
+        if verdict == Verdict.APPLIED:
+            return ReconcileStep(Finish.RECORD, ReconcileOutcome.COMMITTED, "verified applied", EntryState.COMMITTED)
+        if verdict != Verdict.NOT_APPLIED:
+            return ReconcileStep(Finish.RECORD, ReconcileOutcome.IN_DOUBT, why, EntryState.IN_DOUBT)
+    if state == EntryState.STAGED and resend == "none":
+        return ReconcileStep(Finish.REPORT, ReconcileOutcome.NOT_APPLIED, "staged; not sent (resend='none')")
+    if not (resend == "all" or (resend == "caller" and not generated)):
+        # Not sent by this pass: an SDK-made key is given up (its caller may have retried
+        # under another); the caller's stays open for the caller, or a pass that sends.
+        if generated:
+            return ReconcileStep(
+                Finish.RECORD, ReconcileOutcome.ABANDONED, "provably not applied", EntryState.ABANDONED
+            )
+        return ReconcileStep(Finish.RECORD, ReconcileOutcome.NOT_APPLIED, "provably not applied", EntryState.RECORDED)
+    if dry_run:
+        return ReconcileStep(Finish.REPORT, ReconcileOutcome.RESENT, "provably not applied; would be sent again")
+    return ReconcileStep(Finish.SEND)

@@ -50,7 +50,18 @@ from ..endpoints import ENDPOINTS_BY_PATH, Endpoint, EndpointMethods
 from ..ledger import Begun, EntryState, Fence, Intent, KeySource, Ledger, LedgerEntry, Settlement
 from ..ledger._entry import API_ANSWERS, MAYBE_SENT, OPEN_STATES
 from ._cleanup import Cleanups
-from ._decide import Answer, Situation, Step, StepKind, after_attempt, before_attempt, effective_verdict
+from ._decide import (
+    Answer,
+    Finish,
+    ReconcileStep,
+    Situation,
+    Step,
+    StepKind,
+    after_attempt,
+    before_attempt,
+    effective_verdict,
+    reconcile_step,
+)
 from ._events import EventKinds
 from ._locks import KeyedLocks
 from ._outcome import (
@@ -922,40 +933,32 @@ class WriteGuard:
             await self._give_back(lease)
 
     async def _reconcile_held(self, entry: LedgerEntry, lease: _Lease, resend: Resend, dry_run: bool) -> Settled:
-        if entry.state in MAYBE_SENT:
-            if entry.snapshot is None:
-                return (ReconcileOutcome.IN_DOUBT, entry.reason or "no usable snapshot; resolve by hand")
-            if not await self._landed(entry, wait=False):
-                return (ReconcileOutcome.BUSY, "its last request may still be on its way")
-            judgement = await self._judge(entry)
-            if not await self._still_held(lease):
-                return (ReconcileOutcome.BUSY, "the lease on its customers ended while it was judged")
-            # Verdicts are queued, not awaited: reconcile's last commit is ordered after them,
-            # and a verdict lost to a crash leaves the entry open to be judged again.
-            if judgement.verdict == Verdict.APPLIED:
-                if not dry_run:
-                    await self._finish(
-                        entry, lease, EntryState.COMMITTED, result=_VERIFIED, expect=MAYBE_SENT, wait=False
-                    )
-                return (ReconcileOutcome.COMMITTED, "verified applied")
-            if judgement.verdict != Verdict.NOT_APPLIED:
-                if not dry_run:
-                    await self._finish(
-                        entry, lease, EntryState.IN_DOUBT, reason=judgement.reason, expect=MAYBE_SENT, wait=False
-                    )
-                return (ReconcileOutcome.IN_DOUBT, judgement.reason)
-        generated = entry.key_source == KeySource.GENERATED
-        if entry.state == EntryState.STAGED and resend == "none":
-            return (ReconcileOutcome.NOT_APPLIED, "staged; not sent (resend='none')")
-        if not (resend == "all" or (resend == "caller" and not generated)):
-            if not dry_run:
-                state = EntryState.ABANDONED if generated else EntryState.RECORDED
-                if not await self._finish(entry, lease, state, reason="not applied; reconcile did not send it"):
-                    return (ReconcileOutcome.FINAL, "settled meanwhile by another writer")
-            outcome = ReconcileOutcome.ABANDONED if generated else ReconcileOutcome.NOT_APPLIED
-            return (outcome, "provably not applied")
-        if dry_run:
-            return (ReconcileOutcome.RESENT, "provably not applied; would be sent again")
+        """The driver of ``_decide.reconcile_step`` for one leased entry."""
+        unsettled = entry.state in MAYBE_SENT and entry.snapshot is not None
+        landed = await self._landed(entry, wait=False) if unsettled else True
+        judgement: Judgement | None = None
+        while True:
+            step = reconcile_step(
+                state=entry.state,
+                has_snapshot=entry.snapshot is not None,
+                landed=landed,
+                verdict=None if judgement is None else judgement.verdict,
+                why=(entry.reason or "") if judgement is None else judgement.reason,
+                generated=entry.key_source == KeySource.GENERATED,
+                resend=resend,
+                dry_run=dry_run,
+            )
+            if step.kind == Finish.JUDGE:
+                judgement = await self._judge(entry)
+                if not await self._still_held(lease):
+                    return (ReconcileOutcome.BUSY, "the lease on its customers ended while it was judged")
+                continue
+            if step.kind == Finish.SEND:
+                break
+            assert step.outcome is not None
+            if step.kind == Finish.RECORD and not dry_run and not await self._record(entry, lease, step):
+                return (ReconcileOutcome.FINAL, "settled meanwhile by another writer")
+            return (step.outcome, step.detail)
         try:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
             await self._resolve_others(entry, lease, others, caller=False)
@@ -974,6 +977,17 @@ class WriteGuard:
         except ShakescoError as exc:
             return (ReconcileOutcome.NOT_APPLIED, str(exc))
         return (ReconcileOutcome.RESENT, "sent again and applied")
+
+    async def _record(self, entry: LedgerEntry, lease: _Lease, step: ReconcileStep) -> bool:
+        """Record reconcile's verdict. A verdict read from the API is queued, not awaited:
+        reconcile's last commit is ordered after it, and one lost to a crash leaves the entry
+        open to be judged again."""
+        if step.state == EntryState.COMMITTED:
+            return await self._finish(entry, lease, step.state, result=_VERIFIED, expect=MAYBE_SENT, wait=False)
+        if step.state == EntryState.IN_DOUBT:
+            return await self._finish(entry, lease, step.state, reason=step.detail, expect=MAYBE_SENT, wait=False)
+        assert step.state is not None
+        return await self._finish(entry, lease, step.state, reason="not applied; reconcile did not send it")
 
 
 def wave_size(concurrency: int) -> int:

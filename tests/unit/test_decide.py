@@ -19,13 +19,17 @@ from shakesco_async.endpoints import ALL_ENDPOINTS
 from shakesco_async.endpoints._proofs import Verdict, Verifier
 from shakesco_async.guard._decide import (
     Answer,
+    Finish,
     Situation,
     Step,
     StepKind,
     after_attempt,
     before_attempt,
     effective_verdict,
+    reconcile_step,
 )
+from shakesco_async.guard._outcome import ReconcileOutcome
+from shakesco_async.ledger import EntryState
 
 A, V, K = Answer, Verdict, StepKind
 ANY = "any"
@@ -188,3 +192,65 @@ def test_a_verdict_read_after_waiting_for_the_landing_is_final(verdict: Verdict)
     assert after_attempt(situation).kind == K.VERIFY
     waited = after_attempt(attrs.evolve(situation, waited=True)).kind
     assert waited == (K.GIVE_UP if verdict == V.NOT_APPLIED else K.IN_DOUBT)
+
+
+# -- reconcile: one open entry, leased ---------------------------------------------------------
+S, F, R = EntryState, Finish, ReconcileOutcome
+Row = tuple[EntryState, bool, bool, Verdict | None, str, str, Finish, ReconcileOutcome | None, EntryState | None]
+FIELDS = ("state", "snapshot", "landed", "verdict", "key", "resend", "kind", "outcome", "records")
+# state        snapshot landed  verdict         key        resend    → step, outcome, state recorded
+RECONCILE: list[
+    tuple[EntryState, bool, bool, Verdict | None, str, str, Finish, ReconcileOutcome | None, EntryState | None]
+] = [
+    # Maybe sent: judged only with a snapshot, and once its last request cannot land.
+    (S.SENDING, False, True, None, "caller", "caller", F.REPORT, R.IN_DOUBT, None),
+    (S.SENDING, True, False, None, "caller", "caller", F.REPORT, R.BUSY, None),
+    (S.SENDING, True, True, None, "caller", "caller", F.JUDGE, None, None),
+    (S.IN_DOUBT, True, True, None, "sdk", "none", F.JUDGE, None, None),
+    (S.SENDING, True, True, V.APPLIED, "sdk", "none", F.RECORD, R.COMMITTED, S.COMMITTED),
+    (S.IN_DOUBT, True, True, V.UNEXPLAINED, "caller", "all", F.RECORD, R.IN_DOUBT, S.IN_DOUBT),
+    (S.SENDING, True, True, V.UNREADABLE, "caller", "caller", F.RECORD, R.IN_DOUBT, S.IN_DOUBT),
+    # Proven not applied, or never sent: sent if the policy says so, else left or given up.
+    (S.SENDING, True, True, V.NOT_APPLIED, "caller", "caller", F.SEND, None, None),
+    (S.SENDING, True, True, V.NOT_APPLIED, "sdk", "caller", F.RECORD, R.ABANDONED, S.ABANDONED),
+    (S.SENDING, True, True, V.NOT_APPLIED, "sdk", "all", F.SEND, None, None),
+    (S.RECORDED, False, True, None, "caller", "caller", F.SEND, None, None),
+    (S.RECORDED, False, True, None, "caller", "none", F.RECORD, R.NOT_APPLIED, S.RECORDED),
+    (S.RECORDED, False, True, None, "sdk", "caller", F.RECORD, R.ABANDONED, S.ABANDONED),
+    (S.RECORDED, False, True, None, "sdk", "all", F.SEND, None, None),
+    # Staged: owed whoever made the key (it is recorded as the caller's); never given up here.
+    (S.STAGED, False, True, None, "caller", "caller", F.SEND, None, None),
+    (S.STAGED, False, True, None, "caller", "none", F.REPORT, R.NOT_APPLIED, None),
+]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+@pytest.mark.parametrize(
+    ("state", "snapshot", "landed", "verdict", "key", "resend", "kind", "outcome", "records"), RECONCILE
+)
+def test_reconcile_decides_each_entry_by_the_table(
+    state: EntryState,
+    snapshot: bool,
+    landed: bool,
+    verdict: Verdict | None,
+    key: str,
+    resend: str,
+    kind: Finish,
+    outcome: ReconcileOutcome | None,
+    records: EntryState | None,
+    dry_run: bool,
+) -> None:
+    step = reconcile_step(
+        state=state,
+        has_snapshot=snapshot,
+        landed=landed,
+        verdict=verdict,
+        why="because",
+        generated=key == "sdk",
+        resend=resend,
+        dry_run=dry_run,
+    )
+    if dry_run and kind == F.SEND:  # a dry run says what it would do, and sends nothing
+        assert (step.kind, step.outcome) == (F.REPORT, R.RESENT)
+        return
+    assert (step.kind, step.outcome, step.state) == (kind, outcome, records)
