@@ -43,7 +43,7 @@ demo: $(if $(wildcard $(DEV)),$(DEV),$(BASE))
 	$(VENV)/bin/shakesco-async demo
 
 test: $(DEV)
-	$(PY) -m pytest -q -n $(TEST_WORKERS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 lint: $(DEV)
 	$(PY) -m ruff check .
