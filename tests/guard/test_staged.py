@@ -47,7 +47,7 @@ class App:
     async def transaction(self, *, commit: bool = True) -> AsyncIterator[Any]:
         """A transaction of the application's, committed or rolled back at the end."""
         if self.spec.backend == "sqlite":
-            await self.conn.execute("BEGIN")
+            await self.conn.execute("BEGIN IMMEDIATE")  # a deferred one may not upgrade to write
             try:
                 yield self.conn
             except BaseException:
@@ -238,14 +238,16 @@ async def test_other_connections_the_application_may_hold(
     """sqlite3 (SQLite ledger); SQLAlchemy's AsyncConnection and AsyncSession (PostgreSQL)."""
     keys = []
     if ledger_spec.backend == "sqlite":
-        db = sqlite3.connect(ledger_spec.location)
+        db = sqlite3.connect(ledger_spec.location, isolation_level=None, timeout=30)
         try:
-            with db:  # commits at the end
-                db.execute(f"INSERT INTO {app.table} (id) VALUES ('s1')")
-                keys.append(await client.staged(db).claim_tokens("purchase", "ann"))
+            db.execute("BEGIN IMMEDIATE")  # the ledger writes too: a deferred one may not upgrade
+            db.execute(f"INSERT INTO {app.table} (id) VALUES ('s1')")
+            keys.append(await client.staged(db).claim_tokens("purchase", "ann"))
+            db.execute("COMMIT")
+            db.execute("BEGIN IMMEDIATE")
             db.execute(f"INSERT INTO {app.table} (id) VALUES ('s2')")
             await client.staged(db).claim_tokens("purchase", "ann", idempotency_key="rolled-back")
-            db.rollback()  # the handler failed
+            db.execute("ROLLBACK")  # the handler failed
         finally:
             db.close()
         expected = ["s1"]

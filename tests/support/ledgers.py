@@ -52,10 +52,11 @@ def sqlite_execute(path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> 
 async def stage_committed(ledger: Ledger, intent: Intent) -> None:
     """Stage ``intent`` through a connection of the application's own, and commit."""
     if isinstance(ledger, SQLiteLedger):
-        db = sqlite3.connect(ledger.path)
+        db = sqlite3.connect(ledger.path, isolation_level=None, timeout=30)
         try:
-            with db:
-                await ledger.stage(db, intent)
+            db.execute("BEGIN IMMEDIATE")
+            await ledger.stage(db, intent)
+            db.execute("COMMIT")
         finally:
             db.close()
         return
