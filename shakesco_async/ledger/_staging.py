@@ -61,7 +61,12 @@ async def stage_through(
     except (ConfigurationError, IdempotencyConflict):
         raise
     except Exception as exc:  # the application's driver: its own error types
-        raise LedgerError(f"could not stage the write through the application's connection: {exc}") from exc
+        # Part of it may be in the application's transaction already: rolled back, nothing is
+        # owed; committed anyway, the write would be sent although the caller heard an error.
+        raise LedgerError(
+            f"could not stage the write through the application's connection ({exc}); roll the"
+            " transaction back: part of the write may be recorded in it"
+        ) from exc
     operation, digest = found
     if operation != intent.operation or digest != intent.digest:
         raise IdempotencyConflict(

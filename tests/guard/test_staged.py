@@ -24,7 +24,7 @@ from shakesco_async.endpoints import ALL_ENDPOINTS
 from shakesco_async.ledger import EntryState
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
-from tests.support.ledgers import LedgerSpec
+from tests.support.ledgers import LedgerSpec, begin_immediate
 
 Transaction = Callable[[Callable[[Any], Awaitable[None]]], Awaitable[None]]
 
@@ -238,13 +238,15 @@ async def test_other_connections_the_application_may_hold(
     """sqlite3 (SQLite ledger); SQLAlchemy's AsyncConnection and AsyncSession (PostgreSQL)."""
     keys = []
     if ledger_spec.backend == "sqlite":
-        db = sqlite3.connect(ledger_spec.location, isolation_level=None, timeout=30)
+        # A sqlite3 connection blocks the event loop while it waits for the file's write lock,
+        # and the ledger may need the loop to give it up: take the lock without waiting.
+        db = sqlite3.connect(ledger_spec.location, isolation_level=None, timeout=0)
         try:
-            db.execute("BEGIN IMMEDIATE")  # the ledger writes too: a deferred one may not upgrade
+            await begin_immediate(db)
             db.execute(f"INSERT INTO {app.table} (id) VALUES ('s1')")
             keys.append(await client.staged(db).claim_tokens("purchase", "ann"))
             db.execute("COMMIT")
-            db.execute("BEGIN IMMEDIATE")
+            await begin_immediate(db)
             db.execute(f"INSERT INTO {app.table} (id) VALUES ('s2')")
             await client.staged(db).claim_tokens("purchase", "ann", idempotency_key="rolled-back")
             db.execute("ROLLBACK")  # the handler failed
@@ -307,3 +309,23 @@ async def test_a_sender_cancelled_as_a_notification_arrives_stops(
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
+
+
+async def test_a_staging_that_fails_halfway_says_to_roll_back_and_a_rollback_leaves_nothing(
+    client: ShakescoClient, app: App, ledger_spec: LedgerSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shakesco_async.ledger import _staging
+
+    kind = "aiosqlite" if ledger_spec.backend == "sqlite" else "asyncpg"
+    run = _staging._RUNNERS[kind]
+
+    async def broken_read_back(conn: Any, sql: str, values: Any, *, fetch: bool) -> Any:
+        if sql.startswith("SELECT operation"):  # after the insert: the connection fails
+            raise OSError("connection lost")
+        return await run(conn, sql, values, fetch=fetch)
+
+    monkeypatch.setitem(_staging._RUNNERS, kind, broken_read_back)
+    async with app.transaction(commit=False) as conn:  # the caller rolls back, as told
+        with pytest.raises(sa.LedgerError, match="roll the transaction back"):
+            await client.staged(conn).upgrade_to_shakesco("ann", 1, idempotency_key="half")
+    assert await client.ledger.get("half") is None

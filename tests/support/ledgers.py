@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -52,9 +53,9 @@ def sqlite_execute(path: str | Path, sql: str, params: tuple[Any, ...] = ()) -> 
 async def stage_committed(ledger: Ledger, intent: Intent) -> None:
     """Stage ``intent`` through a connection of the application's own, and commit."""
     if isinstance(ledger, SQLiteLedger):
-        db = sqlite3.connect(ledger.path, isolation_level=None, timeout=30)
+        db = sqlite3.connect(ledger.path, isolation_level=None, timeout=0)
         try:
-            db.execute("BEGIN IMMEDIATE")
+            await begin_immediate(db)
             await ledger.stage(db, intent)
             db.execute("COMMIT")
         finally:
@@ -68,3 +69,16 @@ async def stage_committed(ledger: Ledger, intent: Intent) -> None:
             await ledger.stage(conn, intent)
     finally:
         await conn.close()
+
+
+async def begin_immediate(db: sqlite3.Connection) -> None:
+    """Take the file's write lock on a sqlite3 connection without blocking the event loop
+    (the ledger may need the loop to give the lock up): try, and await between tries."""
+    while True:
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            await asyncio.sleep(0.005)
