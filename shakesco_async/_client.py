@@ -35,7 +35,8 @@ from ._errors import (
 )
 from ._reconcile import Progress, ReconcileSummary, check_options, reconcile, run_periodically
 from ._retry import backoff_delay
-from ._staged import StagedWrites, result_of, send_staged
+from ._sender import send_staged
+from ._staged import StagedWrites, result_of
 from ._timing import CLOCK
 from ._transport import Transport
 from ._validate import seconds as check_seconds

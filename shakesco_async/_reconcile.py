@@ -21,7 +21,15 @@ from .guard._wrapper import Resend, Settled, wave_size
 from .ledger import EntryState, LedgerEntry
 from .ledger._entry import OPEN_STATES
 
-__all__ = ["OUTCOMES", "ReconcileSummary", "check_options", "reconcile", "repeat_passes", "run_periodically"]
+__all__ = [
+    "OUTCOMES",
+    "ReconcileSummary",
+    "check_options",
+    "reconcile",
+    "reconcile_one",
+    "repeat_passes",
+    "run_periodically",
+]
 
 log = logging.getLogger("shakesco_async.reconcile")
 OUTCOMES = tuple(ReconcileOutcome)
@@ -158,6 +166,17 @@ async def reconcile(
     if examined:
         log.info("reconciled %d entries: %s", examined, {k: v for k, v in summary.counts.items() if v})
     return summary
+
+
+async def reconcile_one(guard: WriteGuard, entry: LedgerEntry) -> Settled:
+    """Reconcile's outcome for one entry the caller has claimed (``resend="caller"``)."""
+    settled: list[Settled] = []
+
+    async def page() -> AsyncGenerator[list[LedgerEntry], None]:
+        yield [entry]
+
+    await guard.reconcile_many(page(), concurrency=1, on_settled=lambda key, outcome: settled.append(outcome))
+    return settled[0]
 
 
 def _unclaim(guard: WriteGuard, owner: str, taken: list[LedgerEntry]) -> Awaitable[None]:

@@ -11,12 +11,12 @@ staged through the write guard, oldest first, so a customer's writes go in stagi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 from ._errors import LedgerError, OutcomeUnknown, ShakescoError, ValidationError
-from ._reconcile import reconcile, repeat_passes
 from ._timing import CLOCK
 from .endpoints import Endpoint
 from .endpoints.cashback import CashbackEndpoints
@@ -30,12 +30,11 @@ from .endpoints.vesting import VestingEndpoints
 from .guard._outcome import raise_recorded, result_from_record
 from .guard._wrapper import check_idempotency_key, intent_for, sdk_key
 from .ledger import EntryState, KeySource, Ledger
-from .ledger._entry import UNSENT
 
 if TYPE_CHECKING:
-    from .guard import WriteGuard
+    pass
 
-__all__ = ["NotApplied", "StagedWrites", "result_of", "send_staged"]
+__all__ = ["NotApplied", "StagedWrites", "result_of"]
 
 log = logging.getLogger("shakesco_async.sender")
 P = ParamSpec("P")
@@ -117,47 +116,47 @@ async def result_of(ledger: Ledger, key: str, *, wait: float | None, poll: float
     write has that key (never staged, or its transaction rolled back).
     """
     deadline = None if wait is None else CLOCK.monotonic() + wait
-    pause = 0.005
+    pause = min(0.05, poll)
     while True:
-        entry = await ledger.get(key)
-        if entry is None:
-            raise LedgerError(f"no write has the idempotency key {key!r} (never staged, or rolled back)")
-        if entry.state == EntryState.COMMITTED:
-            assert entry.result is not None
-            return result_from_record(entry.result, key, replayed=True)
-        if entry.state == EntryState.FAILED:
-            assert entry.error is not None
-            raise_recorded(entry.error)
-        if entry.state == EntryState.ABANDONED:
-            raise NotApplied(f"write {key!r} was proven not applied and given up: {entry.reason}")
-        if entry.state == EntryState.IN_DOUBT:
-            raise OutcomeUnknown(key, entry.reason or "in doubt")
-        if deadline is not None and CLOCK.monotonic() >= deadline:
-            raise OutcomeUnknown(key, f"still {entry.state.value} after {wait:g}s; the sender goes on with it")
-        # Woken when this process settles it; read again now and then for other processes.
-        left = pause if deadline is None else max(0.0, min(pause, deadline - CLOCK.monotonic()))
+        # Watched before reading: a settle in this process after the read still wakes this.
         settled = ledger.watch(key)
         try:
-            async with asyncio.timeout(left):
-                await settled.wait()
-        except TimeoutError:
+            entry = await ledger.get(key)
+            if entry is None:
+                raise LedgerError(f"no write has the idempotency key {key!r} (never staged, or rolled back)")
+            answer = _answer(key, entry.state, entry.result, entry.error, entry.reason)
+            if answer is not _PENDING:
+                return answer
+            if deadline is not None and CLOCK.monotonic() >= deadline:
+                raise OutcomeUnknown(key, f"still {entry.state.value} after {wait:g}s; the sender goes on with it")
+            # Woken when this process settles it; read again now and then for other processes.
+            left = pause if deadline is None else max(0.0, min(pause, deadline - CLOCK.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    move = await settled
+                    if move is not None:  # the move itself: no need to read the entry again
+                        answer = _answer(key, move.state, move.result, move.error, move.reason)
+                        if answer is not _PENDING:
+                            return answer
+        finally:
             ledger.unwatch(key, settled)
         pause = min(pause * 2, poll)
 
 
-async def send_staged(guard: WriteGuard, *, poll: float, concurrency: int) -> None:
-    """Send what was staged (and what else is provably unsent and owed) until cancelled:
-    a pass as soon as a staging transaction commits (PostgreSQL: LISTEN/NOTIFY), else
-    every ``poll`` seconds. Errors are logged, and the next pass tries again."""
+_PENDING = object()
 
-    async def one_pass() -> bool:
-        summary = await reconcile(guard, older_than=0.0, concurrency=concurrency, states=UNSENT)
-        for key, reason in summary.in_doubt:
-            log.warning("staged write %s is in doubt: %s", key, reason)
-        counts = summary.counts
-        # Something went out: more may have been staged meanwhile, so look again at once.
-        return bool(counts["resent"] + counts["failed"] + counts["committed"])
 
-    await repeat_passes(
-        one_pass, lambda: guard.ledger.staged_arrived(poll), what="sending staged writes", retry_in=poll
-    )
+def _answer(
+    key: str, state: EntryState, result: dict[str, Any] | None, error: dict[str, Any] | None, reason: str | None
+) -> object:
+    """The outcome a write in ``state`` has for its waiter (its receipt, or raised), or
+    ``_PENDING`` while it has none yet."""
+    if state == EntryState.COMMITTED and result is not None:
+        return result_from_record(result, key, replayed=True)
+    if state == EntryState.FAILED and error is not None:
+        raise_recorded(error)
+    if state == EntryState.ABANDONED:
+        raise NotApplied(f"write {key!r} was proven not applied and given up: {reason}")
+    if state == EntryState.IN_DOUBT:
+        raise OutcomeUnknown(key, reason or "in doubt")
+    return _PENDING

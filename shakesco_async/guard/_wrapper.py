@@ -26,7 +26,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
 import attrs
@@ -191,17 +191,11 @@ class WriteGuard:
         async with self._locks.hold([*(f"customer:{c}" for c in customers), f"key:{key}"]):
             fence: Fence | None = None
             unread: Exception | None = None
-            if known is None and self.ledger.fences_snapshots:
-                # Read first, then record intent and snapshot in one commit; the fence makes
-                # the ledger drop the snapshot if another process wrote these customers meanwhile.
-                fence = Fence.starting_now(self._owners.prefix, FENCE_MARGIN)
+            if known is None:
                 try:
-                    known = await snapshot_of(self._reader, endpoint.path, wire)
+                    known, fence = await self._read_fenced(endpoint.path, wire)
                 except (TransportError, APIError, MalformedResponse) as exc:
-                    fence, unread = None, exc
-                else:
-                    if fence.age() > FENCE_MAX_AGE:
-                        known, fence = None, None  # too old to trust; read again once leased
+                    unread = exc
             entry, others, created, leased = await self._take(intent, owner, known, fence)
             lease = _Lease(owner, intent.leases, leased)
             try:
@@ -216,6 +210,58 @@ class WriteGuard:
                 await self._give_back(lease)
                 if changes_events(endpoint.path):
                     self._events.forget(str(wire["event_name"]))
+
+    async def _read_fenced(self, operation: str, params: Mapping[str, object]) -> tuple[Snapshot | None, Fence | None]:
+        """The snapshot read before the intent's commit, and the fence that commit keeps it
+        by: the ledger drops it if another process wrote these customers meanwhile. (None,
+        None) where the ledger cannot fence, or the read took too long to trust: then it is
+        read again once the customers are leased. Raises the read's error."""
+        if not self.ledger.fences_snapshots:
+            return None, None
+        fence = Fence.starting_now(self._owners.prefix, FENCE_MARGIN)
+        known = await snapshot_of(self._reader, operation, params)
+        if fence.age() > FENCE_MAX_AGE:
+            return None, None
+        return known, fence
+
+    async def send_owed(self, entry: LedgerEntry) -> Settled:
+        """Send an owed entry, provably never sent (staged, or recorded under the caller's
+        key), as a call sends a new write: the snapshot read first where the ledger can
+        fence it, then one commit leases the customers and marks it sending. An entry
+        whose customers another process holds, or that moved meanwhile, is left as it is."""
+        intent = Intent(entry.key, entry.operation, entry.params, entry.customers, entry.key_source)
+        owner = self._owners.new()
+        async with self._locks.hold([*(f"customer:{c}" for c in entry.customers), f"key:{entry.key}"]):
+            fence: Fence | None = None
+            try:
+                known = await known_snapshot(self._reader, self._events, entry.operation, entry.params)
+                if known is None:
+                    known, fence = await self._read_fenced(entry.operation, entry.params)
+            except (TransportError, APIError, MalformedResponse) as exc:
+                return (ReconcileOutcome.NOT_APPLIED, f"the read before sending failed, nothing was sent: {exc}")
+            asked = CLOCK.monotonic()
+            begun = await self._cleanups.taking(
+                self.ledger.begin(
+                    intent,
+                    owner=owner,
+                    lease_ttl=self._timing.lease_ttl,
+                    snapshot=known,
+                    fence=fence,
+                    in_flight=self._timing.in_flight,
+                    adopt=True,
+                ),
+                lambda begun: self._unbegin(begun, intent, owner),
+            )
+            if not begun.created or begun.entry is None:
+                if begun.entry is not None and begun.entry.is_final:
+                    return (ReconcileOutcome.FINAL, "settled meanwhile by another writer")
+                return (ReconcileOutcome.BUSY, "another process holds it, or its customers")
+            lease = _Lease(owner, intent.leases, asked)
+            try:
+                fresh = begun.entry
+                return await self._send_owned(fresh, lease, begun.others, marked=fresh.state == EntryState.SENDING)
+            finally:
+                await self._give_back(lease)
 
     async def _take(
         self, intent: Intent, owner: str, known: Snapshot | None, fence: Fence | None
@@ -739,6 +785,8 @@ class WriteGuard:
             return await self._snapshot(entry)
         except (TransportError, APIError, MalformedResponse) as exc:
             await self._give_up_unsent(entry, lease, "could not read the pre-send state", caller=caller)
+            if not caller:  # not the write's own answer: a 4xx of the read must not read as a refusal
+                raise _Unsent(str(_before_sending(exc, entry.operation, entry.key))) from exc
             raise _before_sending(exc, entry.operation, entry.key) from None
 
     async def _mark(
@@ -959,12 +1007,22 @@ class WriteGuard:
             if step.kind == Finish.RECORD and not dry_run and not await self._record(entry, lease, step):
                 return (ReconcileOutcome.FINAL, "settled meanwhile by another writer")
             return (step.outcome, step.detail)
+        return await self._send_owned(entry, lease, None)
+
+    async def _send_owned(
+        self, entry: LedgerEntry, lease: _Lease, others: tuple[LedgerEntry, ...] | None, *, marked: bool = False
+    ) -> Settled:
+        """Send a leased entry no caller waits for (reconcile's, the sender's), after settling
+        the earlier open writes on its customers (``others``; None: look them up)."""
         try:
-            others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
+            if others is None:
+                others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
             await self._resolve_others(entry, lease, others, caller=False)
-            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease, caller=False)
+            await self._send(ENDPOINTS_BY_PATH[entry.operation], entry, lease, marked=marked, caller=False)
         except OutcomeUnknown as exc:
             return (ReconcileOutcome.IN_DOUBT, exc.reason)
+        except _Unsent as exc:
+            return (ReconcileOutcome.NOT_APPLIED, str(exc))
         except LeaseLost as exc:  # nothing sent; the entry is the new lease holder's to settle
             return (ReconcileOutcome.BUSY, str(exc))
         except LedgerError:
@@ -1104,6 +1162,10 @@ class _Again:
 
 
 _MARKED = object()
+
+
+class _Unsent(Exception):
+    """A write no caller waits for was not sent: the read before it failed (it stays owed)."""
 
 
 def _before_sending(exc: Exception, operation: str, key: str) -> Exception:

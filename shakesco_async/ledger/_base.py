@@ -103,6 +103,7 @@ class Ledger(abc.ABC):
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
         in_flight: float | None = None,
+        adopt: bool = False,
     ) -> Awaitable[Begun]:
         """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
 
@@ -112,6 +113,12 @@ class Ledger(abc.ABC):
         ``fence.since`` and none of them has an open entry; otherwise the entry starts
         ``recorded`` as without one. A backend without ``fences_snapshots`` never keeps a
         fenced snapshot. ``in_flight`` is stored as the entry's ``in_flight``.
+
+        ``adopt``: an entry already under the key that was provably never sent (``staged``
+        or ``recorded``) for the same operation and parameters is taken as if this call
+        recorded it (``created``): its customers leased and, as above, its snapshot stored
+        and the entry marked ``sending``, in one commit. Any other entry is returned as
+        found, nothing leased.
         """
 
     @abc.abstractmethod
@@ -259,23 +266,29 @@ class Ledger(abc.ABC):
         back. A key staged before with the same parameters is left as it is."""
         raise ConfigurationError(f"{type(self).__name__} cannot stage writes through an application's connection")
 
-    def watch(self, key: str) -> asyncio.Event:
-        """An event set once this ledger object next settles ``key`` (in this process: writes
-        settled by other processes are seen by reading the entry again)."""
-        watchers: dict[str, asyncio.Event] = self.__dict__.setdefault("_watchers", {})
-        return watchers.setdefault(key, asyncio.Event())
+    def watch(self, key: str) -> asyncio.Future[Settlement | None]:
+        """A future that resolves once this ledger object next settles ``key`` (in this
+        process: writes settled by other processes are seen by reading the entry again),
+        to the move made (None: read the entry to know it)."""
+        watchers: dict[str, set[asyncio.Future[Settlement | None]]] = self.__dict__.setdefault("_watchers", {})
+        settled: asyncio.Future[Settlement | None] = asyncio.get_running_loop().create_future()
+        watchers.setdefault(key, set()).add(settled)
+        return settled
 
-    def unwatch(self, key: str, event: asyncio.Event) -> None:
-        """Stop keeping ``event`` for ``key`` (its waiter reads the entry instead)."""
-        watchers: dict[str, asyncio.Event] = self.__dict__.get("_watchers", {})
-        if watchers.get(key) is event:
-            del watchers[key]
+    def unwatch(self, key: str, settled: asyncio.Future[Settlement | None]) -> None:
+        """Stop keeping ``settled`` for ``key`` (its waiter reads the entry instead)."""
+        watchers: dict[str, set[asyncio.Future[Settlement | None]]] = self.__dict__.get("_watchers", {})
+        waiting = watchers.get(key)
+        if waiting is not None:
+            waiting.discard(settled)
+            if not waiting:
+                del watchers[key]
 
-    def _settled(self, key: str) -> None:
-        """Wake whoever watches ``key`` (each backend's ``settle``, once the entry moved)."""
-        event = self.__dict__.get("_watchers", {}).pop(key, None)
-        if event is not None:
-            event.set()
+    def _settled(self, key: str, move: Settlement | None = None) -> None:
+        """Wake whoever watches ``key`` (each backend's ``settle``, once the entry moved by ``move``)."""
+        for settled in self.__dict__.get("_watchers", {}).pop(key, ()):
+            if not settled.done():
+                settled.set_result(move)
 
     async def staged_arrived(self, at_most: float) -> None:
         """Return once a write may have been staged (a transaction that staged one committed),

@@ -26,6 +26,7 @@ __all__ = [
     "Intent",
     "KeySource",
     "LedgerEntry",
+    "adoptable",
     "lease_names",
     "params_digest",
 ]
@@ -201,3 +202,10 @@ class LedgerEntry:
     def leases(self) -> tuple[str, ...]:
         """What a write of this entry leases: its customers, or its own key when it has none."""
         return lease_names(self.customers, self.key)
+
+
+def adoptable(entry: LedgerEntry, intent: Intent) -> bool:
+    """Whether ``Ledger.begin(adopt=True)`` may take ``entry`` as ``intent``'s own: the same
+    write, provably never sent (an entry that may have been sent is settled by
+    verification, never taken over)."""
+    return entry.state in UNSENT and entry.params_digest == intent.digest and entry.operation == intent.operation

@@ -34,11 +34,13 @@ from ._entry import (
     MAYBE_SENT,
     OPEN_STATES,
     SENDABLE_STATES,
+    UNSENT,
     EntryState,
     Intent,
     KeySource,
     LedgerEntry,
     Settlement,
+    adoptable,
     allowed_moves,
     not_sendable,
 )
@@ -66,6 +68,7 @@ def _states_sql(*states: EntryState) -> str:
 
 _OPEN_ALL_SQL = _states_sql(*OPEN_STATES)
 _OPEN_SQL = _states_sql(*MAYBE_SENT)
+_UNSENT_SQL = _states_sql(*UNSENT)
 _FINAL_SQL = _states_sql(*sorted(FINAL_STATES))
 _PRUNE_BATCH = 2000
 
@@ -395,13 +398,17 @@ class PostgresLedger(Ledger):
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
         in_flight: float | None = None,
+        adopt: bool = False,
     ) -> Begun:
         if fence is not None:
             snapshot = None  # advisory locks leave no trace to check a fence against
         pool = await self._pool_conn()
         # A key the SDK made a moment ago cannot be stored yet (and if it were, the insert says so).
-        existing = None if intent.key_source == KeySource.GENERATED else await self._get(intent.key)
+        fresh_key = intent.key_source == KeySource.GENERATED and not adopt
+        existing = None if fresh_key else await self._get(intent.key)
         if existing is not None:
+            if adopt and adoptable(existing, intent):
+                return await self._adopt(intent, owner, lease_ttl)
             return Begun(existing, created=False)
         busy = await self.acquire(intent.leases, owner=owner, lease_ttl=lease_ttl)
         if busy is not None:
@@ -431,6 +438,41 @@ class PostgresLedger(Ledger):
         entry = next(_entry(r) for r in rows if r["created"])
         others = sorted((_entry(r) for r in rows if not r["created"]), key=lambda e: (e.updated_at, e.key))
         return Begun(entry, created=True, others=tuple(others))
+
+    async def _adopt(self, intent: Intent, owner: str, lease_ttl: float) -> Begun:
+        """``begin(adopt=True)`` for an unsent entry: its leases, then the entry read again
+        under them. Its snapshot is left to the guard's mark (no fence to keep it by)."""
+        busy = await self.acquire(intent.leases, owner=owner, lease_ttl=lease_ttl)
+        if busy is not None:
+            return Begun(None, created=False, busy_until=busy)
+        try:
+            fresh = await self._get(intent.key)
+            if fresh is None or not adoptable(fresh, intent):
+                await self.release(intent.leases, owner=owner)
+                return Begun(fresh, created=False)
+            if await self._older_unsent(fresh):  # owed writes go in staging order per customer
+                await self.release(intent.leases, owner=owner)
+                return Begun(None, created=False, busy_until=time.time())
+            others = await self.open_entries(intent.customers, exclude=intent.key)
+        except BaseException:
+            await self.release(intent.leases, owner=owner)
+            raise
+        return Begun(fresh, created=True, others=tuple(others))
+
+    async def _older_unsent(self, entry: LedgerEntry) -> bool:
+        """Whether a write on one of ``entry``'s customers, recorded before it, is still unsent."""
+        if not entry.customers:
+            return False
+        pool = await self._pool_conn()
+        found = await pool.fetchval(
+            f"SELECT EXISTS (SELECT FROM {self._t} WHERE business = $1 AND {_UNSENT_SQL} AND customers && $2"
+            " AND key != $3 AND created_at < $4)",
+            self.business,
+            list(entry.customers),
+            entry.key,
+            entry.created_at,
+        )
+        return bool(found)
 
     @ledger_errors
     async def lease_entries(
@@ -545,7 +587,7 @@ class PostgresLedger(Ledger):
         if move.release and move.owner is not None:
             await self.release(move.release, owner=move.owner)
         if moved:
-            self._settled(key)
+            self._settled(key, move)
         elif move.expect is None:
             await self._refuse_forbidden(key, move.state)
         return moved

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TypeVar, overload
+from typing import Any, Literal, TypeVar, cast, overload
 
 import aiosqlite
 
@@ -42,7 +42,6 @@ from ._sqlite_batch import (
     Lease,
     Op,
     Settle,
-    begin_write,
     end_batch,
     is_set_wise,
     mark_links,
@@ -58,7 +57,7 @@ from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
 from ._sqlite_rows import dumps as _dumps
 from ._sqlite_rows import entry_from_row as _entry
 from ._sqlite_rows import marks as _marks
-from ._staging import Statements, connection_kind, fetch_one, stage_through
+from ._staging import Statements, check_found, connection_kind, stage_sqlite, staging_failed
 
 __all__ = ["ANY_BUSINESS", "SQLiteLedger"]
 
@@ -464,7 +463,11 @@ class SQLiteLedger(Ledger):
         raw: sqlite3.Connection = conn._conn  # the connection the thread hook also relies on
         set_synchronous(raw, synchronous)
         if not try_begin(raw):
-            await in_connection_thread(conn, begin_write)
+            # Another connection holds the file's write lock (another process, or the
+            # application's own transactions on this file): the whole batch goes to the
+            # thread, which waits for the lock and then commits without a hop back in
+            # between, holding the lock the least time it can.
+            return await in_connection_thread(conn, lambda db: run_batch(db, ops, checkpoint=checkpoint))
         try:
             outcomes = run_ops(raw, ops)
             if not on_thread:
@@ -608,8 +611,9 @@ class SQLiteLedger(Ledger):
         snapshot: dict[str, Any] | None = None,
         fence: Fence | None = None,
         in_flight: float | None = None,
+        adopt: bool = False,
     ) -> Awaitable[Begun]:
-        return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence, in_flight))
+        return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence, in_flight, adopt))
 
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:
@@ -673,11 +677,11 @@ class SQLiteLedger(Ledger):
             # entry open for reconcile to verify, which is safe, so it is logged, not raised.
             queued = self._enqueue(record, durable=False)
             queued.add_done_callback(partial(_log_failure, key, state))
-            queued.add_done_callback(lambda _: self._settled(key))
+            queued.add_done_callback(lambda done: self._settled(key, move) if _moved(done) else None)
             return True
         moved: bool = await self._submit(record)
         if moved:
-            self._settled(key)
+            self._settled(key, move)
         elif move.expect is None:
             await self._refuse_forbidden(key, state)
         return moved
@@ -697,12 +701,6 @@ class SQLiteLedger(Ledger):
             raise ConfigurationError(
                 "a SQLite ledger stages writes through an sqlite3 or aiosqlite connection to its own file"
             )
-        row = await fetch_one(conn, kind, "PRAGMA database_list")
-        if row is None or not row[2] or not _same_file(row[2], self.path):
-            raise ConfigurationError(
-                f"stage through a connection to the ledger's own file ({self.path}): the application's tables"
-                " and the ledger must share it, so that one commit records both"
-            )
         now = CLOCK.time()
         values: dict[str, object] = {
             "business": self.business,
@@ -715,7 +713,27 @@ class SQLiteLedger(Ledger):
             "now": now,
             **{f"c{n}": customer for n, customer in enumerate(intent.customers)},
         }
-        await stage_through(conn, kind, _staging_statements(len(intent.customers)), values, intent)
+        statements = _staging_statements(len(intent.customers))
+
+        def stage(raw: sqlite3.Connection) -> tuple[Any, ...] | None:
+            main = raw.execute("PRAGMA database_list").fetchone()
+            if main is None or not main[2] or not _same_file(main[2], self.path):
+                return None
+            return stage_sqlite(raw, statements, values)
+
+        try:
+            if isinstance(conn, sqlite3.Connection):
+                found = stage(conn)
+            else:  # aiosqlite: one hop to its thread, not two or three per statement
+                found = await in_connection_thread(cast(aiosqlite.Connection, conn), stage)
+        except Exception as exc:  # the application's driver: its own error types
+            raise staging_failed(exc) from exc
+        if found is None:
+            raise ConfigurationError(
+                f"stage through a connection to the ledger's own file ({self.path}): the application's tables"
+                " and the ledger must share it, so that one commit records both"
+            )
+        check_found(found, intent)
 
     async def claim_open(
         self,
@@ -938,6 +956,11 @@ _CLAIM_SQL = (
 _KEYS_PER_STATEMENT = 400  # bound parameters, well under SQLite's oldest limit (999)
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
+
+
+def _moved(queued: asyncio.Future[Any]) -> bool:
+    """Whether a queued settle's commit moved its entry."""
+    return not queued.cancelled() and queued.exception() is None and queued.result() is True
 
 
 def _log_failure(key: str, state: EntryState, future: asyncio.Future[Any]) -> None:

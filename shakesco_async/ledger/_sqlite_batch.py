@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import attrs
+
 from .._timing import CLOCK, LEASE_MEMORY
 from . import _clock as clock
 from . import _sqlite_leases as lease_rows
 from ._base import Begun, Fence
 from ._clock import LeaseEnd
-from ._entry import FINAL_STATES, EntryState, Intent, KeySource, LedgerEntry
+from ._entry import FINAL_STATES, UNSENT, EntryState, Intent, KeySource, LedgerEntry, adoptable
 from ._sqlite_rows import COLUMNS, OPEN, chunks, dumps, entry_from_row, marks, timestamp
 
 __all__ = [
@@ -43,12 +45,14 @@ __all__ = [
 ]
 
 WRITE_LOCK_WAIT = 10.0  # seconds a batch waits for another process's write transaction
+_FIRST_PAUSE = 0.0002  # seconds between tries for the write lock, for the first ...
+_EVEN_PAUSES_FOR = 1.0  # ... seconds of a wait
 
 
 class Begin:
     """Record an intent and lease its customers (see ``Ledger.begin``)."""
 
-    __slots__ = ("business", "fence", "in_flight", "intent", "lease_ttl", "owner", "snapshot")
+    __slots__ = ("adopt", "business", "fence", "in_flight", "intent", "lease_ttl", "owner", "snapshot")
 
     def __init__(
         self,
@@ -59,9 +63,11 @@ class Begin:
         snapshot: dict[str, Any] | None,
         fence: Fence | None = None,
         in_flight: float | None = None,
+        adopt: bool = False,
     ) -> None:
         self.business = business
         self.intent = intent
+        self.adopt = adopt
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.snapshot = snapshot
@@ -157,13 +163,17 @@ def begin_write(db: sqlite3.Connection, wait: float = WRITE_LOCK_WAIT) -> None:
     event loop without two pragmas around it); this is its busy handler, for the ledger
     thread only, backing off as SQLite's own does.
     """
-    deadline = time.monotonic() + wait
-    pause = 0.001
+    started = time.monotonic()
+    pause = _FIRST_PAUSE
     while not try_begin(db):
-        if time.monotonic() >= deadline:
+        waited = time.monotonic() - started
+        if waited >= wait:
             raise sqlite3.OperationalError(f"database is locked (waited {wait:.0f}s for another process)")
         time.sleep(pause)
-        pause = min(pause * 2, 0.05)
+        # Short, even pauses at first: an application committing transaction after transaction
+        # on the same file (staged writes) leaves gaps of a fraction of a millisecond, which
+        # pauses that double soon step over. Then backing off, as SQLite's own handler does.
+        pause = _FIRST_PAUSE if waited < _EVEN_PAUSES_FOR else min(pause * 2, 0.05)
 
 
 def end_batch(db: sqlite3.Connection, *, checkpoint: bool) -> None:
@@ -356,7 +366,8 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
     """Record each intent whose key is new and whose leases are free, as if one after another.
 
     A fenced snapshot is kept only if no other process leased these customers since the
-    fence and none of them has an open entry; otherwise the entry starts ``recorded``.
+    fence and none of them has an open entry; otherwise the entry starts ``recorded``. An
+    ``adopt`` op takes an existing unsent entry of the same write as if it recorded it.
     """
     business = ops[0].business
     moment = clock.now()
@@ -364,24 +375,31 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
     found: dict[str, LedgerEntry | tuple[Any, ...]] = {}
     # A key the SDK made a moment ago (random, 128 bits) is new: no need to look it up. Were
     # it not, its insert would fail the run, and the one-at-a-time replay would fail it alone.
-    chosen = [op.intent.key for op in ops if op.intent.key_source != KeySource.GENERATED]
+    chosen = [op.intent.key for op in ops if op.adopt or op.intent.key_source != KeySource.GENERATED]
     for chunk in chunks(chosen):
         sql = f"SELECT {COLUMNS} FROM entries WHERE business = ? AND key IN ({marks(len(chunk))})"
         found.update((row[0], row) for row in db.execute(sql, (business, *chunk)))
     held = lease_rows.held(db, business, [name for op in ops for name in op.intent.leases], moment)
-    by_customer = _open_by_customer(db, business, [op for op in ops if op.intent.key not in found])
+    by_customer = _open_by_customer(db, business, [op for op in ops if op.adopt or op.intent.key not in found])
 
     results: list[Begun] = []
     leases: list[tuple[str, str, str, LeaseEnd]] = []
     rows: list[tuple[Any, ...]] = []
+    marked: list[tuple[Any, ...]] = []
     links: list[tuple[str, str, str]] = []
     for op in ops:
         intent = op.intent
         existing = found.get(intent.key)
+        adopted: LedgerEntry | None = None
         if existing is not None:
-            entry = existing if isinstance(existing, LedgerEntry) else entry_from_row(existing)
-            results.append(Begun(entry, created=False))
-            continue
+            adopted = existing if isinstance(existing, LedgerEntry) else entry_from_row(existing)
+            if not (op.adopt and adoptable(adopted, intent)):
+                results.append(Begun(adopted, created=False))
+                continue
+            if _older_unsent(db, business, adopted):
+                # Owed writes go in staging order per customer, across processes too.
+                results.append(Begun(None, created=False, busy_until=now))
+                continue
         blocking = [
             held[n][1].wall_end(moment)
             for n in intent.leases
@@ -392,7 +410,7 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             continue
         others = tuple(
             sorted(
-                {e.key: e for c in intent.customers for e in by_customer.get(c, ())}.values(),
+                {e.key: e for c in intent.customers for e in by_customer.get(c, ()) if e.key != intent.key}.values(),
                 key=lambda e: (e.updated_at, e.key),
             )
         )
@@ -405,6 +423,32 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
         for name in intent.leases:
             held[name] = (op.owner, until)
             leases.append((business, name, op.owner, until))
+        at = timestamp(now)
+        if adopted is not None:
+            entry = adopted
+            if snapshot is not None:
+                marked.append(
+                    (
+                        EntryState.SENDING.value,
+                        dumps(snapshot),
+                        now,
+                        op.in_flight,
+                        business,
+                        intent.key,
+                        adopted.state.value,
+                    )
+                )
+                entry = attrs.evolve(
+                    adopted,
+                    state=EntryState.SENDING,
+                    attempts=adopted.attempts + 1,
+                    snapshot=snapshot,
+                    updated_at=at,
+                    in_flight=op.in_flight,
+                )
+            found[intent.key] = entry
+            results.append(Begun(entry, created=True, others=others))
+            continue
         state, attempts = (EntryState.RECORDED, 0) if snapshot is None else (EntryState.SENDING, 1)
         rows.append(
             (
@@ -424,7 +468,6 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             )
         )
         links.extend((business, customer, intent.key) for customer in intent.customers)
-        at = timestamp(now)
         entry = LedgerEntry(
             key=intent.key,
             operation=intent.operation,
@@ -449,9 +492,30 @@ def begin_many(db: sqlite3.Connection, ops: Sequence[Begin]) -> list[Begun]:
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?)",
             rows,
         )
+    if marked:
+        # The row was read in this transaction: the state it had is the state it has.
+        db.executemany(
+            "UPDATE entries SET state = ?, attempts = attempts + 1, snapshot = ?, updated_at = ?,"
+            " in_flight = ? WHERE business = ? AND key = ? AND state = ?",
+            marked,
+        )
     if links:
         db.executemany("INSERT OR IGNORE INTO entry_customers (business, customer, key) VALUES (?, ?, ?)", links)
     return results
+
+
+def _older_unsent(db: sqlite3.Connection, business: str, entry: LedgerEntry) -> bool:
+    """Whether a write on one of ``entry``'s customers, recorded before it (by more than the
+    microsecond times are kept to), is still unsent."""
+    if not entry.customers:
+        return False
+    sql = (
+        "SELECT 1 FROM entry_customers c JOIN entries e ON e.business = c.business AND e.key = c.key"
+        f" WHERE c.business = ? AND c.customer IN ({marks(len(entry.customers))}) AND c.open = 1"
+        f" AND e.state IN ({marks(len(UNSENT))}) AND e.key != ? AND e.created_at < ? LIMIT 1"
+    )
+    args = (business, *entry.customers, *(s.value for s in UNSENT), entry.key, entry.created_at.timestamp() - 1e-6)
+    return db.execute(sql, args).fetchone() is not None
 
 
 def _open_by_customer(db: sqlite3.Connection, business: str, ops: Sequence[Begin]) -> dict[str, list[LedgerEntry]]:

@@ -19,7 +19,15 @@ import attrs
 from .._errors import ConfigurationError, IdempotencyConflict, LedgerError
 from ._entry import Intent
 
-__all__ = ["Statements", "connection_kind", "fetch_one", "stage_through"]
+__all__ = [
+    "Statements",
+    "check_found",
+    "connection_kind",
+    "fetch_one",
+    "stage_sqlite",
+    "stage_through",
+    "staging_failed",
+]
 
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
 
@@ -61,17 +69,38 @@ async def stage_through(
     except (ConfigurationError, IdempotencyConflict):
         raise
     except Exception as exc:  # the application's driver: its own error types
-        # Part of it may be in the application's transaction already: rolled back, nothing is
-        # owed; committed anyway, the write would be sent although the caller heard an error.
-        raise LedgerError(
-            f"could not stage the write through the application's connection ({exc}); roll the"
-            " transaction back: part of the write may be recorded in it"
-        ) from exc
+        raise staging_failed(exc) from exc
+    check_found(found, intent)
+
+
+def check_found(found: tuple[Any, ...], intent: Intent) -> None:
+    """``IdempotencyConflict`` unless the (operation, params_digest) staged under the
+    intent's key (just now, or before) are the intent's."""
     operation, digest = found
     if operation != intent.operation or digest != intent.digest:
         raise IdempotencyConflict(
             intent.key, f"idempotency key {intent.key!r} was used for {operation} with other parameters"
         )
+
+
+def stage_sqlite(raw: sqlite3.Connection, statements: Statements, values: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Every statement of one staging on a raw sqlite3 connection: run in one step (one
+    hop to an aiosqlite connection's thread, where each statement would take two or three),
+    so the application's transaction holds the file's one write lock the least it can."""
+    for sql in statements.insert:
+        raw.execute(sql, _used(sql, values))
+    found: tuple[Any, ...] = raw.execute(statements.existing, _used(statements.existing, values)).fetchone()
+    return found
+
+
+def staging_failed(exc: Exception) -> LedgerError:
+    """The error for a staging the application's driver failed halfway."""
+    # Part of it may be in the application's transaction already: rolled back, nothing is
+    # owed; committed anyway, the write would be sent although the caller heard an error.
+    return LedgerError(
+        f"could not stage the write through the application's connection ({exc}); roll the"
+        " transaction back: part of the write may be recorded in it"
+    )
 
 
 async def fetch_one(conn: Any, kind: str, sql: str) -> tuple[Any, ...] | None:

@@ -623,12 +623,67 @@ def test_nothing_leaves_the_apis_own_answers() -> None:
 
 @pytest.mark.parametrize("wait", [True, False])
 async def test_a_settle_wakes_whoever_watches_the_key(ledger: Ledger, wait: bool) -> None:
-    """``result_of`` in this process learns of an outcome without reading the ledger again."""
+    """``result_of`` in this process learns of an outcome, and what it is, without reading
+    the ledger again; every waiter on the key is woken, and only on that key."""
     await ledger.begin(_intent("w", "cw"), owner="o", lease_ttl=60)
-    settled, other = ledger.watch("w"), ledger.watch("other")
-    assert ledger.watch("w") is settled  # one event per key, for every waiter
-    assert await ledger.settle("w", Settlement(EntryState.COMMITTED, result={}, owner="o", wait=wait))
-    await asyncio.wait_for(settled.wait(), 10)
-    assert not other.is_set()
+    first, second, other = ledger.watch("w"), ledger.watch("w"), ledger.watch("other")
+    gone = ledger.watch("w")
+    ledger.unwatch("w", gone)  # a waiter that stopped waiting is not woken
+    move = Settlement(EntryState.COMMITTED, result={"kind": "receipt", "tx_hash": "0x1"}, owner="o", wait=wait)
+    assert await ledger.settle("w", move)
+    assert await asyncio.wait_for(first, 10) == move
+    assert await asyncio.wait_for(second, 10) == move
+    assert not gone.done()
+    assert not other.done()
     ledger.unwatch("other", other)
-    assert ledger.watch("other") is not other
+    late = ledger.watch("w")
+    nothing = Settlement(EntryState.IN_DOUBT, reason="x", expect=(EntryState.SENDING,), wait=wait)
+    moved = await ledger.settle("w", nothing)
+    assert not (wait and moved)  # queued (wait=False), a backend may say True at once
+    await ledger.get("w")  # ordered after the queued move
+    await asyncio.sleep(0.05)
+    assert not late.done()  # a settle that moved nothing wakes nobody
+
+
+async def test_begin_adopts_an_unsent_entry_of_the_same_write_in_one_commit(ledger: Ledger) -> None:
+    """``adopt``: a staged (or recorded) entry of the same write is taken as the call's own:
+    leased, and marked sending with its snapshot where the ledger keeps one; anything else
+    is returned as found, nothing leased."""
+    await stage_committed(ledger, _intent("a", "ca"))
+    await stage_committed(ledger, _intent("b", "cb"))
+    plain = await ledger.begin(_intent("a", "ca"), owner="o1", lease_ttl=60)
+    assert not plain.created and plain.entry is not None and plain.entry.state == EntryState.STAGED
+    assert await ledger.acquire(["ca"], owner="o2", lease_ttl=60) is None  # nothing was leased
+    await ledger.release(["ca"], owner="o2")
+
+    begun = await ledger.begin(_intent("a", "ca"), owner="o1", lease_ttl=60, snapshot={"s": 1}, adopt=True)
+    assert begun.created and begun.entry is not None and begun.others == ()
+    stored = await ledger.get("a")
+    assert stored is not None and stored.state == begun.entry.state
+    if stored.state == EntryState.SENDING:  # kept with its snapshot, in the same commit
+        assert stored.snapshot == {"s": 1} and stored.attempts == 1
+    else:
+        assert stored.state == EntryState.STAGED and stored.snapshot is None
+    assert await ledger.acquire(["ca"], owner="o2", lease_ttl=60) is not None  # leased by o1
+    again = await ledger.begin(_intent("a", "ca"), owner="o3", lease_ttl=60, adopt=True)
+    assert not again.created  # leased, or no longer unsent: not taken twice
+
+    other = Intent("b", "/claim-tokens", {"event_name": "other", "customer_ref": "cb"}, ("cb",), KeySource.CALLER)
+    refused = await ledger.begin(other, owner="o4", lease_ttl=60, adopt=True)
+    assert not refused.created and refused.entry is not None and refused.entry.state == EntryState.STAGED
+    assert await ledger.acquire(["cb"], owner="o5", lease_ttl=60) is None
+
+
+async def test_begin_adopts_a_customers_owed_writes_only_in_the_order_they_were_recorded(ledger: Ledger) -> None:
+    """Across processes too: a later owed write on a customer is not taken while an earlier
+    one is still unsent."""
+    await stage_committed(ledger, _intent("first", "c"))
+    await asyncio.sleep(0.002)
+    await stage_committed(ledger, _intent("second", "c"))
+    await stage_committed(ledger, _intent("elsewhere", "d"))
+    waits = await ledger.begin(_intent("second", "c"), owner="o1", lease_ttl=60, adopt=True)
+    assert not waits.created and waits.entry is None and waits.busy_until is not None
+    assert (await ledger.begin(_intent("elsewhere", "d"), owner="o2", lease_ttl=60, adopt=True)).created
+    assert (await ledger.begin(_intent("first", "c"), owner="o3", lease_ttl=60, adopt=True)).created
+    await ledger.settle("first", Settlement(EntryState.COMMITTED, result={}, release=("c",), owner="o3"))
+    assert (await ledger.begin(_intent("second", "c"), owner="o1", lease_ttl=60, adopt=True)).created

@@ -21,7 +21,7 @@ import pytest
 import shakesco_async as sa
 from shakesco_async import ShakescoClient
 from shakesco_async.endpoints import ALL_ENDPOINTS
-from shakesco_async.ledger import EntryState
+from shakesco_async.ledger import EntryState, Settlement
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.support.ledgers import LedgerSpec, begin_immediate
@@ -314,18 +314,115 @@ async def test_a_sender_cancelled_as_a_notification_arrives_stops(
 async def test_a_staging_that_fails_halfway_says_to_roll_back_and_a_rollback_leaves_nothing(
     client: ShakescoClient, app: App, ledger_spec: LedgerSpec, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from shakesco_async.ledger import _staging
+    from shakesco_async.ledger import _sqlite, _staging
 
-    kind = "aiosqlite" if ledger_spec.backend == "sqlite" else "asyncpg"
-    run = _staging._RUNNERS[kind]
+    if ledger_spec.backend == "sqlite":  # one step on the connection's thread: it fails after the inserts
 
-    async def broken_read_back(conn: Any, sql: str, values: Any, *, fetch: bool) -> Any:
-        if sql.startswith("SELECT operation"):  # after the insert: the connection fails
-            raise OSError("connection lost")
-        return await run(conn, sql, values, fetch=fetch)
+        def broken_step(raw: Any, statements: _staging.Statements, values: Any) -> Any:
+            for sql in statements.insert:
+                raw.execute(sql, _staging._used(sql, values))
+            raise OSError("disk I/O error")
 
-    monkeypatch.setitem(_staging._RUNNERS, kind, broken_read_back)
+        monkeypatch.setattr(_sqlite, "stage_sqlite", broken_step)
+    else:
+        run = _staging._RUNNERS["asyncpg"]
+
+        async def broken_read_back(conn: Any, sql: str, values: Any, *, fetch: bool) -> Any:
+            if sql.startswith("SELECT operation"):  # after the insert: the connection fails
+                raise OSError("connection lost")
+            return await run(conn, sql, values, fetch=fetch)
+
+        monkeypatch.setitem(_staging._RUNNERS, "asyncpg", broken_read_back)
     async with app.transaction(commit=False) as conn:  # the caller rolls back, as told
         with pytest.raises(sa.LedgerError, match="roll the transaction back"):
             await client.staged(conn).upgrade_to_shakesco("ann", 1, idempotency_key="half")
     assert await client.ledger.get("half") is None
+
+
+async def test_a_customers_later_write_waits_while_an_earlier_one_is_left_owed(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    """The first write's read fails (it stays owed): the second, on the same customer, is not
+    sent before it, though the sender has both at once."""
+    keys = []
+    async with app.transaction() as conn:
+        for n in range(2):
+            keys.append(await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key=f"w{n}"))
+    refused = sandbox.faults.add("error", endpoint="/total-earned", on="read", count=1, status=400, message="no")
+    client.start_sender(poll=0.05, concurrency=4)
+    for key in keys:
+        await client.result_of(key, wait=30)
+    assert refused.fired == 1
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == keys
+
+
+async def test_a_staged_write_goes_out_after_one_commit_with_its_snapshot(
+    client: ShakescoClient, app: App, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    """The sender sends a staged write as a call sends a new one: where the ledger can fence
+    a snapshot, the commit that leases its customer also marks it sending, with the state read
+    before it; the request leaves once, and its verification has that state to judge by."""
+    async with app.transaction() as conn:
+        key = await client.staged(conn).claim_tokens("purchase", "ann", idempotency_key="one-commit")
+    marks: list[str] = []
+    ledger: Any = client.ledger
+    mark_sending = ledger.mark_sending
+
+    async def counted(key: str, **kwargs: Any) -> None:
+        marks.append(key)
+        await mark_sending(key, **kwargs)
+
+    ledger.mark_sending = counted
+    client.start_sender(poll=0.05)
+    await client.result_of(key, wait=30)
+    entry = await client.ledger.get(key)
+    assert entry is not None and entry.attempts == 1 and entry.snapshot == {"total_earned": "0.0"}
+    assert marks == ([] if client.ledger.fences_snapshots else [key])
+    assert len(sandbox.applied_writes("/claim-tokens")) == 1
+
+
+async def test_a_stopped_sender_gives_back_what_it_claimed(
+    make_client: ClientFactory, client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    """Claimed but not yet sent when the client closes: another process takes them at once,
+    not once the claims lapse."""
+    release = asyncio.Event()
+    sandbox.faults.add("commit_late", endpoint="/claim-tokens", delay=30, release=release)
+    keys = []
+    async with app.transaction() as conn:
+        for n in range(4):
+            keys.append(await client.staged(conn).claim_tokens("purchase", f"c{n}", idempotency_key=f"s{n}"))
+    client.start_sender(poll=0.05, concurrency=1)
+    while sandbox.faults.rules[0].held < 1:  # the first is on its way; the next claimed behind it
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    release.set()
+    await client.aclose()
+    other = make_client()
+    taken = await other.ledger.claim_open(owner="other", older_than=0, limit=10, ttl=60, states=[EntryState.STAGED])
+    sent = {w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")}
+    assert {e.key for e in taken} == set(keys) - sent
+    assert len(taken) >= 2  # at least the one claimed behind the first, and the one never claimed
+
+
+async def test_result_of_learns_a_settle_in_this_process_without_reading_again(
+    client: ShakescoClient, app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with app.transaction() as conn:
+        key = await client.staged(conn).upgrade_to_shakesco("ann", 1, idempotency_key="woken")
+    ledger: Any = client.ledger
+    get, read_once = ledger.get, asyncio.Event()
+
+    async def get_once(k: str) -> Any:
+        if read_once.is_set():
+            raise AssertionError("read again")
+        read_once.set()
+        return await get(k)
+
+    monkeypatch.setattr(ledger, "get", get_once)
+    waiting = asyncio.create_task(client.result_of(key, wait=30))
+    await read_once.wait()
+    await asyncio.sleep(0)
+    receipt = {"kind": "receipt", "tx_hash": "0xfeed"}
+    assert await ledger.settle(key, Settlement(EntryState.COMMITTED, result=receipt))
+    assert (await asyncio.wait_for(waiting, 10)).tx_hash == "0xfeed"
