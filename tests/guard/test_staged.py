@@ -393,7 +393,9 @@ async def test_a_stopped_sender_gives_back_what_it_claimed(
         for n in range(4):
             keys.append(await client.staged(conn).claim_tokens("purchase", f"c{n}", idempotency_key=f"s{n}"))
     client.start_sender(poll=0.05, concurrency=1)
-    while sandbox.faults.rules[0].held < 1:  # the first is on its way; the next claimed behind it
+    for _ in range(3000):
+        if sandbox.faults.rules[0].held:  # the first is on its way; the next claimed behind it
+            break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.1)
     release.set()
