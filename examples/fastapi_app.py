@@ -22,7 +22,6 @@ with an ``orders`` table beside the ledger's), so a crash between "order stored"
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -51,7 +50,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ledger.open()  # before any transaction of ours: opening may need the file's write lock
         async with aiosqlite.connect(ledger.path, isolation_level=None) as db:
             await db.execute("CREATE TABLE IF NOT EXISTS orders (id TEXT PRIMARY KEY, customer_ref TEXT NOT NULL)")
-            app.state.db, app.state.db_lock = db, asyncio.Lock()
+            app.state.db = db
             client.start_sender(poll=0.5)  # delivers what the orders owe
             yield
 
@@ -84,22 +83,17 @@ async def order_paid(order_id: str, body: Paid, client: Shakesco) -> JSONRespons
 async def place_order(order_id: str, body: Paid, client: Shakesco) -> JSONResponse:
     db: aiosqlite.Connection = app.state.db
     key = f"order:{order_id}"
-    async with app.state.db_lock:  # one transaction at a time on the service's connection
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+    try:
+        # One transaction (the SDK's turns on the file's one write lock keep them one at a
+        # time): committed at the end of the block, rolled back if it raises.
+        async with client.transaction(db) as staged:
             await db.execute("INSERT INTO orders (id, customer_ref) VALUES (?, ?)", (order_id, body.customer_ref))
             # Recorded in this transaction: owed if it commits, never if it rolls back.
-            await client.staged(db).claim_tokens(EVENT, body.customer_ref, idempotency_key=key)
-        except sqlite3.IntegrityError:
-            await db.rollback()  # placed before: its credit was staged then
-        except ValidationError as exc:
-            await db.rollback()
-            return JSONResponse({"status": "invalid", "detail": str(exc)}, status_code=400)
-        except BaseException:
-            await db.rollback()
-            raise
-        else:
-            await db.commit()
+            await staged.claim_tokens(EVENT, body.customer_ref, idempotency_key=key)
+    except sqlite3.IntegrityError:
+        pass  # placed before: its credit was staged then
+    except ValidationError as exc:
+        return JSONResponse({"status": "invalid", "detail": str(exc)}, status_code=400)
     try:
         # Answering with the outcome is optional: the order is stored, and the credit owed.
         receipt = await client.result_of(key, wait=5)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import functools
 import logging
 import math
 import os
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -216,7 +219,22 @@ class ShakescoClient(EndpointMethods):
         an ``sqlite3`` / ``aiosqlite`` connection to the SQLite ledger's own file, or an
         asyncpg connection / SQLAlchemy ``AsyncConnection`` / ``AsyncSession`` to the
         PostgreSQL ledger's database."""
-        return StagedWrites(self._ledger, conn, self._check_open)
+        return StagedWrites(functools.partial(self._ledger.stage, conn), conn, self._check_open)
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: object) -> AsyncIterator[StagedWrites]:
+        """A transaction of the application's on ``conn`` (as ``staged`` takes), yielding
+        ``staged(conn)``: committed when the block ends, the business change and the writes
+        staged in it together; rolled back, and the error raised, when it raises.
+
+        With the SQLite ledger it begins ``BEGIN IMMEDIATE`` and takes turns on the file's
+        one write lock with the ledger's own commits, so neither waits in SQLite's busy
+        handler; an application's own ``asyncio.Lock`` around it is not needed. A guarded
+        call made inside it cannot be recorded until it ends (``LedgerError`` after 10s):
+        stage it instead."""
+        self._check_open()
+        async with self._ledger.transaction(conn) as record:
+            yield StagedWrites(record, conn, self._check_open)
 
     def start_sender(self, poll: float = 1.0, *, concurrency: int = 8) -> asyncio.Task[None]:
         """Send staged writes in the background, in staging order per customer, until ``aclose()``:

@@ -30,6 +30,7 @@ from .endpoints.vesting import VestingEndpoints
 from .guard._outcome import raise_recorded, result_from_record
 from .guard._wrapper import check_idempotency_key, intent_for, sdk_key
 from .ledger import EntryState, KeySource, Ledger
+from .ledger._staging import Stager
 
 if TYPE_CHECKING:
     pass
@@ -62,8 +63,8 @@ class StagedWrites:
     committed and the sender takes it. Bad input raises before anything is recorded.
     """
 
-    def __init__(self, ledger: Ledger, conn: object, check_open: Callable[[], None]) -> None:
-        self._ledger = ledger
+    def __init__(self, record: Stager, conn: object, check_open: Callable[[], None]) -> None:
+        self._record = record
         self._conn = conn
         self._check_open = check_open
 
@@ -79,7 +80,7 @@ class StagedWrites:
         # The application holds the key (it is returned), and the write is owed: like a
         # caller's key, reconcile sends it while it is provably not applied.
         intent = intent_for(endpoint, wire, key, KeySource.CALLER)
-        await self._ledger.stage(self._conn, intent)
+        await self._record(intent)
         return key
 
     # The client's write methods, one row each: their bodies call ``_call`` above.

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Awaitable, Sequence
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -17,6 +19,7 @@ from . import _clock as clock
 from ._clock import LeaseEnd, Moment
 from ._entry import MOVES_INTO, OPEN_STATES, EntryState, Intent, LedgerEntry, Settlement, forbidden_move
 from ._resolve import resolve_by_hand
+from ._staging import Stager, driver_transaction
 
 __all__ = ["Begun", "Fence", "Ledger"]
 
@@ -265,6 +268,19 @@ class Ledger(abc.ABC):
         connection, inside its open transaction: owed once that commits, never if it rolls
         back. A key staged before with the same parameters is left as it is."""
         raise ConfigurationError(f"{type(self).__name__} cannot stage writes through an application's connection")
+
+    def staging_kind(self, conn: object) -> str:
+        """Which driver ``conn`` is (``_staging.connection_kind``), if this ledger can stage
+        writes through it; else ``ConfigurationError``."""
+        raise ConfigurationError(f"{type(self).__name__} cannot stage writes through an application's connection")
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: object) -> AsyncIterator[Stager]:
+        """A transaction of the application's on ``conn``, yielding what records a write as
+        staged in it: committed when the block ends, rolled back (and the error raised)
+        when it raises."""
+        async with driver_transaction(conn, self.staging_kind(conn)):
+            yield functools.partial(self.stage, conn)
 
     def watch(self, key: str) -> asyncio.Future[Settlement | None]:
         """A future that resolves once this ledger object next settles ``key`` (in this

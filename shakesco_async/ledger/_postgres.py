@@ -288,16 +288,20 @@ class PostgresLedger(Ledger):
     def _channel(self) -> str:
         return f"{self.schema}_staged"
 
-    @ledger_errors
-    async def stage(self, conn: object, intent: Intent) -> None:
-        self._check_writable()
-        await self.open()  # the schema, made on a connection of the ledger's own
+    def staging_kind(self, conn: object) -> str:
         kind = connection_kind(conn)
         if kind not in ("asyncpg", "sqlalchemy"):
             raise ConfigurationError(
                 "a PostgreSQL ledger stages writes through an asyncpg connection or a SQLAlchemy"
                 " AsyncConnection / AsyncSession to its database"
             )
+        return kind
+
+    @ledger_errors
+    async def stage(self, conn: object, intent: Intent) -> None:
+        self._check_writable()
+        await self.open()  # the schema, made on a connection of the ledger's own
+        kind = self.staging_kind(conn)
         values = {
             "business": self.business,
             "key": intent.key,

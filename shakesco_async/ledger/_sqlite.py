@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import os
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any, Literal, TypeVar, cast, overload
 
 import aiosqlite
 
-from .._errors import ConfigurationError, LeaseLost, LedgerError
+from .._errors import ConfigurationError, IdempotencyConflict, LeaseLost, LedgerError
 from .._timing import CLOCK
 from .._validate import seconds
 from . import _clock as clock
@@ -38,6 +39,7 @@ from ._entry import not_sendable as _not_sendable
 from ._filesystems import SHARED_FILESYSTEMS, filesystem_of
 from ._processes import holder_exited, holder_for
 from ._sqlite_batch import (
+    WRITE_LOCK_WAIT,
     Begin,
     Lease,
     Op,
@@ -57,7 +59,16 @@ from ._sqlite_rows import OPEN_ALL as _OPEN_ALL
 from ._sqlite_rows import dumps as _dumps
 from ._sqlite_rows import entry_from_row as _entry
 from ._sqlite_rows import marks as _marks
-from ._staging import Statements, check_found, connection_kind, stage_sqlite, staging_failed
+from ._staging import (
+    Stager,
+    Statements,
+    begin_immediate,
+    check_found,
+    connection_kind,
+    rollback,
+    stage_sqlite,
+    staging_failed,
+)
 
 __all__ = ["ANY_BUSINESS", "SQLiteLedger"]
 
@@ -210,6 +221,10 @@ class SQLiteLedger(Ledger):
         self._opening: asyncio.Lock | None = None
         self._pending: list[tuple[Op, asyncio.Future[Any], bool]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Taken by each commit, and by the application's transactions on this file
+        # (``transaction``): one write lock, taken in turn, FIFO, in this process.
+        self._turn = asyncio.Lock()
+        self._app_turn = asyncio.Lock()
         self._last_queued: asyncio.Future[Any] | None = None
         self._since_checkpoint = 0
         self._durable_cost = 0.0  # seconds a durable COMMIT took lately (moving average)
@@ -381,7 +396,18 @@ class SQLiteLedger(Ledger):
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
-            await self._commit(batch)
+            try:
+                async with asyncio.timeout(WRITE_LOCK_WAIT):
+                    await self._turn.acquire()
+            except TimeoutError:
+                # An application transaction of this process's holds the file (a guarded
+                # call made inside ``transaction``, say, waiting on itself): fail, not hang.
+                _fail(batch, LedgerError(_TURN_TIMEOUT))
+                continue
+            try:
+                await self._commit(batch)
+            finally:
+                self._turn.release()
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         assert self._writer is not None
@@ -686,7 +712,46 @@ class SQLiteLedger(Ledger):
             await self._refuse_forbidden(key, state)
         return moved
 
+    def staging_kind(self, conn: object) -> str:
+        kind = connection_kind(conn)
+        if kind not in ("sqlite3", "aiosqlite"):
+            raise ConfigurationError(
+                "a SQLite ledger stages writes through an sqlite3 or aiosqlite connection to its own file"
+            )
+        return kind
+
+    @contextlib.asynccontextmanager
+    async def transaction(self, conn: object) -> AsyncIterator[Stager]:
+        """As ``Ledger.transaction``, taking turns on the file's one write lock with this
+        ledger's own commits (in this process): neither waits in SQLite's busy handler,
+        whose sleeps grow to milliseconds, while the other holds the lock. The writes staged
+        in it are recorded by the step that commits it: the lock is held one hop less."""
+        self.staging_kind(conn)
+        await self.open()  # before the transaction: opening may write the schema
+        self._check_stageable()
+        intents: list[Intent] = []
+
+        async def record(intent: Intent) -> None:
+            intents.append(intent)
+
+        # The application's transactions queue among themselves first: in the turn's queue
+        # there is then at most one of them, and the ledger's next commit goes after it,
+        # not after every transaction waiting.
+        async with self._app_turn, self._turn:
+            await begin_immediate(conn, lock_wait=WRITE_LOCK_WAIT)
+            try:
+                yield record
+                await self._stage_step(conn, intents, commit=True)
+            except BaseException:
+                await rollback(conn)
+                raise
+
     async def stage(self, conn: object, intent: Intent) -> None:
+        self._check_stageable()
+        self.staging_kind(conn)
+        await self._stage_step(conn, [intent], commit=False)
+
+    def _check_stageable(self) -> None:
         if self.business == ANY_BUSINESS:
             raise LedgerError("this ledger view spans every business and is read-only")
         if self._reader is None:
@@ -696,13 +761,42 @@ class SQLiteLedger(Ledger):
                 "open the ledger before the application's transaction (await client.ledger.open(), e.g. at"
                 " startup): opening it inside the transaction would wait for the transaction's own lock"
             )
-        kind = connection_kind(conn)
-        if kind not in ("sqlite3", "aiosqlite"):
-            raise ConfigurationError(
-                "a SQLite ledger stages writes through an sqlite3 or aiosqlite connection to its own file"
-            )
+
+    async def _stage_step(self, conn: object, intents: Sequence[Intent], *, commit: bool) -> None:
+        """Record ``intents`` as staged through ``conn`` (and, with ``commit``, commit its
+        transaction) in one step: one hop to an aiosqlite connection's thread. A key staged
+        before with other parameters raises ``IdempotencyConflict``, committing nothing."""
         now = CLOCK.time()
-        values: dict[str, object] = {
+        staged = [
+            (intent, _staging_statements(len(intent.customers)), self._staging_values(intent, now))
+            for intent in intents
+        ]
+
+        def step(raw: sqlite3.Connection) -> None:
+            if staged:
+                main = raw.execute("PRAGMA database_list").fetchone()
+                if main is None or not main[2] or not _same_file(main[2], self.path):
+                    raise ConfigurationError(
+                        f"stage through a connection to the ledger's own file ({self.path}): the application's"
+                        " tables and the ledger must share it, so that one commit records both"
+                    )
+            for intent, statements, values in staged:
+                check_found(stage_sqlite(raw, statements, values), intent)
+            if commit:
+                raw.execute("COMMIT")
+
+        try:
+            if isinstance(conn, sqlite3.Connection):
+                step(conn)
+            else:  # aiosqlite: one hop to its thread, not two or three per statement
+                await in_connection_thread(cast(aiosqlite.Connection, conn), step)
+        except (ConfigurationError, IdempotencyConflict):
+            raise
+        except Exception as exc:  # the application's driver: its own error types
+            raise staging_failed(exc) from exc
+
+    def _staging_values(self, intent: Intent, now: float) -> dict[str, object]:
+        return {
             "business": self.business,
             "key": intent.key,
             "operation": intent.operation,
@@ -713,27 +807,6 @@ class SQLiteLedger(Ledger):
             "now": now,
             **{f"c{n}": customer for n, customer in enumerate(intent.customers)},
         }
-        statements = _staging_statements(len(intent.customers))
-
-        def stage(raw: sqlite3.Connection) -> tuple[Any, ...] | None:
-            main = raw.execute("PRAGMA database_list").fetchone()
-            if main is None or not main[2] or not _same_file(main[2], self.path):
-                return None
-            return stage_sqlite(raw, statements, values)
-
-        try:
-            if isinstance(conn, sqlite3.Connection):
-                found = stage(conn)
-            else:  # aiosqlite: one hop to its thread, not two or three per statement
-                found = await in_connection_thread(cast(aiosqlite.Connection, conn), stage)
-        except Exception as exc:  # the application's driver: its own error types
-            raise staging_failed(exc) from exc
-        if found is None:
-            raise ConfigurationError(
-                f"stage through a connection to the ledger's own file ({self.path}): the application's tables"
-                " and the ledger must share it, so that one commit records both"
-            )
-        check_found(found, intent)
 
     async def claim_open(
         self,
@@ -956,6 +1029,18 @@ _CLAIM_SQL = (
 _KEYS_PER_STATEMENT = 400  # bound parameters, well under SQLite's oldest limit (999)
 _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never blocks the loop
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
+
+
+_TURN_TIMEOUT = (
+    "the ledger could not write: an application transaction in this process has held the ledger's file"
+    f" for {WRITE_LOCK_WAIT:.0f}s (a guarded call made inside client.transaction() waits for its end)"
+)
+
+
+def _fail(batch: Sequence[tuple[Op, asyncio.Future[Any], bool]], error: LedgerError) -> None:
+    for _, future, _ in batch:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _moved(queued: asyncio.Future[Any]) -> bool:

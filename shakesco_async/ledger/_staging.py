@@ -9,9 +9,13 @@ SQLAlchemy ``AsyncConnection`` / ``AsyncSession`` (imported only when one is pas
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import inspect
 import re
 import sqlite3
-from collections.abc import Mapping
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -20,16 +24,22 @@ from .._errors import ConfigurationError, IdempotencyConflict, LedgerError
 from ._entry import Intent
 
 __all__ = [
+    "Stager",
     "Statements",
+    "begin_immediate",
     "check_found",
     "connection_kind",
+    "driver_transaction",
     "fetch_one",
     "stage_sqlite",
+    "rollback",
     "stage_through",
     "staging_failed",
 ]
 
 _NAMED = re.compile(r":([a-z_][a-z0-9_]*)")
+Stager = Callable[[Intent], Awaitable[None]]
+"""Records a write as staged in the application's transaction (``Ledger.transaction``)."""
 
 
 @attrs.frozen
@@ -163,3 +173,44 @@ async def _sqlalchemy(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: 
 
 
 _RUNNERS = {"sqlite3": _sqlite3, "aiosqlite": _aiosqlite, "asyncpg": _asyncpg, "sqlalchemy": _sqlalchemy}
+
+
+@contextlib.asynccontextmanager
+async def driver_transaction(conn: Any, kind: str) -> AsyncIterator[None]:
+    """A transaction of the application's on an asyncpg or SQLAlchemy ``conn``: committed
+    when the block ends, rolled back (and the error raised) when it raises."""
+    if kind == "asyncpg":
+        async with conn.transaction():
+            yield
+        return
+    async with conn.begin():
+        yield
+
+
+async def begin_immediate(conn: Any, *, lock_wait: float) -> None:
+    """``BEGIN IMMEDIATE`` on an sqlite3 or aiosqlite connection: the file's write lock at
+    once (a deferred transaction may fail to upgrade later), waiting up to ``lock_wait``
+    seconds for another process without blocking the event loop. One step each try (the
+    cursor is left to the collector, not closed in a hop of its own)."""
+    deadline = time.monotonic() + lock_wait
+    pause = 0.0005
+    while True:
+        try:
+            await _maybe_await(conn.execute("BEGIN IMMEDIATE"))
+            return
+        except sqlite3.OperationalError as exc:
+            if ("locked" not in str(exc) and "busy" not in str(exc)) or time.monotonic() >= deadline:
+                raise
+        await asyncio.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+async def rollback(conn: Any) -> None:
+    """Roll an sqlite3 or aiosqlite connection's transaction back; a failure is not raised
+    (it must not hide why the transaction rolls back, and a failed connection has none)."""
+    with contextlib.suppress(Exception):
+        await _maybe_await(conn.rollback())
+
+
+async def _maybe_await(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result

@@ -428,3 +428,94 @@ async def test_result_of_learns_a_settle_in_this_process_without_reading_again(
     receipt = {"kind": "receipt", "tx_hash": "0xfeed"}
     assert await ledger.settle(key, Settlement(EntryState.COMMITTED, result=receipt))
     assert (await asyncio.wait_for(waiting, 10)).tx_hash == "0xfeed"
+
+
+async def test_client_transaction_commits_the_change_with_its_staged_writes(
+    client: ShakescoClient, app: App, sandbox: Sandbox
+) -> None:
+    async with client.transaction(app.conn) as staged:
+        await app.order(app.conn, "t1")
+        key = await staged.claim_tokens("purchase", "ann", idempotency_key="t1")
+    assert await app.orders() == ["t1"]
+    assert (await client.ledger.get(key)).state == EntryState.STAGED  # type: ignore[union-attr]
+    client.start_sender(poll=0.05)
+    assert (await client.result_of(key, wait=30)).tx_hash
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == ["t1"]
+
+
+async def test_client_transaction_rolls_back_the_change_and_its_writes_when_it_raises(
+    client: ShakescoClient, app: App
+) -> None:
+    with pytest.raises(RuntimeError, match="boom"):
+        async with client.transaction(app.conn) as staged:
+            await app.order(app.conn, "t2")
+            await staged.claim_tokens("purchase", "ann", idempotency_key="t2")
+            raise RuntimeError("boom")
+    assert await app.orders() == []
+    assert await client.ledger.get("t2") is None
+    async with client.transaction(app.conn) as staged:  # the connection is usable again
+        await staged.claim_tokens("purchase", "ann", idempotency_key="t2")
+    assert await client.ledger.get("t2") is not None
+
+
+async def test_client_transaction_with_a_key_staged_before_for_another_write_commits_nothing(
+    client: ShakescoClient, app: App
+) -> None:
+    async with client.transaction(app.conn) as staged:
+        await staged.claim_tokens("purchase", "ann", idempotency_key="taken")
+    with pytest.raises(sa.IdempotencyConflict):
+        async with client.transaction(app.conn) as staged:
+            await app.order(app.conn, "t3")
+            await staged.claim_tokens("purchase", "bob", idempotency_key="taken")
+    assert await app.orders() == []
+    entry = await client.ledger.get("taken")
+    assert entry is not None and entry.params["customer_ref"] == "ann"
+
+
+async def test_client_transaction_refuses_a_connection_it_cannot_stage_through(client: ShakescoClient) -> None:
+    with pytest.raises(sa.ConfigurationError):
+        async with client.transaction(object()):
+            pytest.fail("the block must not run")
+
+
+async def test_the_ledger_takes_turns_with_the_applications_transactions(
+    client: ShakescoClient, app: App, ledger_spec: LedgerSpec, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a ledger write waits for the open transaction and goes right after it (no
+    "database is locked"); one that the transaction waits for fails instead of hanging."""
+    if ledger_spec.backend != "sqlite":
+        pytest.skip("PostgreSQL has no one write lock to take turns on")
+    from shakesco_async.ledger import _sqlite
+
+    async with client.transaction(app.conn) as staged:
+        await staged.upgrade_to_shakesco("ann", 1, idempotency_key="turns")
+        beside = asyncio.create_task(client.upgrade_to_shakesco("bob", 1, idempotency_key="beside"))
+        await asyncio.sleep(0.2)
+        assert not beside.done()  # its intent cannot be recorded while the transaction is open
+        assert sandbox.applied_writes("/upgrade-to-shakesco") == []
+    assert (await asyncio.wait_for(beside, 10)).tx_hash
+
+    monkeypatch.setattr(_sqlite, "WRITE_LOCK_WAIT", 0.2)
+    with pytest.raises(sa.LedgerError):
+        async with client.transaction(app.conn):
+            await client.upgrade_to_shakesco("cy", 1, idempotency_key="inside")  # waits on its own block
+    assert [w.idempotency_key for w in sandbox.applied_writes("/upgrade-to-shakesco")] == ["beside"]
+    assert await client.ledger.get("inside") is None
+
+
+async def test_client_transaction_through_a_sqlite3_connection(
+    make_client: ClientFactory, ledger_spec: LedgerSpec, sandbox: Sandbox
+) -> None:
+    if ledger_spec.backend != "sqlite":
+        pytest.skip("sqlite3 connections are for the SQLite ledger")
+    client = make_client()
+    db = sqlite3.connect(ledger_spec.location, isolation_level=None, timeout=0)
+    try:
+        async with client.transaction(db) as staged:
+            db.execute("CREATE TABLE IF NOT EXISTS orders_sync (id TEXT PRIMARY KEY)")
+            db.execute("INSERT INTO orders_sync (id) VALUES ('s1')")
+            key = await staged.upgrade_to_shakesco("ann", 2, idempotency_key="sync-1")
+        assert db.execute("SELECT id FROM orders_sync").fetchall() == [("s1",)]
+        assert (await client.ledger.get(key)).state == EntryState.STAGED  # type: ignore[union-attr]
+    finally:
+        db.close()

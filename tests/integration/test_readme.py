@@ -30,7 +30,7 @@ MARKS = {
     "fastapi": "FastAPI(",
     "sandbox": "async def test_",
     "metrics": "set_instrumentation_hooks(",
-    "staged": "client.staged(",
+    "staged": "client.transaction(",
 }
 
 
