@@ -446,11 +446,14 @@ async def test_client_transaction_commits_the_change_with_its_staged_writes(
 async def test_client_transaction_rolls_back_the_change_and_its_writes_when_it_raises(
     client: ShakescoClient, app: App
 ) -> None:
-    with pytest.raises(RuntimeError, match="boom"):
+    async def order_that_fails() -> None:
         async with client.transaction(app.conn) as staged:
             await app.order(app.conn, "t2")
             await staged.claim_tokens("purchase", "ann", idempotency_key="t2")
             raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await order_that_fails()
     assert await app.orders() == []
     assert await client.ledger.get("t2") is None
     async with client.transaction(app.conn) as staged:  # the connection is usable again
@@ -463,10 +466,13 @@ async def test_client_transaction_with_a_key_staged_before_for_another_write_com
 ) -> None:
     async with client.transaction(app.conn) as staged:
         await staged.claim_tokens("purchase", "ann", idempotency_key="taken")
-    with pytest.raises(sa.IdempotencyConflict):
+    async def order_for_another_write() -> None:
         async with client.transaction(app.conn) as staged:
             await app.order(app.conn, "t3")
             await staged.claim_tokens("purchase", "bob", idempotency_key="taken")
+
+    with pytest.raises(sa.IdempotencyConflict):
+        await order_for_another_write()
     assert await app.orders() == []
     entry = await client.ledger.get("taken")
     assert entry is not None and entry.params["customer_ref"] == "ann"
