@@ -466,6 +466,7 @@ async def test_client_transaction_with_a_key_staged_before_for_another_write_com
 ) -> None:
     async with client.transaction(app.conn) as staged:
         await staged.claim_tokens("purchase", "ann", idempotency_key="taken")
+
     async def order_for_another_write() -> None:
         async with client.transaction(app.conn) as staged:
             await app.order(app.conn, "t3")
