@@ -14,6 +14,7 @@ sends, until every committed order's write is settled, and exits.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -24,6 +25,10 @@ from shakesco_async.ledger import EntryState
 from tests.support.ledgers import LedgerSpec
 
 CUSTOMERS = 4
+
+
+class _RolledBack(Exception):
+    """The handler failed: its transaction rolls back."""
 
 
 def rolled_back(order: int) -> bool:
@@ -54,8 +59,20 @@ class Conn:
         return {int(row[0]) for row in await self.raw.fetch(sql)}
 
     async def order(self, client: ShakescoClient, table: str, order: int) -> None:
-        """One order and its credit, in one transaction."""
+        """One order and its credit, in one transaction: every other one through
+        ``client.transaction``, the others through a transaction of the application's own."""
         key = f"order-{order}"
+        if order % 2:
+            sqlite = self.spec.backend == "sqlite"
+            insert = f"INSERT INTO {table} (id) VALUES ({'?' if sqlite else '$1'})"
+            args: tuple[Any, ...] = ((order,),) if sqlite else (order,)  # aiosqlite: one tuple; asyncpg: values
+            with contextlib.suppress(_RolledBack):
+                async with client.transaction(self.raw) as staged:
+                    await self.raw.execute(insert, *args)
+                    await staged.claim_tokens("purchase", f"cust-{order % CUSTOMERS}", idempotency_key=key)
+                    if rolled_back(order):
+                        raise _RolledBack
+            return
         if self.spec.backend == "sqlite":
             await self.raw.execute("BEGIN IMMEDIATE")
             await self.raw.execute(f"INSERT INTO {table} (id) VALUES (?)", (order,))
