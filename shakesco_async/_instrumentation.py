@@ -93,9 +93,32 @@ class _Write:
         self.result: object = None
 
 
-@contextlib.contextmanager
-def write(operation: str, key: str) -> Iterator[_Write]:
+def write(operation: str, key: str) -> contextlib.AbstractContextManager[_Write]:
     """The span of one guarded write, from its call to its outcome."""
+    if _otel is None and not _hooks:
+        return _Bare(operation, key)  # every write makes one: nothing to report, the least work
+    return _spanned(operation, key)
+
+
+class _Bare(contextlib.AbstractContextManager[_Write]):
+    """``write`` with no hooks and no tracing: only the write under way, for ``phase``'s
+    debug log lines."""
+
+    __slots__ = ("_current", "_token")
+
+    def __init__(self, operation: str, key: str) -> None:
+        self._token = _current.set((operation, key))
+        self._current = _Write()
+
+    def __enter__(self) -> _Write:
+        return self._current
+
+    def __exit__(self, *exc_info: object) -> None:
+        _current.reset(self._token)
+
+
+@contextlib.contextmanager
+def _spanned(operation: str, key: str) -> Iterator[_Write]:
     token = _current.set((operation, key))
     started = time.perf_counter()
     current = _Write()

@@ -110,7 +110,31 @@ def sdk_key() -> str:
     ledger's key indexes grow at one end: a batch of new entries dirties a few pages,
     not one page per entry.
     """
-    return f"sdk_{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+    return f"sdk_{time.time_ns() // 1_000_000:012x}{_RANDOM.next10()}"
+
+
+class _RandomBytes:
+    """The operating system's random bytes, fetched 4 KiB at a time (a system call per key
+    cost ~10 µs), and fetched anew in a forked child: parent and child must never make the
+    same key."""
+
+    __slots__ = ("_at", "_hex")
+
+    def __init__(self) -> None:
+        self._hex, self._at = "", 0
+
+    def next10(self) -> str:
+        if self._at + 20 > len(self._hex):
+            self._hex, self._at = os.urandom(4096).hex(), 0
+        self._at += 20
+        return self._hex[self._at - 20 : self._at]
+
+    def forget(self) -> None:
+        self._hex, self._at = "", 0
+
+
+_RANDOM = _RandomBytes()
+os.register_at_fork(after_in_child=_RANDOM.forget)
 
 
 def intent_for(endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, source: KeySource) -> Intent:

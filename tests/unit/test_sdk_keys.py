@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
+
+import pytest
 
 from shakesco_async.guard._wrapper import check_idempotency_key, sdk_key
 
@@ -15,3 +20,27 @@ def test_sdk_keys_are_unique_valid_and_grow_with_time() -> None:
     time.sleep(0.002)
     later = sdk_key()
     assert later > max(keys)  # milliseconds first: new entries go to one end of the key index
+
+
+_FORKED = """
+import os
+from shakesco_async.guard._wrapper import sdk_key
+sdk_key()  # the buffer is filled
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.write(write, "".join(sdk_key()[16:] for _ in range(3)).encode())
+    os._exit(0)
+os.waitpid(pid, 0)
+child = os.read(read, 1000).decode()
+print(len(child), child != "".join(sdk_key()[16:] for _ in range(3)))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_makes_keys_of_its_own() -> None:
+    """The random part comes from a buffer: a child forked with the parent's must not make
+    the parent's next keys (two processes sharing a ledger would collide). Forked from a
+    process of its own: this one has threads."""
+    out = subprocess.run([sys.executable, "-c", _FORKED], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["60", "True"]
