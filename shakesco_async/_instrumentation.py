@@ -95,9 +95,17 @@ class _Write:
 
 def write(operation: str, key: str) -> contextlib.AbstractContextManager[_Write]:
     """The span of one guarded write, from its call to its outcome."""
-    if _otel is None and not _hooks:
+    if not _hooks and not _tracing():
         return _Bare(operation, key)  # every write makes one: nothing to report, the least work
     return _spanned(operation, key)
+
+
+def _tracing() -> bool:
+    """Whether spans would be recorded: OpenTelemetry is installed and an SDK's tracer
+    provider is set (the API's own, before one is, makes spans that record nothing)."""
+    if _otel is None:
+        return False
+    return not isinstance(_otel.get_tracer_provider(), _otel.ProxyTracerProvider | _otel.NoOpTracerProvider)
 
 
 class _Bare(contextlib.AbstractContextManager[_Write]):

@@ -98,12 +98,14 @@ def spans() -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     tracer = provider.get_tracer("test")
-    original = trace.get_tracer
+    # As an application that set an SDK's provider (once per process, so patched here).
+    original, original_provider = trace.get_tracer, trace.get_tracer_provider
     trace.get_tracer = lambda *args, **kwargs: tracer  # type: ignore[assignment]
+    trace.get_tracer_provider = lambda: provider
     try:
         yield exporter
     finally:
-        trace.get_tracer = original  # type: ignore[assignment]
+        trace.get_tracer, trace.get_tracer_provider = original, original_provider  # type: ignore[assignment]
 
 
 async def test_each_guarded_write_is_a_span_with_its_phases(
@@ -121,6 +123,19 @@ async def test_each_guarded_write_is_a_span_with_its_phases(
     assert redeem.attributes["shakesco.outcome"] == "applied"
     assert [e.name for e in redeem.events] == ["intent recorded", "sending", "verified"]
     assert dict(redeem.events[-1].attributes or {}) == {"verdict": "applied"}
+
+
+async def test_no_span_is_made_while_no_tracer_provider_is_set(make_client: ClientFactory) -> None:
+    """OpenTelemetry's API alone records nothing: a write then makes no span at all (it
+    cost ~20 µs a write for nothing)."""
+    made: list[object] = []
+    original = trace.get_tracer
+    trace.get_tracer = lambda *args, **kwargs: made.append(args) or original(*args, **kwargs)  # type: ignore[assignment,func-returns-value]
+    try:
+        await make_client().upgrade_to_shakesco("ann", 1)
+    finally:
+        trace.get_tracer = original  # type: ignore[assignment]
+    assert made == []
 
 
 async def test_metrics_hooks_count_writes_verifications_and_doubts(
