@@ -1,7 +1,7 @@
 """What the guard costs a user whose API answers over a network: guarded writes against raw
 aiohttp, with a real round trip.
 
-    python benchmarks/latency.py [--smoke] [--read-ms 20] [--write-extra-ms 0]
+    python benchmarks/latency.py [--smoke] [--read-ms 20] [--write-extra-ms 0] [--postgres]
 
 The sandbox runs in a process of its own and answers every read after ``--read-ms`` and
 every write after ``--read-ms`` plus ``--write-extra-ms`` (the real API answers a write
@@ -11,7 +11,8 @@ contenders run side by side in alternating rounds:
 - raw: the same POSTs through aiohttp, nothing else;
 - floor (kinds whose proof needs the state before): a raw GET, then the raw POST, the
   least any client that can prove a lost answer must do;
-- guarded: the SDK, with its durable ledger (SQLite, synchronous=FULL).
+- guarded: the SDK, with its durable ledger (SQLite, synchronous=FULL; with
+  ``--postgres``, a throwaway PostgreSQL cluster, the symmetric profile only, recorded).
 
 A one-time claim is judged against raw (its proof, ``/has-claimed-event``, needs no read
 before); the other kinds against their floor. Ratios are medians of per-round ratios of
@@ -133,18 +134,17 @@ class Contenders:
 
 
 async def profile(
-    name: str, read_ms: float, write_ms: float, rounds: int, counts: dict[int, int]
+    name: str, read_ms: float, write_ms: float, rounds: int, counts: dict[int, int], dsn: str | None = None
 ) -> list[tuple[str, float, float]]:
     proc, base_url = await start_sandbox(read_ms, write_ms)
     checks: list[tuple[str, float, float]] = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             guard = GuardSettings(verify_delay=0.0)
+            ledger = dsn if dsn is not None else Path(tmp) / "l.sqlite3"
             async with (
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session,
-                ShakescoClient(
-                    "sk_sandbox_demo", base_url=base_url, ledger=Path(tmp) / "l.sqlite3", guard=guard
-                ) as client,
+                ShakescoClient("sk_sandbox_demo", base_url=base_url, ledger=ledger, guard=guard) as client,
             ):
                 who = Contenders(base_url, session, client)
                 await client.set_event_details("signup", 5, True)
@@ -187,10 +187,18 @@ async def main() -> int:
     p = parser(__doc__ or "")
     p.add_argument("--read-ms", type=float, default=20.0, help="round trip of a read (default 20)")
     p.add_argument("--write-extra-ms", type=float, default=180.0, help="a write's extra time, second profile (180)")
+    p.add_argument("--postgres", action="store_true", help="the PostgreSQL ledger (a throwaway cluster); recorded")
     args = p.parse_args()
     rounds = 1 if args.smoke else 3
     symmetric = {1: 3, 32: 32} if args.smoke else {1: 40, 32: 640}
     slow = {1: 2, 32: 32} if args.smoke else {1: 10, 32: 192}
+    if args.postgres:
+        sys.path.insert(0, str(ROOT))
+        from tests.support.postgres import postgres_cluster
+
+        with postgres_cluster() as dsn:
+            checks = await profile("symmetric", args.read_ms, args.read_ms, rounds, symmetric, dsn)
+        return verdict([(f"postgres {name}", ratio, 0.0) for name, ratio, _ in checks], args.smoke)
     checks = await profile("symmetric", args.read_ms, args.read_ms, rounds, symmetric)
     checks += await profile("slow_writes", args.read_ms, args.read_ms + args.write_extra_ms, rounds, slow)
     return verdict(checks, args.smoke)

@@ -220,7 +220,21 @@ class WriteGuard:
                     known, fence = await self._read_fenced(endpoint.path, wire)
                 except (TransportError, APIError, MalformedResponse) as exc:
                     unread = exc
-            entry, others, created, leased = await self._take(intent, owner, known, fence)
+            # A ledger that cannot fence a read made before the intent: the read starts as soon
+            # as the customers are leased, beside the intent's commit, not after it.
+            early = None
+            if known is None and unread is None and not self.ledger.fences_snapshots:
+                early = _EarlyRead(lambda: snapshot_of(self._reader, endpoint.path, wire))
+            try:
+                entry, others, created, leased = await self._take(
+                    intent, owner, known, fence, on_leased=None if early is None else early.leased
+                )
+                # Its snapshot holds only if no earlier write of these customers is to be
+                # settled first: then the state is read again once that is done.
+                read = early.take() if early is not None and created and others == () else None
+            finally:
+                if early is not None:
+                    early.close()
             lease = _Lease(owner, intent.leases, leased)
             try:
                 if unread is not None and created:
@@ -229,8 +243,10 @@ class WriteGuard:
                 instrumentation.phase("intent recorded" if created else "entry found", state=entry.state.value)
                 marked = created and entry.state == EntryState.SENDING
                 made = wire if created else None
-                return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made))
+                return cast(R, await self._run(endpoint, entry, lease, others, marked=marked, wire=made, read=read))
             finally:
+                if read is not None and not read.done():
+                    read.cancel()
                 await self._give_back(lease)
                 if changes_events(endpoint.path):
                     self._events.forget(str(wire["event_name"]))
@@ -288,7 +304,12 @@ class WriteGuard:
                 await self._give_back(lease)
 
     async def _take(
-        self, intent: Intent, owner: str, known: Snapshot | None, fence: Fence | None
+        self,
+        intent: Intent,
+        owner: str,
+        known: Snapshot | None,
+        fence: Fence | None,
+        on_leased: Callable[[], None] | None = None,
     ) -> tuple[LedgerEntry, tuple[LedgerEntry, ...] | None, bool, float]:
         """Record the intent, or find the key's entry; return holding the customers' leases.
 
@@ -310,6 +331,7 @@ class WriteGuard:
                     snapshot=known,
                     fence=fence,
                     in_flight=self._timing.in_flight,
+                    on_leased=on_leased,
                 ),
                 lambda begun: self._unbegin(begun, intent, owner),
             )
@@ -387,6 +409,7 @@ class WriteGuard:
         *,
         marked: bool,
         wire: dict[str, WireValue] | None = None,
+        read: asyncio.Task[Snapshot] | None = None,
     ) -> object:
         if entry.state == EntryState.COMMITTED:
             assert entry.result is not None
@@ -409,7 +432,7 @@ class WriteGuard:
         if others is None:
             others = tuple(await self.ledger.open_entries(entry.customers, exclude=entry.key))
         await self._resolve_others(entry, lease, others)
-        return await self._send(endpoint, entry, lease, marked=marked, wire=wire)
+        return await self._send(endpoint, entry, lease, marked=marked, wire=wire, read=read)
 
     async def _finish(
         self, entry: LedgerEntry, lease: _Lease, state: EntryState, *, sent: bool = False, **details: Any
@@ -652,12 +675,14 @@ class WriteGuard:
         marked: bool = False,
         wire: dict[str, WireValue] | None = None,
         caller: bool = True,
+        read: asyncio.Task[Snapshot] | None = None,
     ) -> object:
         """Send until applied, refused, or in doubt: the driver of ``_decide``'s steps.
         ``marked``: the intent's commit already recorded the entry as sending, with its
         snapshot. ``wire``: the request, when this call made the entry from it (else it is
         rebuilt from the entry's parameters). ``caller``: a caller hears the outcome
-        (reconcile, finishing a pending write, is none: see ``_give_up_unsent``).
+        (reconcile, finishing a pending write, is none: see ``_give_up_unsent``). ``read``:
+        the first attempt's snapshot, being read since the customers were leased.
 
         An attempt verified not applied may still be carried out (the API had it, and
         finished after the verification read). So once one was, every later step of the
@@ -680,7 +705,7 @@ class WriteGuard:
                 assert entry.snapshot is not None
                 snapshot: Snapshot = entry.snapshot
             else:
-                snapshot = await self._read_before(entry, lease, caller)
+                snapshot = await self._read_before(entry, lease, caller, early=read if attempt == 1 else None)
                 if first is not None and unknown is not None:
                     moved = compare(entry.operation, entry.params, first, snapshot)
                     step = before_attempt(None if moved is None else moved.verdict)
@@ -803,10 +828,13 @@ class WriteGuard:
                 await CLOCK.sleep(delay)
                 return _Again(error if outcome.answer == Answer.UNKNOWN else unknown)
 
-    async def _read_before(self, entry: LedgerEntry, lease: _Lease, caller: bool) -> Snapshot:
-        """The snapshot before an attempt; a failed read gives the write up, unsent."""
+    async def _read_before(
+        self, entry: LedgerEntry, lease: _Lease, caller: bool, early: asyncio.Task[Snapshot] | None = None
+    ) -> Snapshot:
+        """The snapshot before an attempt (``early``: the read already under way); a failed
+        read gives the write up, unsent."""
         try:
-            return await self._snapshot(entry)
+            return await (early if early is not None else self._snapshot(entry))
         except (TransportError, APIError, MalformedResponse) as exc:
             await self._give_up_unsent(entry, lease, "could not read the pre-send state", caller=caller)
             if not caller:  # not the write's own answer: a 4xx of the read must not read as a refusal
@@ -1123,6 +1151,44 @@ class _Owners:
 
     def new(self) -> str:
         return f"{self.prefix}{next(self._ids)}"
+
+
+class _EarlyRead:
+    """A snapshot read started once the customers are leased (``leased``), while the
+    intent's commit is still under way; one at a time, none once ``close``d."""
+
+    __slots__ = ("_closed", "_start", "_task")
+
+    def __init__(self, start: Callable[[], Awaitable[Snapshot]]) -> None:
+        self._start = start
+        self._task: asyncio.Task[Snapshot] | None = None
+        self._closed = False
+
+    def leased(self) -> None:
+        if self._closed:  # the call is gone (its begin ran on without it)
+            return
+        self._drop()  # a try whose begin found the key leased too: its read is not this one's
+        self._task = asyncio.ensure_future(self._start())
+
+    def take(self) -> asyncio.Task[Snapshot] | None:
+        task, self._task = self._task, None
+        return task
+
+    def close(self) -> None:
+        self._closed = True
+        self._drop()
+
+    def _drop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task.add_done_callback(_retrieved)
+            self._task = None
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    """Mark a dropped task's outcome as seen (asyncio logs an exception nobody retrieved)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class _Lease:

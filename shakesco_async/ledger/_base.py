@@ -6,7 +6,7 @@ import abc
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
@@ -107,6 +107,7 @@ class Ledger(abc.ABC):
         fence: Fence | None = None,
         in_flight: float | None = None,
         adopt: bool = False,
+        on_leased: Callable[[], None] | None = None,
     ) -> Awaitable[Begun]:
         """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
 
@@ -122,6 +123,11 @@ class Ledger(abc.ABC):
         recorded it (``created``): its customers leased and, as above, its snapshot stored
         and the entry marked ``sending``, in one commit. Any other entry is returned as
         found, nothing leased.
+
+        ``on_leased``: called once the customers are leased, before the intent's commit, by
+        a backend that takes the two in separate steps (the guard then reads the state
+        the write's proof needs beside that commit); a backend that does both in one
+        commit need not call it.
         """
 
     @abc.abstractmethod

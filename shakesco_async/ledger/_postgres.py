@@ -16,7 +16,7 @@ import functools
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -403,6 +403,7 @@ class PostgresLedger(Ledger):
         fence: Fence | None = None,
         in_flight: float | None = None,
         adopt: bool = False,
+        on_leased: Callable[[], None] | None = None,
     ) -> Begun:
         if fence is not None:
             snapshot = None  # advisory locks leave no trace to check a fence against
@@ -417,6 +418,8 @@ class PostgresLedger(Ledger):
         busy = await self.acquire(intent.leases, owner=owner, lease_ttl=lease_ttl)
         if busy is not None:
             return Begun(None, created=False, busy_until=busy)
+        if on_leased is not None:
+            on_leased()
         try:
             rows = await pool.fetch(
                 begin_sql(self._t),

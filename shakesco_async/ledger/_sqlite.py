@@ -638,6 +638,7 @@ class SQLiteLedger(Ledger):
         fence: Fence | None = None,
         in_flight: float | None = None,
         adopt: bool = False,
+        on_leased: Callable[[], None] | None = None,  # leased and recorded in one commit: not called
     ) -> Awaitable[Begun]:
         return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence, in_flight, adopt))
 
