@@ -280,18 +280,7 @@ class WriteGuard:
             except (TransportError, APIError, MalformedResponse) as exc:
                 return (ReconcileOutcome.NOT_APPLIED, f"the read before sending failed, nothing was sent: {exc}")
             asked = CLOCK.monotonic()
-            begun = await self._cleanups.taking(
-                self.ledger.begin(
-                    intent,
-                    owner=owner,
-                    lease_ttl=self._timing.lease_ttl,
-                    snapshot=known,
-                    fence=fence,
-                    in_flight=self._timing.in_flight,
-                    adopt=True,
-                ),
-                lambda begun: self._unbegin(begun, intent, owner),
-            )
+            begun = await self._begin(intent, owner, known, fence, adopt=True)
             if not begun.created or begun.entry is None:
                 if begun.entry is not None and begun.entry.is_final:
                     return (ReconcileOutcome.FINAL, "settled meanwhile by another writer")
@@ -323,18 +312,7 @@ class WriteGuard:
         deadline = CLOCK.monotonic() + self._timing.lease_wait
         while True:
             asked = CLOCK.monotonic()
-            begun = await self._cleanups.taking(
-                self.ledger.begin(
-                    intent,
-                    owner=owner,
-                    lease_ttl=self._timing.lease_ttl,
-                    snapshot=known,
-                    fence=fence,
-                    in_flight=self._timing.in_flight,
-                    on_leased=on_leased,
-                ),
-                lambda begun: self._unbegin(begun, intent, owner),
-            )
+            begun = await self._begin(intent, owner, known, fence, on_leased=on_leased)
             if begun.created and begun.entry is not None:
                 return begun.entry, begun.others, True, asked
             busy_until = begun.busy_until
@@ -364,6 +342,32 @@ class WriteGuard:
                 )
             wait = max(0.0, (busy_until or 0.0) - CLOCK.time())
             await CLOCK.sleep(min(wait, 0.05) + 0.005)
+
+    def _begin(
+        self,
+        intent: Intent,
+        owner: str,
+        known: Snapshot | None,
+        fence: Fence | None,
+        *,
+        adopt: bool = False,
+        on_leased: Callable[[], None] | None = None,
+    ) -> Awaitable[Begun]:
+        """``Ledger.begin`` for this call; if the caller is cancelled meanwhile, it still ends,
+        and what it recorded is given up as never sent (``_unbegin``)."""
+        return self._cleanups.taking(
+            self.ledger.begin(
+                intent,
+                owner=owner,
+                lease_ttl=self._timing.lease_ttl,
+                snapshot=known,
+                fence=fence,
+                in_flight=self._timing.in_flight,
+                adopt=adopt,
+                on_leased=on_leased,
+            ),
+            lambda begun: self._unbegin(begun, intent, owner),
+        )
 
     async def _lease_existing(self, intent: Intent, owner: str) -> tuple[float | None, LedgerEntry | None]:
         """Lease the customers of the key's entry and read it again: (busy until, None) or (None, entry)."""
