@@ -524,3 +524,41 @@ async def test_client_transaction_through_a_sqlite3_connection(
         assert (await client.ledger.get(key)).state == EntryState.STAGED  # type: ignore[union-attr]
     finally:
         db.close()
+
+
+async def test_client_transaction_through_sqlalchemy(
+    client: ShakescoClient, app: App, sandbox: Sandbox, ledger_spec: LedgerSpec
+) -> None:
+    """An AsyncConnection and an AsyncSession, each begun and committed (or rolled back) by
+    ``client.transaction``."""
+    if ledger_spec.backend != "postgres":
+        pytest.skip("SQLAlchemy connections are for the PostgreSQL ledger")
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+    engine = create_async_engine(ledger_spec.location.replace("postgresql://", "postgresql+asyncpg://"))
+
+    async def failing(conn: Any) -> None:
+        async with client.transaction(conn) as staged:
+            await conn.execute(text(f"INSERT INTO {app.table} (id) VALUES ('q3')"))
+            await staged.claim_tokens("purchase", "ann", idempotency_key="q-rolled-back")
+            raise RuntimeError("the handler failed")
+
+    try:
+        async with engine.connect() as conn:
+            async with client.transaction(conn) as staged:
+                await conn.execute(text(f"INSERT INTO {app.table} (id) VALUES ('q1')"))
+                first = await staged.claim_tokens("purchase", "ann", idempotency_key="q1")
+            with pytest.raises(RuntimeError):
+                await failing(conn)
+        async with AsyncSession(engine) as session, client.transaction(session) as staged:
+            await session.execute(text(f"INSERT INTO {app.table} (id) VALUES ('q2')"))
+            second = await staged.claim_tokens("purchase", "ann", idempotency_key="q2")
+    finally:
+        await engine.dispose()
+    assert await app.orders() == ["q1", "q2"]
+    assert await client.ledger.get("q-rolled-back") is None
+    client.start_sender(poll=0.05)
+    for key in (first, second):
+        await client.result_of(key, wait=30)
+    assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == ["q1", "q2"]
