@@ -397,7 +397,10 @@ class SQLiteLedger(Ledger):
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with asyncio.timeout(WRITE_LOCK_WAIT):
+                if self._turn.locked():  # an application transaction has it (free, it is taken at once)
+                    async with asyncio.timeout(WRITE_LOCK_WAIT):
+                        await self._turn.acquire()
+                else:
                     await self._turn.acquire()
             except TimeoutError:
                 # An application transaction of this process's holds the file (a guarded
