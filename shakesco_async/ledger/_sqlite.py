@@ -63,6 +63,7 @@ from ._staging import (
     Stager,
     Statements,
     begin_immediate,
+    cannot_begin,
     check_found,
     connection_kind,
     rollback,
@@ -742,7 +743,10 @@ class SQLiteLedger(Ledger):
         # there is then at most one of them, and the ledger's next commit goes after it,
         # not after every transaction waiting.
         async with self._app_turn, self._turn:
-            await begin_immediate(conn, lock_wait=WRITE_LOCK_WAIT)
+            try:
+                await begin_immediate(conn, lock_wait=WRITE_LOCK_WAIT)
+            except Exception as exc:
+                raise cannot_begin(exc) from exc
             try:
                 yield record
                 await self._stage_step(conn, intents, commit=True)
@@ -797,6 +801,10 @@ class SQLiteLedger(Ledger):
         except (ConfigurationError, IdempotencyConflict):
             raise
         except Exception as exc:  # the application's driver: its own error types
+            if commit:  # ``transaction`` rolls it back: nothing of it is recorded
+                raise LedgerError(
+                    f"could not record the staged writes and commit ({exc}); the transaction was rolled back"
+                ) from exc
             raise staging_failed(exc) from exc
 
     def _staging_values(self, intent: Intent, now: float) -> dict[str, object]:

@@ -27,6 +27,7 @@ __all__ = [
     "Stager",
     "Statements",
     "begin_immediate",
+    "cannot_begin",
     "check_found",
     "connection_kind",
     "driver_transaction",
@@ -178,13 +179,34 @@ _RUNNERS = {"sqlite3": _sqlite3, "aiosqlite": _aiosqlite, "asyncpg": _asyncpg, "
 @contextlib.asynccontextmanager
 async def driver_transaction(conn: Any, kind: str) -> AsyncIterator[None]:
     """A transaction of the application's on an asyncpg or SQLAlchemy ``conn``: committed
-    when the block ends, rolled back (and the error raised) when it raises."""
-    if kind == "asyncpg":
-        async with conn.transaction():
-            yield
-        return
-    async with conn.begin():
+    when the block ends, rolled back (and the error raised) when it raises. Its begin or
+    commit failing raises ``LedgerError`` (the driver's error as its cause)."""
+    try:
+        if kind == "asyncpg":
+            tx = conn.transaction()
+            await tx.start()
+        else:  # SQLAlchemy's AsyncConnection and AsyncSession
+            tx = await conn.begin()
+    except Exception as exc:
+        raise cannot_begin(exc) from exc
+    try:
         yield
+    except BaseException:
+        with contextlib.suppress(Exception):  # a failed rollback must not hide why it rolls back
+            await tx.rollback()
+        raise
+    try:
+        await tx.commit()
+    except Exception as exc:
+        raise LedgerError(
+            f"the application's transaction failed to commit ({exc}): its change and the writes staged in it"
+            " are recorded only if the database committed it after all (result_of(key) raises LedgerError for"
+            " a write that is not)"
+        ) from exc
+
+
+def cannot_begin(exc: Exception) -> LedgerError:
+    return LedgerError(f"could not begin a transaction on the application's connection: {exc}")
 
 
 async def begin_immediate(conn: Any, *, lock_wait: float) -> None:

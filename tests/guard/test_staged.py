@@ -562,3 +562,34 @@ async def test_client_transaction_through_sqlalchemy(
     for key in (first, second):
         await client.result_of(key, wait=30)
     assert [w.idempotency_key for w in sandbox.applied_writes("/claim-tokens")] == ["q1", "q2"]
+
+
+async def test_client_transaction_that_cannot_begin_or_commit_is_a_ledger_error(
+    client: ShakescoClient, app: App, ledger_spec: LedgerSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: another process holds the file's write lock past the wait; PostgreSQL: a
+    deferred constraint fails the commit. Either way ``LedgerError``, and nothing owed."""
+    if ledger_spec.backend == "sqlite":
+        from shakesco_async.ledger import _sqlite
+
+        monkeypatch.setattr(_sqlite, "WRITE_LOCK_WAIT", 0.2)
+        other = sqlite3.connect(ledger_spec.location, isolation_level=None, timeout=0)
+        await begin_immediate(other)  # as another process would
+        try:
+            with pytest.raises(sa.LedgerError, match="could not begin"):
+                async with client.transaction(app.conn):
+                    pytest.fail("the block must not run")
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        return
+    await app.conn.execute("CREATE TABLE once_each (id text, CONSTRAINT one UNIQUE (id) DEFERRABLE INITIALLY DEFERRED)")
+
+    async def twice() -> None:
+        async with client.transaction(app.conn) as staged:
+            await app.conn.execute("INSERT INTO once_each (id) VALUES ('x'), ('x')")  # checked at commit
+            await staged.claim_tokens("purchase", "ann", idempotency_key="never")
+
+    with pytest.raises(sa.LedgerError, match="failed to commit"):
+        await twice()
+    assert await client.ledger.get("never") is None
