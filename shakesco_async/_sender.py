@@ -144,6 +144,7 @@ class _Sender:
             task = asyncio.ensure_future(self._guard.ledger.unclaim(page.owner, page.keys))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(_unclaimed)
 
     async def _send(self, entry: LedgerEntry) -> Settled:
         if entry.key_source == KeySource.CALLER:
@@ -156,10 +157,18 @@ class _Sender:
         every claim still held."""
         for task in self._tasks:
             task.cancel()
-        while self._tasks:  # the cancelled writes' pages give their claims back as they end
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The cancelled writes' pages give their claims back as they end (tasks of their
+        # own). Not `while self._tasks`: an ended task leaves the set on a later turn of the
+        # loop, and waiting on ended tasks only would not yield to it.
+        while running := [task for task in self._tasks if not task.done()]:
+            await asyncio.wait(running)
         pages, self._pages = self._pages, {}  # pages with writes never started: all of it
         with contextlib.suppress(Exception):
             await self._guard.cleanups.finish(
                 asyncio.gather(*(self._guard.ledger.unclaim(p.owner, p.keys) for p in pages.values()))
             )
+
+
+def _unclaimed(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("could not give back the sender's claims (%s); they lapse on their own", exc)
