@@ -292,10 +292,12 @@ async def test_a_write_through_a_transaction_pooler_sends_nothing(
     assert sandbox.applied_writes() == []
 
 
-async def _advisory_locks(dsn: str) -> int:
+async def _advisory_locks(dsn: str, pid: int) -> int:
+    """The advisory locks server process ``pid`` holds (other tests' sessions, on the same
+    server at the same time, hold their own)."""
     conn = await asyncpg.connect(dsn)
     try:
-        count: int = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        count: int = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = $1", pid)
     finally:
         await conn.close()
     return count
@@ -303,19 +305,20 @@ async def _advisory_locks(dsn: str) -> int:
 
 async def test_a_lease_session_whose_mark_changed_takes_no_lock(postgres_dsn: str) -> None:
     # What another client's statement on a shared server session looks like from here.
-    before = await _advisory_locks(postgres_dsn)  # what earlier tests' sessions on this server hold
     ledger = PostgresLedger(postgres_dsn, business="b")
     try:
         assert await ledger.acquire(["customer:a"], owner="o1", lease_ttl=30) is None
         session = ledger._leases.session
         assert session is not None
+        pid = session.get_server_pid()
+        assert await _advisory_locks(postgres_dsn, pid) == 1
         await session.execute("SELECT set_config('shakesco.lease_session', 'another client', false)")
         with pytest.raises(sa.LedgerError, match="shared with other clients"):
             await ledger.acquire(["customer:b"], owner="o2", lease_ttl=30)
         with pytest.raises(sa.LedgerError, match="shared with other clients"):  # and from then on
             await ledger.acquire(["customer:c"], owner="o3", lease_ttl=30)
-        held = await _advisory_locks(postgres_dsn)
-        assert held == before  # b was never locked; the session (and a's lock) ended with the refusal
+        # b was never locked; the session (and a's lock) ended with the refusal
+        assert await _advisory_locks(postgres_dsn, pid) == 0
     finally:
         await ledger.close()
 
