@@ -24,6 +24,7 @@ import itertools
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -116,21 +117,25 @@ def sdk_key() -> str:
 class _RandomBytes:
     """The operating system's random bytes, fetched 4 KiB at a time (a system call per key
     cost ~10 µs), and fetched anew in a forked child: parent and child must never make the
-    same key."""
+    same key. Clients on event loops of several threads share it: a lock keeps each slice
+    one caller's."""
 
-    __slots__ = ("_at", "_hex")
+    __slots__ = ("_at", "_hex", "_lock")
 
     def __init__(self) -> None:
         self._hex, self._at = "", 0
+        self._lock = threading.Lock()
 
     def next10(self) -> str:
-        if self._at + 20 > len(self._hex):
-            self._hex, self._at = os.urandom(4096).hex(), 0
-        self._at += 20
-        return self._hex[self._at - 20 : self._at]
+        with self._lock:
+            if self._at + 20 > len(self._hex):
+                self._hex, self._at = os.urandom(4096).hex(), 0
+            self._at += 20
+            return self._hex[self._at - 20 : self._at]
 
     def forget(self) -> None:
         self._hex, self._at = "", 0
+        self._lock = threading.Lock()  # a lock held by a parent's thread at the fork stays held here
 
 
 _RANDOM = _RandomBytes()
