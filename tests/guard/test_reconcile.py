@@ -487,3 +487,20 @@ async def test_outcomes_are_an_enum_that_reads_as_strings(make_client: ClientFac
     assert all(isinstance(k, sa.ReconcileOutcome) for k in summary.counts)
     assert list(summary.counts) == list(sa.ReconcileOutcome)
     assert summary.counts["committed"] == summary.counts[sa.ReconcileOutcome.COMMITTED] == 1
+
+
+async def test_a_write_whose_read_before_sending_is_refused_stays_owed_not_failed(
+    make_client: ClientFactory, sandbox: Sandbox
+) -> None:
+    """The refusal is the read's, not the write's: reconcile reports it not applied and
+    leaves it to be sent, once the read works again."""
+    client = make_client()
+    await die_at(client, "recorded", "k-read", "cust", KeySource.CALLER)
+    await asyncio.sleep(0.06)  # the dead process's lease runs out
+    refused = sandbox.faults.add("error", endpoint="/total-earned", on="read", status=400, message="no", count=1)
+    summary = await client.reconcile(older_than=0)
+    assert refused.fired == 1
+    assert summary.counts["not_applied"] == 1 and summary.counts["failed"] == 0
+    assert (await client.ledger.get("k-read")).state == EntryState.RECORDED  # type: ignore[union-attr]
+    assert (await client.reconcile(older_than=0)).counts["resent"] == 1  # the read works again
+    assert len(sandbox.applied_writes("/upgrade-to-shakesco")) == 1
