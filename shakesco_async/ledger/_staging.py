@@ -31,7 +31,6 @@ __all__ = [
     "check_found",
     "connection_kind",
     "driver_transaction",
-    "fetch_one",
     "stage_sqlite",
     "rollback",
     "stage_through",
@@ -70,7 +69,7 @@ def connection_kind(conn: object) -> str:
 async def stage_through(
     conn: Any, kind: str, statements: Statements, values: Mapping[str, Any], intent: Intent
 ) -> None:
-    """Insert the staged entry through ``conn``, unless its key was staged (or sent) before
+    """Insert the staged entry through ``conn`` (asyncpg or SQLAlchemy), unless its key was staged (or sent) before
     with the same parameters; ``IdempotencyConflict`` if with others."""
     run = _RUNNERS[kind]
     try:
@@ -114,32 +113,8 @@ def staging_failed(exc: Exception) -> LedgerError:
     )
 
 
-async def fetch_one(conn: Any, kind: str, sql: str) -> tuple[Any, ...] | None:
-    """One row of ``sql`` (no parameters) through the application's connection."""
-    try:
-        row: tuple[Any, ...] | None = await _RUNNERS[kind](conn, sql, {}, fetch=True)
-    except ConfigurationError:
-        raise
-    except Exception as exc:
-        raise LedgerError(f"could not read through the application's connection: {exc}") from exc
-    return row
-
-
 def _used(sql: str, values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: values[name] for name in _NAMED.findall(sql)}
-
-
-async def _sqlite3(conn: sqlite3.Connection, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
-    cursor = conn.execute(sql, dict(values))
-    return cursor.fetchone() if fetch else None
-
-
-async def _aiosqlite(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
-    cursor = await conn.execute(sql, dict(values))
-    try:
-        return await cursor.fetchone() if fetch else None
-    finally:
-        await cursor.close()
 
 
 async def _asyncpg(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: bool) -> Any:
@@ -173,7 +148,7 @@ async def _sqlalchemy(conn: Any, sql: str, values: Mapping[str, Any], *, fetch: 
     return None
 
 
-_RUNNERS = {"sqlite3": _sqlite3, "aiosqlite": _aiosqlite, "asyncpg": _asyncpg, "sqlalchemy": _sqlalchemy}
+_RUNNERS = {"asyncpg": _asyncpg, "sqlalchemy": _sqlalchemy}  # SQLite stages in one step: stage_sqlite
 
 
 @contextlib.asynccontextmanager
