@@ -171,6 +171,7 @@ class WriteGuard:
         self._events = EventKinds(settings.event_ttl)
         self._owners = _Owners()
         self._cleanups = Cleanups()
+        self._writing = 0  # calls of this guard's between execute's start and end
 
     def sibling(self, *, reader: EndpointMethods, send_once: SendOnce, timeout: float, max_retries: int) -> WriteGuard:
         """A guard for calls with another timeout and retry count, sharing this one's
@@ -202,10 +203,14 @@ class WriteGuard:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""
         source = KeySource.CALLER if idempotency_key is not None else KeySource.GENERATED
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else sdk_key()
-        with instrumentation.write(endpoint.path, key) as current:
-            result = await self._execute(endpoint, wire, key, source)
-            current.result = result
-            return result
+        self._writing += 1
+        try:
+            with instrumentation.write(endpoint.path, key) as current:
+                result = await self._execute(endpoint, wire, key, source)
+                current.result = result
+                return result
+        finally:
+            self._writing -= 1
 
     async def _execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], key: str, source: KeySource) -> R:
         intent = intent_for(endpoint, wire, key, source)
@@ -317,7 +322,8 @@ class WriteGuard:
         deadline = CLOCK.monotonic() + self._timing.lease_wait
         while True:
             asked = CLOCK.monotonic()
-            begun = await self._begin(intent, owner, known, fence, on_leased=on_leased)
+            alone = self._writing == 1
+            begun = await self._begin(intent, owner, known, fence, on_leased=on_leased, alone=alone)
             if begun.created and begun.entry is not None:
                 return begun.entry, begun.others, True, asked
             busy_until = begun.busy_until
@@ -357,6 +363,7 @@ class WriteGuard:
         *,
         adopt: bool = False,
         on_leased: Callable[[], None] | None = None,
+        alone: bool = False,
     ) -> Awaitable[Begun]:
         """``Ledger.begin`` for this call; if the caller is cancelled meanwhile, it still ends,
         and what it recorded is given up as never sent (``_unbegin``)."""
@@ -370,6 +377,7 @@ class WriteGuard:
                 in_flight=self._timing.in_flight,
                 adopt=adopt,
                 on_leased=on_leased,
+                alone=alone,
             ),
             lambda begun: self._unbegin(begun, intent, owner),
         )

@@ -108,6 +108,7 @@ class Ledger(abc.ABC):
         in_flight: float | None = None,
         adopt: bool = False,
         on_leased: Callable[[], None] | None = None,
+        alone: bool = False,
     ) -> Awaitable[Begun]:
         """Record ``intent`` (state ``recorded``) and lease its customers, durably, or report why not.
 
@@ -128,6 +129,10 @@ class Ledger(abc.ABC):
         a backend that takes the two in separate steps (the guard then reads the state
         the write's proof needs beside that commit); a backend that does both in one
         commit need not call it.
+
+        ``alone``: a hint that the caller has no other write in flight, so nothing else
+        would run on the event loop while this commit waits for the disk; a backend may
+        then commit on the loop's own thread rather than pay two hops to a thread.
         """
 
     @abc.abstractmethod

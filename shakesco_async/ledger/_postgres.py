@@ -404,6 +404,7 @@ class PostgresLedger(Ledger):
         in_flight: float | None = None,
         adopt: bool = False,
         on_leased: Callable[[], None] | None = None,
+        alone: bool = False,  # commits are the server's: nothing to run on the loop's thread
     ) -> Begun:
         if fence is not None:
             snapshot = None  # advisory locks leave no trace to check a fence against

@@ -44,7 +44,6 @@ from ._sqlite_batch import (
     Lease,
     Op,
     Settle,
-    end_batch,
     is_set_wise,
     mark_links,
     open_entries_sql,
@@ -276,7 +275,7 @@ class SQLiteLedger(Ledger):
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600)
             os.close(fd)
         # Record batches run their statements on the event loop's thread, never while the
-        # ledger thread uses the connection (see _run_set_wise).
+        # ledger thread uses the connection (see _run_on_loop).
         db = await _connection(str(self.path), isolation_level=None, check_same_thread=False)
         try:
             await db.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
@@ -436,24 +435,25 @@ class SQLiteLedger(Ledger):
         checkpoint = self._since_checkpoint >= _CHECKPOINT_EVERY
         if checkpoint:
             self._since_checkpoint = 0
-        # A lone durable record whose fsync is cheap here commits on the loop's thread: with
-        # nothing else queued, the loop would only wait for it, and the two hops to the
-        # ledger thread cost about half an fsync. A slow disk (or a busy loop) keeps it off.
+        # The intent of a write made while its caller has no other in flight (``alone``),
+        # alone in needing the disk, commits on the loop's thread when fsyncs are cheap here:
+        # the loop would only wait for it, and the two hops to the ledger thread cost about
+        # half an fsync. With other writes in flight their answers would wait behind the
+        # fsync instead; a slow disk keeps it off too.
+        durable_ops = [op for op, _, durable in batch if durable]
         inline = (
             fsync
             and not checkpoint
             and self._durable_cost < _INLINE_COMMIT_MAX
-            and sum(durable for _, _, durable in batch) == 1
+            and len(durable_ops) == 1
+            and isinstance(durable_ops[0], Begin)
+            and durable_ops[0].alone
         )
         try:
-            if is_set_wise(ops):
-                outcomes = await self._run_set_wise(
-                    ops, pragma, fsync=fsync, on_thread=(fsync or checkpoint) and not inline, checkpoint=checkpoint
-                )
+            if is_set_wise(ops) and (inline or not (fsync or checkpoint)):
+                outcomes = await self._run_on_loop(ops, pragma, fsync=fsync)
             else:
-                outcomes = await in_connection_thread(
-                    self._writer, lambda raw: run_batch(raw, ops, synchronous=pragma, checkpoint=checkpoint)
-                )
+                outcomes = await self._run_on_thread(ops, pragma, checkpoint=checkpoint, timed=fsync and not checkpoint)
         except BaseException as exc:
             self._synchronous_now = None  # unknown after a failure: set it again next time
             # The whole transaction failed or was interrupted: nothing in it is recorded, and
@@ -475,59 +475,58 @@ class SQLiteLedger(Ledger):
             else:
                 future.set_exception(failure)
 
-    async def _run_set_wise(
-        self, ops: list[Op], synchronous: str | None, *, fsync: bool, on_thread: bool, checkpoint: bool
-    ) -> list[Any]:
-        """A batch of records: statements on the event loop's thread; the commit there too
-        unless it must reach the disk (``on_thread``).
+    async def _run_on_loop(self, ops: list[Op], synchronous: str | None, *, fsync: bool) -> list[Any]:
+        """A batch of records whose commit needs no fsync, or a lone durable one on a fast
+        disk: statements and commit on the event loop's thread.
 
         Every hop to the ledger thread waits for a busy event loop twice, to be picked up and
         to be answered, and those waits, not the few statements of a record batch, were
         most of its time. A commit with ``synchronous=NORMAL`` in WAL mode does not fsync
-        (checkpoints, which do, are run only on the thread), so only a durable commit, or
-        the wait for another process's write lock, needs the thread; and a lone durable
-        commit on a fast disk does not (``on_thread=False`` with ``fsync``).
+        (checkpoints, which do, are run only on the thread).
         """
         assert self._writer is not None
-        conn = self._writer
-        raw: sqlite3.Connection = conn._conn  # the connection the thread hook also relies on
+        raw: sqlite3.Connection = self._writer._conn  # the connection the thread hook also relies on
         set_synchronous(raw, synchronous)
         if not try_begin(raw):
             # Another connection holds the file's write lock (another process, or the
             # application's own transactions on this file): the whole batch goes to the
             # thread, which waits for the lock and then commits without a hop back in
             # between, holding the lock the least time it can.
-            return await in_connection_thread(conn, lambda db: run_batch(db, ops, checkpoint=checkpoint))
+            return await self._run_on_thread(ops, None, checkpoint=False, timed=False)
         try:
             outcomes = run_ops(raw, ops)
-            if not on_thread:
-                started = time.perf_counter()
-                raw.execute("COMMIT")
-                if fsync:
-                    self._note_durable(time.perf_counter() - started)
-                return outcomes
-        except BaseException:
-            if raw.in_transaction:
-                raw.execute("ROLLBACK")
-            raise
-
-        def end(db: sqlite3.Connection) -> None:
             started = time.perf_counter()
-            end_batch(db, checkpoint=checkpoint)
-            if fsync and not checkpoint:
-                self._note_durable(time.perf_counter() - started)
-
-        commit = asyncio.ensure_future(in_connection_thread(conn, end))
-        try:
-            await asyncio.shield(commit)
-        except asyncio.CancelledError:
-            await asyncio.wait([commit])  # the thread owns the connection until it is done
-            raise
+            raw.execute("COMMIT")
         except BaseException:
             if raw.in_transaction:
                 raw.execute("ROLLBACK")
             raise
+        if fsync:
+            self._note_durable(time.perf_counter() - started)
         return outcomes
+
+    async def _run_on_thread(
+        self, ops: list[Op], synchronous: str | None, *, checkpoint: bool, timed: bool
+    ) -> list[Any]:
+        """The whole batch, statements and commit, on the ledger thread in one hop.
+
+        A batch that must wait for the disk (or for another connection's write lock) pays
+        the hop anyway; its statements ride along, and the event loop goes on answering
+        requests meanwhile instead of running them. ``timed``: the commit's own time feeds
+        the estimate of what a durable commit costs here.
+        """
+        assert self._writer is not None
+        note = self._note_durable if timed else None
+
+        def batch(raw: sqlite3.Connection) -> list[Any]:
+            return run_batch(raw, ops, synchronous=synchronous, checkpoint=checkpoint, timed=note)
+
+        work = asyncio.ensure_future(in_connection_thread(self._writer, batch))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])  # the thread owns the connection until it is done
+            raise
 
     def _file_gone(self) -> LedgerError | None:
         """An error if the file at the ledger's path is no longer the one this process opened.
@@ -643,8 +642,10 @@ class SQLiteLedger(Ledger):
         in_flight: float | None = None,
         adopt: bool = False,
         on_leased: Callable[[], None] | None = None,  # leased and recorded in one commit: not called
+        alone: bool = False,
     ) -> Awaitable[Begun]:
-        return self._submit_now(Begin(self.business, intent, owner, lease_ttl, snapshot, fence, in_flight, adopt))
+        op = Begin(self.business, intent, owner, lease_ttl, snapshot, fence, in_flight, adopt, alone)
+        return self._submit_now(op)
 
     async def open_entries(self, customers: Sequence[str], *, exclude: str) -> list[LedgerEntry]:
         if not customers:

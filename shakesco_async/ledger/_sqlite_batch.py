@@ -3,8 +3,8 @@
 The operations of the hot paths are records: ``Begin`` and ``Settle``, which every
 guarded write makes, and ``Lease``, which reconcile makes per wave. A run of them is
 done with a few set-wise statements rather than several per write, short enough for the
-event loop's own thread (see ``SQLiteLedger._run_set_wise``). Any other operation is a
-plain function, run on the ledger thread. If a set-wise step fails, its run is undone
+event loop's own thread when the commit needs no fsync (see ``SQLiteLedger._commit``).
+Any other operation is a plain function, run on the ledger thread. If a set-wise step fails, its run is undone
 and replayed one operation at a time, so one bad operation fails alone.
 """
 
@@ -52,7 +52,7 @@ _EVEN_PAUSES_FOR = 1.0  # ... seconds of a wait
 class Begin:
     """Record an intent and lease its customers (see ``Ledger.begin``)."""
 
-    __slots__ = ("adopt", "business", "fence", "in_flight", "intent", "lease_ttl", "owner", "snapshot")
+    __slots__ = ("adopt", "alone", "business", "fence", "in_flight", "intent", "lease_ttl", "owner", "snapshot")
 
     def __init__(
         self,
@@ -64,10 +64,12 @@ class Begin:
         fence: Fence | None = None,
         in_flight: float | None = None,
         adopt: bool = False,
+        alone: bool = False,
     ) -> None:
         self.business = business
         self.intent = intent
         self.adopt = adopt
+        self.alone = alone
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.snapshot = snapshot
@@ -127,17 +129,26 @@ _SETTLE_SQL = (
 
 
 def run_batch(
-    db: sqlite3.Connection, ops: Sequence[Op], *, synchronous: str | None = None, checkpoint: bool = False
+    db: sqlite3.Connection,
+    ops: Sequence[Op],
+    *,
+    synchronous: str | None = None,
+    checkpoint: bool = False,
+    timed: Callable[[float], None] | None = None,
 ) -> list[Outcome]:
     """Run ``ops`` in one transaction; each gets its result or its own exception.
 
-    ``synchronous`` ("FULL" or "NORMAL") switches the connection's setting first.
+    ``synchronous`` ("FULL" or "NORMAL") switches the connection's setting first;
+    ``timed`` is told how long the commit alone took.
     """
     set_synchronous(db, synchronous)
     begin_write(db)
     try:
         outcomes = run_ops(db, ops)
+        started = time.perf_counter()
         end_batch(db, checkpoint=checkpoint)
+        if timed is not None:
+            timed(time.perf_counter() - started)
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")

@@ -420,22 +420,31 @@ async def test_a_lone_durable_record_commits_inline_only_while_the_disk_is_fast(
         return await real(conn, fn)
 
     monkeypatch.setattr(sqlite_module, "in_connection_thread", spy)
-    await sqlite_ledger.begin(_intent("fast", "cf"), owner="o", lease_ttl=60, snapshot={})
+    await sqlite_ledger.begin(_intent("fast", "cf"), owner="o", lease_ttl=60, snapshot={}, alone=True)
     assert hops == []  # committed (durably) on the loop's thread
     fast = await sqlite_ledger.get("fast")
     assert fast is not None and fast.state == EntryState.SENDING
 
     sqlite_ledger._durable_cost = 0.5  # as if each fsync took half a second here
-    await sqlite_ledger.begin(_intent("slow", "cs"), owner="o", lease_ttl=60, snapshot={})
-    assert hops == ["end"]  # the loop never blocks on a slow disk
+    await sqlite_ledger.begin(_intent("slow", "cs"), owner="o", lease_ttl=60, snapshot={}, alone=True)
+    assert hops == ["batch"]  # the loop never blocks on a slow disk
     assert sqlite_ledger._durable_cost < 0.5  # and the thread measures the disk again
 
     hops.clear()
     sqlite_ledger._durable_cost = 0.0
     await asyncio.gather(
-        *(sqlite_ledger.begin(_intent(f"many{i}", f"cm{i}"), owner="o", lease_ttl=60, snapshot={}) for i in range(3))
+        *(
+            sqlite_ledger.begin(_intent(f"many{i}", f"cm{i}"), owner="o", lease_ttl=60, snapshot={}, alone=True)
+            for i in range(3)
+        )
     )
-    assert hops == ["end"]  # several durable records: the loop goes on while the disk works
+    assert hops == ["batch"]  # several durable records: the loop goes on while the disk works
+
+    hops.clear()
+    await sqlite_ledger.begin(_intent("busy", "cb"), owner="o", lease_ttl=60, snapshot={})
+    assert hops == ["batch"]  # its caller has other writes in flight: their answers must not wait
+    busy = await sqlite_ledger.get("busy")
+    assert busy is not None and busy.state == EntryState.SENDING
 
 
 async def test_writes_wait_out_another_process_holding_the_lock(sqlite_ledger: SQLiteLedger) -> None:
@@ -465,17 +474,20 @@ async def test_every_kind_of_batch_waits_for_the_lock_but_not_forever(sqlite_led
     assert await asyncio.wait_for(leasing, 15) is None
 
 
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # batches on the ledger's thread, on the loop's
 async def test_a_batch_that_breaks_fails_its_callers_instead_of_hanging(
-    sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, synchronous: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(db: Any, ops: Any) -> Any:
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(sqlite_module, "run_ops", broken)
-    with pytest.raises(LedgerError, match="boom"):
-        await asyncio.wait_for(sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60), 5)
-    monkeypatch.undo()
-    assert (await sqlite_ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60)).created
+    async with SQLiteLedger(tmp_path / "broken.sqlite3", business="b", synchronous=synchronous) as ledger:
+        monkeypatch.setattr(sqlite_module, "run_ops", broken)
+        monkeypatch.setattr(sqlite_batch, "run_ops", broken)
+        with pytest.raises(LedgerError, match="boom"):
+            await asyncio.wait_for(ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60), 5)
+        monkeypatch.undo()
+        assert (await ledger.begin(_intent("x", "cx"), owner="o", lease_ttl=60)).created
 
 
 # -- fences: a snapshot read before its intent is recorded ----------------------------------------
