@@ -33,6 +33,7 @@ async def test_a_write_is_alone_only_while_no_other_of_its_client_is_in_flight(
     assert seen == [("ann", True)]
 
     seen.clear()
+    began.clear()
     sandbox.faults.add("delay", endpoint="/claim-tokens", count=1, delay=0.5)
     first = asyncio.ensure_future(client.claim_tokens("purchase", "bob"))
     await began.wait()  # bob's intent is being recorded; its request will be held by the fault
