@@ -232,7 +232,9 @@ class SQLiteLedger(Ledger):
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file as opened
         # The same of its -wal and -shm (None: absent at open): entries live in the -wal
         # until a checkpoint, so a -wal deleted under us takes them with it.
-        self._journal_ids: dict[str, tuple[int, int] | None] = {}
+        # (path as text, suffix, its file's id when opened): checked before every commit,
+        # where a path built anew each time cost more than the stat calls themselves.
+        self._watched: tuple[tuple[str, str, tuple[int, int]], ...] = ()
         self._rescued = False
 
     def __repr__(self) -> str:
@@ -259,9 +261,7 @@ class SQLiteLedger(Ledger):
                 self._reader = await _connection(str(self.path), isolation_level=None)
                 await self._reader.execute("PRAGMA busy_timeout = 10000")
                 await self._reader.execute("PRAGMA query_only = 1")
-                self._journal_ids = (
-                    {} if self._file_id is None else {s: _id_or_none(self._journal(s)) for s in _JOURNAL}
-                )
+                self._watched = () if self._file_id is None else self._watch()
                 self._rescued = False
             except (aiosqlite.Error, OSError) as exc:
                 await self.close()
@@ -495,6 +495,8 @@ class SQLiteLedger(Ledger):
             return await self._run_on_thread(ops, None, checkpoint=False, timed=False)
         try:
             outcomes = run_ops(raw, ops)
+            if not raw.in_transaction:  # a lone record failed: nothing to commit
+                return outcomes
             started = time.perf_counter()
             raw.execute("COMMIT")
         except BaseException:
@@ -536,24 +538,33 @@ class SQLiteLedger(Ledger):
         an empty or older ledger and send again writes already sent. So from then on
         nothing is recorded, and so nothing sent.
         """
-        if self._file_id is None:
-            return None
-        if _id_or_none(self.path) != self._file_id:
-            return LedgerError(
-                f"ledger file {str(self.path)!r} was deleted or replaced while this process had it open:"
-                " nothing more is recorded or sent. Put the file back, or restart the process"
-            )
-        for suffix, opened in self._journal_ids.items():
-            if opened is not None and _id_or_none(self._journal(suffix)) != opened:
+        for path, suffix, opened in self._watched:
+            if _id_or_none(path) == opened:
+                continue
+            if not suffix:
                 return LedgerError(
-                    f"ledger file {str(self.path)!r} lost its {suffix} file while this process had it open:"
-                    " nothing more is recorded or sent; what it held was written into the ledger file"
-                    " if no other process had opened it since. Restart the process"
+                    f"ledger file {str(self.path)!r} was deleted or replaced while this process had it open:"
+                    " nothing more is recorded or sent. Put the file back, or restart the process"
                 )
+            return LedgerError(
+                f"ledger file {str(self.path)!r} lost its {suffix} file while this process had it open:"
+                " nothing more is recorded or sent; what it held was written into the ledger file"
+                " if no other process had opened it since. Restart the process"
+            )
         return None
 
     def _journal(self, suffix: str) -> Path:
         return Path(f"{self.path}{suffix}")
+
+    def _watch(self) -> tuple[tuple[str, str, tuple[int, int]], ...]:
+        """The files ``_file_gone`` checks: the ledger's, and its -wal and -shm as opened."""
+        assert self._file_id is not None
+        watched = [(str(self.path), "", self._file_id)]
+        for suffix in _JOURNAL:
+            path = str(self._journal(suffix))
+            if (opened := _id_or_none(path)) is not None:
+                watched.append((path, suffix, opened))
+        return tuple(watched)
 
     async def _rescue_journal(self) -> None:
         """Once: write what this process's view of a deleted -wal holds into the ledger file.
@@ -950,14 +961,14 @@ _BUSY_MS = 10000
 _JOURNAL = ("-wal", "-shm")
 
 
-def _id_or_none(path: Path) -> tuple[int, int] | None:
+def _id_or_none(path: str | Path) -> tuple[int, int] | None:
     try:
         return _file_id(path)
     except OSError:
         return None
 
 
-def _file_id(path: Path) -> tuple[int, int]:
+def _file_id(path: str | Path) -> tuple[int, int]:
     stat = os.stat(path)
     return (stat.st_dev, stat.st_ino)
 

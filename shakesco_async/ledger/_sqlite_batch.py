@@ -145,6 +145,8 @@ def run_batch(
     begin_write(db)
     try:
         outcomes = run_ops(db, ops)
+        if not db.in_transaction:  # a lone record failed: nothing to commit
+            return outcomes
         started = time.perf_counter()
         end_batch(db, checkpoint=checkpoint)
         if timed is not None:
@@ -208,7 +210,16 @@ def is_set_wise(ops: Sequence[Op]) -> bool:
 
 
 def run_ops(db: sqlite3.Connection, ops: Sequence[Op]) -> list[Outcome]:
-    """The body of a batch, inside a transaction the caller opened and will end."""
+    """The body of a batch, inside a transaction the caller opened and will end (unless it
+    is no longer open: a lone record that failed rolled it back whole)."""
+    if len(ops) == 1 and isinstance(ops[0], Begin | Settle):
+        # Alone in its transaction, a record needs no savepoint (two statements, most of a
+        # lone write's own time on a loop that was idle): failing, it undoes the transaction.
+        try:
+            return _apply_set(db, ops)
+        except Exception as exc:
+            db.execute("ROLLBACK")
+            return [(None, exc)]
     outcomes: list[Outcome] = []
     i = 0
     while i < len(ops):
@@ -244,25 +255,30 @@ def _run_one(db: sqlite3.Connection, op: Op) -> Outcome:
 
 
 def _run_set(db: sqlite3.Connection, run: Sequence[Op]) -> list[Outcome]:
+    db.execute("SAVEPOINT run")
+    try:
+        outcomes = _apply_set(db, run)
+    except Exception:
+        db.execute("ROLLBACK TO run")
+        db.execute("RELEASE run")
+        return [_run_one(db, op) for op in run]
+    db.execute("RELEASE run")
+    return outcomes
+
+
+def _apply_set(db: sqlite3.Connection, run: Sequence[Op]) -> list[Outcome]:
     # Settles first: a begin queued beside a settle cannot be waiting on it (the guard holds
     # each customer in-process until its settle is queued), so this order is one the
     # callers could have seen anyway.
     settles = [(n, op) for n, op in enumerate(run) if isinstance(op, Settle)]
     begins = [(n, op) for n, op in enumerate(run) if isinstance(op, Begin)]
     outcomes: list[Outcome] = [(None, None)] * len(run)
-    db.execute("SAVEPOINT run")
-    try:
-        if settles:
-            for (n, _), moved in zip(settles, settle_many(db, [op for _, op in settles]), strict=True):
-                outcomes[n] = (moved, None)
-        if begins:
-            for (n, _), begun in zip(begins, begin_many(db, [op for _, op in begins]), strict=True):
-                outcomes[n] = (begun, None)
-    except Exception:
-        db.execute("ROLLBACK TO run")
-        db.execute("RELEASE run")
-        return [_run_one(db, op) for op in run]
-    db.execute("RELEASE run")
+    if settles:
+        for (n, _), moved in zip(settles, settle_many(db, [op for _, op in settles]), strict=True):
+            outcomes[n] = (moved, None)
+    if begins:
+        for (n, _), begun in zip(begins, begin_many(db, [op for _, op in begins]), strict=True):
+            outcomes[n] = (begun, None)
     return outcomes
 
 
@@ -342,16 +358,21 @@ def _update_if_all_move(db: sqlite3.Connection, ops: Sequence[Settle]) -> bool:
         groups.setdefault((op.expect, op.drop_snapshot), []).append(
             op.row if op.expect is None else (*op.row, *op.expect)
         )
-    db.execute("SAVEPOINT settle")
+    # One entry changes all or nothing by itself: only several need a savepoint to undo
+    # those that moved when one did not.
+    undo = len(ops) > 1
+    if undo:
+        db.execute("SAVEPOINT settle")
     changed = 0
     for (expect, drop), rows in groups.items():
         sql = _SETTLE_SQL.replace(" WHERE", ", snapshot = NULL WHERE") if drop else _SETTLE_SQL
         if expect is not None:
             sql += f" AND state IN ({marks(len(expect))})"
         changed += db.executemany(sql, rows).rowcount
-    if changed != len(ops):
-        db.execute("ROLLBACK TO settle")
-    db.execute("RELEASE settle")
+    if undo:
+        if changed != len(ops):
+            db.execute("ROLLBACK TO settle")
+        db.execute("RELEASE settle")
     return changed == len(ops)
 
 

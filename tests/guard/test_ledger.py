@@ -354,6 +354,21 @@ async def test_a_failing_operation_fails_alone(sqlite_ledger: SQLiteLedger) -> N
     assert await sqlite_ledger.acquire(("cb",), owner="o3", lease_ttl=60) is None  # nothing half-recorded
 
 
+@pytest.mark.parametrize("synchronous", ["FULL", "NORMAL"])  # committed on the ledger's thread, on the loop's
+async def test_a_lone_record_that_fails_midway_leaves_nothing_behind(tmp_path: Path, synchronous: str) -> None:
+    async with SQLiteLedger(tmp_path / "lone.sqlite3", business="b", synchronous=synchronous) as ledger:
+        await ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60)
+        await ledger.release(("c1",), owner="o1")
+        # A key marked SDK-made is not looked up first: its insert fails after its lease is taken.
+        again = attrs.evolve(_intent("k1", "c2"), key_source=KeySource.GENERATED)
+        with pytest.raises(LedgerError, match="UNIQUE"):
+            await ledger.begin(again, owner="o2", lease_ttl=60, snapshot={})
+        assert await ledger.acquire(("c2",), owner="o3", lease_ttl=60) is None  # the lease went with it
+        first = await ledger.get("k1")
+        assert first is not None and first.customers == ("c1",)
+        assert (await ledger.begin(_intent("k2", "c4"), owner="o4", lease_ttl=60, snapshot={})).created
+
+
 async def test_settles_in_one_batch_say_which_entries_moved(sqlite_ledger: SQLiteLedger) -> None:
     for key in ("m1", "m3"):
         await sqlite_ledger.begin(_intent(key, f"c{key}"), owner="o", lease_ttl=60, snapshot={})
