@@ -10,7 +10,9 @@ contenders run side by side in alternating rounds:
 
 - raw: the same POSTs through aiohttp, nothing else;
 - floor (kinds whose proof needs the state before): a raw GET, then the raw POST, the
-  least any client that can prove a lost answer must do;
+  least any client that can prove a lost answer must do; for a transfer, whose proof
+  reads both customers' balances, also "floor2": both raw GETs at once, then the POST
+  (recorded beside the judged ratio: what the guard adds beyond the reads it needs);
 - guarded: the SDK, with its durable ledger (SQLite, synchronous=FULL; with
   ``--postgres``, a throwaway PostgreSQL cluster, the symmetric profile only, recorded).
 
@@ -106,6 +108,14 @@ class Contenders:
 
         return op
 
+    def floor2(self, kind: str, tag: str) -> Op:
+        async def op(i: int) -> None:
+            ref = f"{tag}-{i}"
+            await asyncio.gather(self.get("/balance", customer_ref=ref), self.get("/balance", customer_ref=f"{ref}-to"))
+            await self.post(*self.body(kind, ref))
+
+        return op
+
     def guarded(self, kind: str, tag: str) -> Op:
         c = self.client
 
@@ -163,7 +173,7 @@ async def profile(
 async def one_case(
     who: Contenders, name: str, kind: str, concurrency: int, count: int, rounds: int
 ) -> tuple[str, float, float]:
-    names = ["raw", "guarded"] + (["floor"] if kind in READ_FIRST else [])
+    names = ["raw", "guarded"] + (["floor"] if kind in READ_FIRST else []) + (["floor2"] if kind == "transfer" else [])
     tags = {n: [f"{name}-{kind}-{concurrency}-{n}-{r}" for r in range(rounds)] for n in names}
     if kind in ("redeem", "transfer"):
         await who.fund([t for n in names for t in tags[n]], count)
@@ -179,6 +189,9 @@ async def one_case(
         print(f"{kind:<17}{concurrency:>5}  {n:<8}{rate:>10.1f}{p50 * 1000:>9.1f}{p99 * 1000:>9.1f}")
     against = "raw" if kind == "one_time_claim" else "floor"
     ratio = statistics.median(g.rate / b.rate for g, b in zip(runs["guarded"], runs[against], strict=True))
+    if "floor2" in runs:
+        both = statistics.median(g.rate / b.rate for g, b in zip(runs["guarded"], runs["floor2"], strict=True))
+        print(f"recorded: {name} {kind} c{concurrency} guarded/floor2 (both reads) = {both:.2f}")
     target = TARGETS[(name, kind, concurrency)]
     return f"{name} {kind} c{concurrency} guarded/{against}", ratio, target
 

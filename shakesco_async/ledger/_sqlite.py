@@ -228,6 +228,7 @@ class SQLiteLedger(Ledger):
         self._last_queued: asyncio.Future[Any] | None = None
         self._since_checkpoint = 0
         self._durable_cost = 0.0  # seconds a durable COMMIT took lately (moving average)
+        self._one_at_a_time = False  # the latest intents were each their caller's only write in flight
         self._synchronous_now: str | None = None  # what the writer connection is set to, if known
         self._file_id: tuple[int, int] | None = None  # (device, inode) of the file as opened
         # The same of its -wal and -shm (None: absent at open): entries live in the -wal
@@ -420,10 +421,18 @@ class SQLiteLedger(Ledger):
                 if not future.done():
                     future.set_exception(gone)
             return
+        ops = [op for op, _, _ in batch]
+        begins = [op for op in ops if isinstance(op, Begin)]
+        if begins:
+            self._one_at_a_time = all(op.alone for op in begins)
         switch: str | None = None
         if self.synchronous == "FULL":
-            switch = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
-        ops = [op for op, _, _ in batch]
+            # Switching the setting is a statement each way, the second on the path of the
+            # next write's intent. While writes come one at a time, the outcomes queued
+            # between them are committed durably instead: on the ledger thread, while their
+            # caller's next write reads or waits on the network.
+            keep = self._one_at_a_time and self._synchronous_now == "FULL"
+            switch = "FULL" if keep or any(durable for _, _, durable in batch) else "NORMAL"
         fsync = switch == "FULL"
         # The pragma is a statement of its own: issue it only when the setting changes.
         pragma, self._synchronous_now = (None if switch == self._synchronous_now else switch), switch

@@ -424,6 +424,33 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
     assert seen[2] is None  # the pragma is a statement of its own: not repeated
 
 
+async def test_outcomes_between_writes_made_one_at_a_time_keep_the_setting(
+    sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+    real = sqlite_module.set_synchronous
+
+    def spy(db: Any, synchronous: str | None) -> None:
+        seen.append(synchronous)
+        real(db, synchronous)
+
+    monkeypatch.setattr(sqlite_module, "set_synchronous", spy)
+    monkeypatch.setattr(sqlite_batch, "set_synchronous", spy)
+    for n in range(3):  # a write, its outcome queued, the next write: each caller's only one in flight
+        await sqlite_ledger.begin(_intent(f"one{n}", f"c1{n}"), owner="o", lease_ttl=60, snapshot={}, alone=True)
+        await sqlite_ledger.settle(
+            f"one{n}", Settlement(EntryState.COMMITTED, release=(f"c1{n}",), owner="o", wait=False)
+        )
+        await sqlite_ledger.get(f"one{n}")  # waits for the queued outcome
+    assert seen[0] == "FULL" and seen[1:] == [None] * 5  # no switch each way around each outcome
+    entry = await sqlite_ledger.get("one2")
+    assert entry is not None and entry.state == EntryState.COMMITTED
+    await sqlite_ledger.begin(_intent("many", "cm"), owner="o", lease_ttl=60, snapshot={})  # others in flight
+    await sqlite_ledger.settle("many", Settlement(EntryState.COMMITTED, release=("cm",), owner="o", wait=False))
+    await sqlite_ledger.get("many")
+    assert seen[6:] == [None, "NORMAL"]  # then an outcome alone in its batch skips the fsync again
+
+
 async def test_a_lone_durable_record_commits_inline_only_while_the_disk_is_fast(
     sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
 ) -> None:
