@@ -400,9 +400,9 @@ async def test_an_sdk_made_key_is_not_looked_up_but_never_recorded_twice(sqlite_
     assert [e.key for e in await sqlite_ledger.entries()] == ["sdk_abc", "fine"]
 
 
-async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
-    sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def settings_made(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Each batch's ``synchronous`` switch, in order (None: left as the batch before set it)."""
     seen: list[str | None] = []
     real = sqlite_module.set_synchronous
 
@@ -410,8 +410,15 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
         seen.append(synchronous)
         real(db, synchronous)
 
-    monkeypatch.setattr(sqlite_module, "set_synchronous", spy)  # record batches
-    monkeypatch.setattr(sqlite_batch, "set_synchronous", spy)  # the others
+    monkeypatch.setattr(sqlite_module, "set_synchronous", spy)  # batches on the loop's thread
+    monkeypatch.setattr(sqlite_batch, "set_synchronous", spy)  # and on the ledger's
+    return seen
+
+
+async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
+    sqlite_ledger: SQLiteLedger, settings_made: list[str | None]
+) -> None:
+    seen = settings_made
     await sqlite_ledger.begin(_intent("d1", "cd"), owner="o", lease_ttl=60, snapshot={})
     await sqlite_ledger.release(("cd",), owner="o")
     await sqlite_ledger.settle("d1", Settlement(EntryState.COMMITTED, wait=False))
@@ -425,17 +432,9 @@ async def test_only_batches_with_a_durable_operation_wait_for_the_disk(
 
 
 async def test_outcomes_between_writes_made_one_at_a_time_keep_the_setting(
-    sqlite_ledger: SQLiteLedger, monkeypatch: pytest.MonkeyPatch
+    sqlite_ledger: SQLiteLedger, settings_made: list[str | None]
 ) -> None:
-    seen: list[str | None] = []
-    real = sqlite_module.set_synchronous
-
-    def spy(db: Any, synchronous: str | None) -> None:
-        seen.append(synchronous)
-        real(db, synchronous)
-
-    monkeypatch.setattr(sqlite_module, "set_synchronous", spy)
-    monkeypatch.setattr(sqlite_batch, "set_synchronous", spy)
+    seen = settings_made
     for n in range(3):  # a write, its outcome queued, the next write: each caller's only one in flight
         await sqlite_ledger.begin(_intent(f"one{n}", f"c1{n}"), owner="o", lease_ttl=60, snapshot={}, alone=True)
         await sqlite_ledger.settle(
