@@ -4,8 +4,9 @@ The operations of the hot paths are records: ``Begin`` and ``Settle``, which eve
 guarded write makes, and ``Lease``, which reconcile makes per wave. A run of them is
 done with a few set-wise statements rather than several per write, short enough for the
 event loop's own thread when the commit needs no fsync (see ``SQLiteLedger._commit``).
-Any other operation is a plain function, run on the ledger thread. If a set-wise step fails, its run is undone
-and replayed one operation at a time, so one bad operation fails alone.
+Any other operation is a plain function, run on the ledger thread. If a set-wise step
+fails, its run is undone and replayed one operation at a time, so one bad operation
+fails alone; a record alone in its transaction undoes the transaction instead.
 """
 
 from __future__ import annotations
