@@ -148,6 +148,15 @@ def intent_for(endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, so
     return Intent(key, endpoint.path, canonical(wire), customers, source)
 
 
+class _InFlight:
+    """How many calls of a guard and its siblings are between ``execute``'s start and end."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+
 class WriteGuard:
     """At-most-once writes over an API without idempotency keys."""
 
@@ -171,7 +180,7 @@ class WriteGuard:
         self._events = EventKinds(settings.event_ttl)
         self._owners = _Owners()
         self._cleanups = Cleanups()
-        self._writing = 0  # calls of this guard's between execute's start and end
+        self._writing = _InFlight()
 
     def sibling(self, *, reader: EndpointMethods, send_once: SendOnce, timeout: float, max_retries: int) -> WriteGuard:
         """A guard for calls with another timeout and retry count, sharing this one's
@@ -185,11 +194,12 @@ class WriteGuard:
             timeout=timeout,
             max_retries=max_retries,
         )
-        other._locks, other._events, other._owners, other._cleanups = (
+        other._locks, other._events, other._owners, other._cleanups, other._writing = (
             self._locks,
             self._events,
             self._owners,
             self._cleanups,
+            self._writing,
         )
         return other
 
@@ -203,14 +213,14 @@ class WriteGuard:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""
         source = KeySource.CALLER if idempotency_key is not None else KeySource.GENERATED
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else sdk_key()
-        self._writing += 1
+        self._writing.calls += 1
         try:
             with instrumentation.write(endpoint.path, key) as current:
                 result = await self._execute(endpoint, wire, key, source)
                 current.result = result
                 return result
         finally:
-            self._writing -= 1
+            self._writing.calls -= 1
 
     async def _execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], key: str, source: KeySource) -> R:
         intent = intent_for(endpoint, wire, key, source)
@@ -322,7 +332,7 @@ class WriteGuard:
         deadline = CLOCK.monotonic() + self._timing.lease_wait
         while True:
             asked = CLOCK.monotonic()
-            alone = self._writing == 1
+            alone = self._writing.calls == 1
             begun = await self._begin(intent, owner, known, fence, on_leased=on_leased, alone=alone)
             if begun.created and begun.entry is not None:
                 return begun.entry, begun.others, True, asked

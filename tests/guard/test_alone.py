@@ -44,3 +44,12 @@ async def test_a_write_is_alone_only_while_no_other_of_its_client_is_in_flight(
     seen.clear()
     await client.claim_tokens("purchase", "dan")
     assert seen == [("dan", True)]  # the count came back down, also for the held write
+
+    seen.clear()
+    began.clear()
+    sandbox.faults.add("delay", endpoint="/claim-tokens", count=1, delay=0.5)
+    first = asyncio.ensure_future(client.with_options(timeout=3.0).claim_tokens("purchase", "eve"))
+    await began.wait()
+    await client.claim_tokens("purchase", "fay")
+    await first
+    assert seen == [("eve", True), ("fay", False)]  # a client made with_options is the same writer
