@@ -149,12 +149,19 @@ def intent_for(endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, so
 
 
 class _InFlight:
-    """How many calls of a guard and its siblings are between ``execute``'s start and end."""
+    """How many writes a guard and its siblings are working on: calls, owed writes being
+    sent, reconcile runs (``with``: one more while inside)."""
 
     __slots__ = ("calls",)
 
     def __init__(self) -> None:
         self.calls = 0
+
+    def __enter__(self) -> None:
+        self.calls += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.calls -= 1
 
 
 class WriteGuard:
@@ -213,14 +220,10 @@ class WriteGuard:
         """Send ``endpoint`` at most once for its idempotency key, and record what happened."""
         source = KeySource.CALLER if idempotency_key is not None else KeySource.GENERATED
         key = check_idempotency_key(idempotency_key) if idempotency_key is not None else sdk_key()
-        self._writing.calls += 1
-        try:
-            with instrumentation.write(endpoint.path, key) as current:
-                result = await self._execute(endpoint, wire, key, source)
-                current.result = result
-                return result
-        finally:
-            self._writing.calls -= 1
+        with self._writing, instrumentation.write(endpoint.path, key) as current:
+            result = await self._execute(endpoint, wire, key, source)
+            current.result = result
+            return result
 
     async def _execute(self, endpoint: Endpoint[R], wire: dict[str, WireValue], key: str, source: KeySource) -> R:
         intent = intent_for(endpoint, wire, key, source)
@@ -289,6 +292,10 @@ class WriteGuard:
         key), as a call sends a new write: the snapshot read first where the ledger can
         fence it, then one commit leases the customers and marks it sending. An entry
         whose customers another process holds, or that moved meanwhile, is left as it is."""
+        with self._writing:
+            return await self._send_owed(entry)
+
+    async def _send_owed(self, entry: LedgerEntry) -> Settled:
         intent = Intent(entry.key, entry.operation, entry.params, entry.customers, entry.key_source)
         owner = self._owners.new()
         async with self._locks.hold([*(f"customer:{c}" for c in entry.customers), f"key:{entry.key}"]):
@@ -967,6 +974,17 @@ class WriteGuard:
         page is taken only once the page before the current one has ended: at most two
         are held at a time.
         """
+        with self._writing:
+            await self._reconcile_many(pages, resend, dry_run, concurrency, on_settled)
+
+    async def _reconcile_many(
+        self,
+        pages: AsyncIterable[Sequence[LedgerEntry]],
+        resend: Resend,
+        dry_run: bool,
+        concurrency: int,
+        on_settled: Callable[[str, Settled], None],
+    ) -> None:
         # Two waves at a time: the next one is leased while the last reads of this one finish.
         waves_gate = asyncio.Semaphore(2)
         # ``concurrency`` workers take the leased entries of every wave in turn: no task per entry.

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from shakesco_async.ledger import Intent, KeySource
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
+from tests.support.ledgers import stage_committed
 
 
 async def test_a_write_is_alone_only_while_no_other_of_its_client_is_in_flight(
@@ -53,3 +55,28 @@ async def test_a_write_is_alone_only_while_no_other_of_its_client_is_in_flight(
     await client.claim_tokens("purchase", "fay")
     await first
     assert seen == [("eve", True), ("fay", False)]  # a client made with_options is the same writer
+
+
+async def test_an_owed_write_being_sent_is_a_write_in_flight(make_client: ClientFactory, sandbox: Sandbox) -> None:
+    client = make_client()
+    await client.set_event_details("purchase", 5, False)
+    ledger: Any = client.ledger
+    params = {"event_name": "purchase", "customer_ref": "gil"}
+    await stage_committed(ledger, Intent("owed-1", "/claim-tokens", params, ("gil",), KeySource.CALLER))
+    owed = await ledger.get("owed-1")
+    begin = ledger.begin
+    seen: list[tuple[str, bool]] = []
+    began = asyncio.Event()
+
+    def spied_begin(intent: Any, **kwargs: Any) -> Any:
+        seen.append((intent.customers[0], kwargs.get("alone", False)))
+        began.set()
+        return begin(intent, **kwargs)
+
+    ledger.begin = spied_begin
+    sandbox.faults.add("delay", endpoint="/claim-tokens", count=1, delay=0.5)
+    sending = asyncio.ensure_future(client.guard.send_owed(owed))
+    await began.wait()  # the owed write's commit is under way; its request will be held
+    await client.claim_tokens("purchase", "hal")
+    await sending
+    assert seen == [("gil", False), ("hal", False)]
