@@ -14,7 +14,12 @@ contenders run side by side in alternating rounds:
   reads both customers' balances, also "floor2": both raw GETs at once, then the POST
   (recorded beside the judged ratio: what the guard adds beyond the reads it needs);
 - guarded: the SDK, with its durable ledger (SQLite, synchronous=FULL; with
-  ``--postgres``, a throwaway PostgreSQL cluster, the symmetric profile only, recorded).
+  ``--postgres``, a throwaway PostgreSQL cluster, the symmetric profile only, recorded);
+- for one-time claims, the durable floors of ``_floor.py`` (recorded beside the judged
+  ratio): the raw POST behind the least a guard must do, a group-committed durable intent
+  record, as a SQLite row ("sqlite", the store this SDK uses) and as a line appended to a
+  file ("journal", the least any durable record costs). ``floor/raw`` is the best any
+  guard on that store reaches on this machine; ``guarded/floor`` how close this one comes.
 
 A one-time claim is judged against raw (its proof, ``/has-claimed-event``, needs no read
 before); the other kinds against their floor. Ratios are medians of per-round ratios of
@@ -33,12 +38,14 @@ from pathlib import Path
 
 import aiohttp
 from _common import Run, measure, parser, verdict
+from _floor import Floor, JournalFloor, SQLiteFloor
 
 from shakesco_async import GuardSettings, ShakescoClient
 
 Op = Callable[[int], Awaitable[object]]
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("one_time_claim", "repeatable_claim", "redeem", "transfer")
+DURABLE_FLOORS = ("sqlite", "journal")  # the contenders made from ``Contenders.floors``
 READ_FIRST = {"repeatable_claim": "/total-earned", "redeem": "/total-spent", "transfer": "/balance"}
 # (profile, kind, concurrency) -> target, against raw for one-time claims, else the floor
 TARGETS = {
@@ -72,15 +79,23 @@ async def start_sandbox(read_ms: float, write_ms: float) -> tuple[asyncio.subpro
 
 
 class Contenders:
-    """The three ways of making one kind of write, each on customers of its own."""
+    """The ways of making one kind of write, each on customers of its own."""
 
-    def __init__(self, base_url: str, session: aiohttp.ClientSession, client: ShakescoClient) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        session: aiohttp.ClientSession,
+        client: ShakescoClient,
+        floors: dict[str, Floor] | None = None,
+    ) -> None:
         self.base_url, self.session, self.client = base_url, session, client
+        self.floors = floors or {}
         self.headers = {"Authorization": "Bearer sk_sandbox_demo", "Content-Type": "application/json"}
 
-    async def post(self, path: str, body: dict[str, object]) -> None:
+    async def post(self, path: str, body: dict[str, object]) -> str:
         async with self.session.post(self.base_url + path, data=json.dumps(body), headers=self.headers) as resp:
             assert resp.status == 200, (path, resp.status, await resp.text())
+            return await resp.text()
 
     async def get(self, path: str, **query: str) -> None:
         async with self.session.get(self.base_url + path, params=query, headers=self.headers) as resp:
@@ -113,6 +128,23 @@ class Contenders:
             ref = f"{tag}-{i}"
             await asyncio.gather(self.get("/balance", customer_ref=ref), self.get("/balance", customer_ref=f"{ref}-to"))
             await self.post(*self.body(kind, ref))
+
+        return op
+
+    def sqlite(self, kind: str, tag: str) -> Op:
+        return self._durable(self.floors["sqlite"], kind, tag)
+
+    def journal(self, kind: str, tag: str) -> Op:
+        return self._durable(self.floors["journal"], kind, tag)
+
+    def _durable(self, log: Floor, kind: str, tag: str) -> Op:
+        """The raw POST behind a durable intent record, its outcome queued after the answer."""
+
+        async def op(i: int) -> None:
+            path, body = self.body(kind, f"{tag}-{i}")
+            key = f"{tag}-{i}"
+            await log.record(key, {k: str(v) for k, v in body.items()})
+            log.settle(key, json.loads(await self.post(path, body))["tx_hash"])
 
         return op
 
@@ -156,7 +188,13 @@ async def profile(
                 aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as session,
                 ShakescoClient("sk_sandbox_demo", base_url=base_url, ledger=ledger, guard=guard) as client,
             ):
-                who = Contenders(base_url, session, client)
+                floors: dict[str, Floor] = {}
+                if dsn is None:
+                    floors = {
+                        "sqlite": SQLiteFloor(Path(tmp) / "floor.sqlite3"),
+                        "journal": JournalFloor(Path(tmp) / "floor.log"),
+                    }
+                who = Contenders(base_url, session, client, floors)
                 await client.set_event_details("signup", 5, True)
                 await client.set_event_details("purchase", 5, False)
                 print(f"\n{name}: reads answered after {read_ms:g} ms, writes after {write_ms:g} ms")
@@ -164,6 +202,8 @@ async def profile(
                 for kind in KINDS:
                     for concurrency, count in counts.items():
                         checks.append(await one_case(who, name, kind, concurrency, count, rounds))
+                for log in floors.values():
+                    await log.aclose()
     finally:
         proc.terminate()
         await proc.wait()
@@ -174,6 +214,8 @@ async def one_case(
     who: Contenders, name: str, kind: str, concurrency: int, count: int, rounds: int
 ) -> tuple[str, float, float]:
     names = ["raw", "guarded"] + (["floor"] if kind in READ_FIRST else []) + (["floor2"] if kind == "transfer" else [])
+    if kind == "one_time_claim":
+        names += [n for n in DURABLE_FLOORS if n in who.floors]
     tags = {n: [f"{name}-{kind}-{concurrency}-{n}-{r}" for r in range(rounds)] for n in names}
     if kind in ("redeem", "transfer"):
         await who.fund([t for n in names for t in tags[n]], count)
@@ -192,6 +234,11 @@ async def one_case(
     if "floor2" in runs:
         both = statistics.median(g.rate / b.rate for g, b in zip(runs["guarded"], runs["floor2"], strict=True))
         print(f"recorded: {name} {kind} c{concurrency} guarded/floor2 (both reads) = {both:.2f}")
+    for n in DURABLE_FLOORS:
+        if n in runs:
+            bound = statistics.median(f.rate / b.rate for f, b in zip(runs[n], runs["raw"], strict=True))
+            near = statistics.median(g.rate / f.rate for g, f in zip(runs["guarded"], runs[n], strict=True))
+            print(f"recorded: {name} {kind} c{concurrency} {n} floor/raw = {bound:.2f}; guarded/{n} floor = {near:.2f}")
     target = TARGETS[(name, kind, concurrency)]
     return f"{name} {kind} c{concurrency} guarded/{against}", ratio, target
 
