@@ -141,8 +141,8 @@ class Contenders:
         """The raw POST behind a durable intent record, its outcome queued after the answer."""
 
         async def op(i: int) -> None:
-            path, body = self.body(kind, f"{tag}-{i}")
             key = f"{tag}-{i}"
+            path, body = self.body(kind, key)
             await log.record(key, {k: str(v) for k, v in body.items()})
             log.settle(key, json.loads(await self.post(path, body))["tx_hash"])
 
