@@ -44,6 +44,7 @@ from ._sqlite_batch import (
     Lease,
     Op,
     Settle,
+    deferrable,
     is_set_wise,
     mark_links,
     open_entries_sql,
@@ -225,7 +226,10 @@ class SQLiteLedger(Ledger):
         # (``transaction``): one write lock, taken in turn, FIFO, in this process.
         self._turn = asyncio.Lock()
         self._app_turn = asyncio.Lock()
-        self._last_queued: asyncio.Future[Any] | None = None
+        # Done once every operation queued so far is committed: the batch being gathered's
+        # (``_gathering``), then, once taken, the batch's until its last transaction ends.
+        self._last_queued: asyncio.Future[None] | None = None
+        self._gathering: asyncio.Future[None] | None = None
         self._since_checkpoint = 0
         self._durable_cost = 0.0  # seconds a durable COMMIT took lately (moving average)
         self._one_at_a_time = False  # the latest intents were each their caller's only write in flight
@@ -384,9 +388,12 @@ class SQLiteLedger(Ledger):
         """Queue ``op`` for the next transaction, behind everything queued before it."""
         if self.business == ANY_BUSINESS:
             raise LedgerError("this ledger view spans every business and is read-only")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((op, future, durable))
-        self._last_queued = future
+        if self._gathering is None:
+            self._gathering = loop.create_future()
+        self._last_queued = self._gathering
         if self._flusher is None or self._flusher.done():
             # Started on the loop's next turn even where the loop's task factory starts tasks
             # eagerly: then everything queued in this turn shares one commit (an eager flusher
@@ -397,21 +404,29 @@ class SQLiteLedger(Ledger):
     async def _flush(self) -> None:
         while self._pending:
             batch, self._pending = self._pending, []
+            gathered, self._gathering = self._gathering, None
             try:
-                if self._turn.locked():  # an application transaction has it (free, it is taken at once)
-                    async with asyncio.timeout(WRITE_LOCK_WAIT):
-                        await self._turn.acquire()
-                else:
-                    await self._turn.acquire()
-            except TimeoutError:
-                # An application transaction of this process's holds the file (a guarded
-                # call made inside ``transaction``, say, waiting on itself): fail, not hang.
-                _fail(batch, LedgerError(_TURN_TIMEOUT))
-                continue
-            try:
-                await self._commit(batch)
+                await self._take_turn_and_commit(batch)
             finally:
-                self._turn.release()
+                if gathered is not None and not gathered.done():
+                    gathered.set_result(None)
+
+    async def _take_turn_and_commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
+        try:
+            if self._turn.locked():  # an application transaction has it (free, it is taken at once)
+                async with asyncio.timeout(WRITE_LOCK_WAIT):
+                    await self._turn.acquire()
+            else:
+                await self._turn.acquire()
+        except TimeoutError:
+            # An application transaction of this process's holds the file (a guarded call
+            # made inside ``transaction``, say, waiting on itself): fail, not hang.
+            _fail(batch, LedgerError(_TURN_TIMEOUT))
+            return
+        try:
+            await self._commit(batch)
+        finally:
+            self._turn.release()
 
     async def _commit(self, batch: list[tuple[Op, asyncio.Future[Any], bool]]) -> None:
         assert self._writer is not None
@@ -458,9 +473,15 @@ class SQLiteLedger(Ledger):
             and isinstance(durable_ops[0], Begin)
             and durable_ops[0].alone
         )
+        later = None if inline or not fsync else deferrable(ops, [durable for _, _, durable in batch])
         try:
             if is_set_wise(ops) and (inline or not (fsync or checkpoint)):
                 outcomes = await self._run_on_loop(ops, pragma, fsync=fsync)
+            elif later is not None:
+                first = [queued for queued, defer in zip(batch, later, strict=True) if not defer]
+                then = [queued for queued, defer in zip(batch, later, strict=True) if defer]
+                await self._run_split(first, then, pragma, checkpoint=checkpoint)
+                return
             else:
                 outcomes = await self._run_on_thread(ops, pragma, checkpoint=checkpoint, timed=fsync and not checkpoint)
         except BaseException as exc:
@@ -474,15 +495,41 @@ class SQLiteLedger(Ledger):
             if not isinstance(exc, Exception):
                 raise
             return
-        for (_, future, _), (result, failure) in zip(batch, outcomes, strict=True):
-            if future.done():
-                continue
-            if failure is None:
-                future.set_result(result)
-            elif isinstance(failure, sqlite3.Error):
-                future.set_exception(LedgerError(f"ledger write failed: {failure}"))
-            else:
-                future.set_exception(failure)
+        _resolve(batch, outcomes)
+
+    async def _run_split(self, first: Batch, then: Batch, synchronous: str | None, *, checkpoint: bool) -> None:
+        """Two transactions in one hop to the ledger thread: ``first`` durably, its callers
+        resumed as soon as it commits; then ``then`` (outcomes no caller waits for, see
+        ``deferrable``) without an fsync, carried to disk by the next durable commit, with
+        the checkpoint if one is due. Raises only if ``first`` failed: whatever happens to
+        ``then`` is told to its own callers."""
+        assert self._writer is not None
+        loop = asyncio.get_running_loop()
+        committed: list[list[Any]] = []
+
+        def both(raw: sqlite3.Connection) -> list[Any] | Exception:
+            outcomes = run_batch(raw, [op for op, _, _ in first], synchronous=synchronous, timed=self._note_durable)
+            committed.append(outcomes)
+            loop.call_soon_threadsafe(_resolve, first, outcomes)
+            try:
+                return run_batch(raw, [op for op, _, _ in then], synchronous="NORMAL", checkpoint=checkpoint)
+            except Exception as exc:  # ``first`` is committed: its callers must not hear of this
+                return exc
+
+        work = asyncio.ensure_future(in_connection_thread(self._writer, both))
+        try:
+            later = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            await asyncio.wait([work])  # the thread owns the connection until it is done
+            if committed:  # told before the cancellation fails whatever is still waiting
+                _resolve(first, committed[0])
+            raise
+        if isinstance(later, Exception):
+            self._synchronous_now = None
+            _fail(then, LedgerError(f"ledger write failed: {type(later).__name__}: {later}"))
+            return
+        self._synchronous_now = "NORMAL"
+        _resolve(then, later)
 
     async def _run_on_loop(self, ops: list[Op], synchronous: str | None, *, fsync: bool) -> list[Any]:
         """A batch of records whose commit needs no fsync, or a lone durable one on a fast
@@ -1064,13 +1111,29 @@ _INLINE_COMMIT_MAX = 0.001  # seconds: a durable commit costlier than this never
 _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL checkpoints
 
 
+Batch = Sequence[tuple[Op, "asyncio.Future[Any]", bool]]
+"""Queued operations: each with its caller's future, and whether it must be durable."""
+
 _TURN_TIMEOUT = (
     "the ledger could not write: an application transaction in this process has held the ledger's file"
     f" for {WRITE_LOCK_WAIT:.0f}s (a guarded call made inside client.transaction() waits for its end)"
 )
 
 
-def _fail(batch: Sequence[tuple[Op, asyncio.Future[Any], bool]], error: LedgerError) -> None:
+def _resolve(batch: Batch, outcomes: Sequence[tuple[Any, BaseException | None]]) -> None:
+    """Tell each operation's caller what its transaction did (unless it stopped waiting)."""
+    for (_, future, _), (result, failure) in zip(batch, outcomes, strict=True):
+        if future.done():
+            continue
+        if failure is None:
+            future.set_result(result)
+        elif isinstance(failure, sqlite3.Error):
+            future.set_exception(LedgerError(f"ledger write failed: {failure}"))
+        else:
+            future.set_exception(failure)
+
+
+def _fail(batch: Batch, error: LedgerError) -> None:
     for _, future, _ in batch:
         if not future.done():
             future.set_exception(error)

@@ -34,6 +34,7 @@ __all__ = [
     "Op",
     "Settle",
     "begin_write",
+    "deferrable",
     "end_batch",
     "is_set_wise",
     "lease_many",
@@ -208,6 +209,41 @@ def set_synchronous(db: sqlite3.Connection, synchronous: str | None) -> None:
 def is_set_wise(ops: Sequence[Op]) -> bool:
     """Only records: a short run of statements on pages in memory."""
     return all(isinstance(op, Begin | Settle | Lease) for op in ops)
+
+
+def deferrable(ops: Sequence[Op], durable: Sequence[bool]) -> list[bool] | None:
+    """Which of a durable batch's operations may commit in a second transaction, after its
+    callers have resumed: the outcomes queued without waiting (``durable`` False, leases
+    named) that no intent of the batch could see. None when there are none, or when the
+    batch is not all intents and outcomes.
+
+    An intent sees an outcome through its key, or through the leases and customer links
+    of the names both touch; an outcome queued twice for one key keeps its order. Any
+    other outcome, and every intent, stays in the first transaction: in queue order, as
+    ever. The rest were already the callers' to lose in a crash (reconcile verifies their
+    entries, still ``sending``), so waiting one transaction longer changes nothing they
+    were promised, and they leave the commit the callers wait for.
+    """
+    begins = [op for op in ops if isinstance(op, Begin)]
+    if not begins or not all(isinstance(op, Begin | Settle) for op in ops):
+        return None
+    seen: set[str] = set()
+    twice: set[str] = set()
+    for op in ops:
+        if isinstance(op, Settle):
+            (twice if op.key in seen else seen).add(op.key)
+    keys = {op.intent.key for op in begins} | twice
+    names = {name for op in begins for name in (*op.intent.leases, *op.intent.customers)}
+    later = [
+        isinstance(op, Settle)
+        and not wanted
+        and op.owner is not None
+        and bool(op.release)
+        and op.key not in keys
+        and names.isdisjoint(op.release)
+        for op, wanted in zip(ops, durable, strict=True)
+    ]
+    return later if any(later) else None
 
 
 def run_ops(db: sqlite3.Connection, ops: Sequence[Op]) -> list[Outcome]:
