@@ -50,7 +50,8 @@ class Event:
 
 Hook = Callable[[Event], None]
 _hooks: tuple[Hook, ...] = ()
-_current: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar("shakesco_write", default=None)
+# (operation, key, whether a span records its phases): the write under way, if any.
+_current: contextvars.ContextVar[tuple[str, str, bool] | None] = contextvars.ContextVar("shakesco_write", default=None)
 
 
 def set_hooks(hooks: Sequence[Hook]) -> None:
@@ -115,7 +116,7 @@ class _Bare(contextlib.AbstractContextManager[_Write]):
     __slots__ = ("_current", "_token")
 
     def __init__(self, operation: str, key: str) -> None:
-        self._token = _current.set((operation, key))
+        self._token = _current.set((operation, key, False))
         self._current = _Write()
 
     def __enter__(self) -> _Write:
@@ -127,7 +128,7 @@ class _Bare(contextlib.AbstractContextManager[_Write]):
 
 @contextlib.contextmanager
 def _spanned(operation: str, key: str) -> Iterator[_Write]:
-    token = _current.set((operation, key))
+    token = _current.set((operation, key, _otel is not None))
     started = time.perf_counter()
     current = _Write()
     span_context: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
@@ -162,7 +163,7 @@ def phase(name: str, **attributes: str | int | float | bool) -> None:
     if log.isEnabledFor(logging.DEBUG):
         extra = "".join(f" {k}={v}" for k, v in attributes.items())
         log.debug("write %s %s: %s%s", current[0], current[1], name, extra)
-    if _otel is not None:
+    if current[2]:
         _otel.get_current_span().add_event(name, attributes)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
@@ -97,16 +97,19 @@ SYSTEM_CLOCK: Clock = SystemClock()
 
 class _Active:
     """The clock the SDK reads: the system's, unless a test put another in (``use_clock``).
-    One for the process, as the ledger's lease times and the guard's waits must agree."""
+    One for the process, as the ledger's lease times and the guard's waits must agree.
+
+    ``monotonic`` and ``time`` are the clock's own methods, bound when it is put in: a
+    write reads the time several times. (The system clock's still look ``time.time`` up at
+    each call, so a test that patches it, or freezegun, is obeyed.)"""
 
     def __init__(self) -> None:
         self.clock: Clock = SYSTEM_CLOCK
+        self.monotonic: Callable[[], float] = SYSTEM_CLOCK.monotonic
+        self.time: Callable[[], float] = SYSTEM_CLOCK.time
 
-    def monotonic(self) -> float:
-        return self.clock.monotonic()
-
-    def time(self) -> float:
-        return self.clock.time()
+    def use(self, clock: Clock) -> None:
+        self.clock, self.monotonic, self.time = clock, clock.monotonic, clock.time
 
     async def sleep(self, seconds: float) -> None:
         await self.clock.sleep(seconds)
@@ -119,11 +122,12 @@ CLOCK = _Active()
 @contextlib.contextmanager
 def use_clock(clock: Clock) -> Iterator[Clock]:
     """Read time on ``clock`` inside the block (tests: a ``VirtualClock``)."""
-    before, CLOCK.clock = CLOCK.clock, clock
+    before = CLOCK.clock
+    CLOCK.use(clock)
     try:
         yield clock
     finally:
-        CLOCK.clock = before
+        CLOCK.use(before)
 
 
 class VirtualClock:

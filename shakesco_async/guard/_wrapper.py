@@ -806,10 +806,11 @@ class WriteGuard:
             landing=self._timing.landing,
             verify_delay=self._timing.verify_delay,
             retry_after=outcome.retry_after,
+            now=CLOCK.monotonic(),
         )
         judgement: Judgement | None = None
-        while True:
-            step = after_attempt(attrs.evolve(situation, now=CLOCK.monotonic()))
+        while True:  # each pass judges a situation whose ``now`` was just taken
+            step = after_attempt(situation)
             if step.confirm and not await self._still_held(lease):
                 raise self._lost(entry) from error
             kind = step.kind
@@ -841,7 +842,11 @@ class WriteGuard:
                     judgement.verdict.value,
                 )
                 situation = attrs.evolve(
-                    situation, verdict=judgement.verdict, read_at=read_at, waited=situation.waited or bool(step.why)
+                    situation,
+                    verdict=judgement.verdict,
+                    read_at=read_at,
+                    waited=situation.waited or bool(step.why),
+                    now=CLOCK.monotonic(),
                 )
             elif kind in (StepKind.COMMIT_VERIFIED, StepKind.IN_DOUBT):
                 assert judgement is not None

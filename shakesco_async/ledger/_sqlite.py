@@ -774,9 +774,7 @@ class SQLiteLedger(Ledger):
         if not move.wait and self._writer is not None:
             # Later operations queue behind this one, so they see it; a failure leaves the
             # entry open for reconcile to verify, which is safe, so it is logged, not raised.
-            queued = self._enqueue(record, durable=False)
-            queued.add_done_callback(partial(_log_failure, key, state))
-            queued.add_done_callback(lambda done: self._settled(key, move) if _moved(done) else None)
+            self._enqueue(record, durable=False).add_done_callback(partial(self._queued_settled, key, move))
             return True
         moved: bool = await self._submit(record)
         if moved:
@@ -784,6 +782,13 @@ class SQLiteLedger(Ledger):
         elif move.expect is None:
             await self._refuse_forbidden(key, state)
         return moved
+
+    def _queued_settled(self, key: str, move: Settlement, queued: asyncio.Future[Any]) -> None:
+        """A queued settle committed, or failed: wake the key's watchers, or log it."""
+        if _moved(queued):
+            self._settled(key, move)
+        else:
+            _log_failure(key, move.state, queued)
 
     def staging_kind(self, conn: object) -> str:
         kind = connection_kind(conn)

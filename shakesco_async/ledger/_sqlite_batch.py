@@ -11,6 +11,7 @@ fails alone; a record alone in its transaction undoes the transaction instead.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -82,7 +83,19 @@ class Begin:
 class Settle:
     """Move an entry to a state (only from ``expect`` states, if given) and release leases."""
 
-    __slots__ = ("business", "drop_snapshot", "expect", "key", "owner", "release", "row", "state")
+    __slots__ = (
+        "_error",
+        "_result",
+        "at",
+        "business",
+        "drop_snapshot",
+        "expect",
+        "key",
+        "owner",
+        "reason",
+        "release",
+        "state",
+    )
 
     def __init__(
         self,
@@ -101,11 +114,24 @@ class Settle:
         self.business = business
         self.key = key
         self.state = state.value
-        self.row = (state.value, dumps(result), dumps(error), reason, CLOCK.time(), business, key)
+        self._result, self._error, self.reason = result, error, reason
+        self.at = CLOCK.time()  # when it was settled, not when its batch ran
         self.release = tuple(release) if owner is not None else ()
         self.owner = owner
-        self.expect = None if expect is None else tuple(sorted({s.value for s in expect}))
+        self.expect = None if expect is None else _values(tuple(expect))
         self.drop_snapshot = drop_snapshot
+
+    @property
+    def row(self) -> tuple[Any, ...]:
+        """The UPDATE's parameters, made where the batch runs: an outcome queued without
+        waiting costs its caller no JSON."""
+        return (self.state, dumps(self._result), dumps(self._error), self.reason, self.at, self.business, self.key)
+
+
+@functools.cache
+def _values(states: tuple[EntryState, ...]) -> tuple[str, ...]:
+    """A settle's allowed states as the sorted values its UPDATE binds (a few tables' worth)."""
+    return tuple(sorted({s.value for s in states}))
 
 
 class Lease:

@@ -54,8 +54,9 @@ async def test_writes_queued_behind_a_slow_api_are_never_left_in_doubt(
     # Every answer comes too late: the writes that got the connection are in doubt (their
     # reads fail too). The ones that never got it were provably not sent, and must say so.
     async with _client(sandbox, tmp_path, one_connection, timeout=0.3, max_retries=0) as client:
-        await client.set_event_details("signup", 5, True)
-        await client.claim_tokens("signup", "first")  # the event is known one-time: no read before a claim
+        patient = client.with_options(timeout=5.0)  # the set-up must not hit the short timeout on a busy machine
+        await patient.set_event_details("signup", 5, True)
+        await patient.claim_tokens("signup", "first")  # the event is known one-time: no read before a claim
         sandbox.faults.add("delay", on="any", delay=0.6)
         results = await asyncio.gather(
             *(client.claim_tokens("signup", f"c{i}", idempotency_key=f"k{i}") for i in range(4)),
