@@ -198,7 +198,9 @@ async def profile(
                 await client.set_event_details("signup", 5, True)
                 await client.set_event_details("purchase", 5, False)
                 print(f"\n{name}: reads answered after {read_ms:g} ms, writes after {write_ms:g} ms")
-                print(f"{'kind':<17}{'conc':>5}  {'contender':<8}{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}")
+                print(
+                    f"{'kind':<17}{'conc':>5}  {'contender':<8}{'writes/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs':>9}"
+                )
                 for kind in KINDS:
                     for concurrency, count in counts.items():
                         checks.append(await one_case(who, name, kind, concurrency, count, rounds))
@@ -228,8 +230,16 @@ async def one_case(
         lat = [x for run in runs[n] for x in run.latencies]
         rate = statistics.median(run.rate for run in runs[n])
         p50, p99 = sorted(lat)[len(lat) // 2], sorted(lat)[min(len(lat) - 1, int(len(lat) * 0.99))]
-        print(f"{kind:<17}{concurrency:>5}  {n:<8}{rate:>10.1f}{p50 * 1000:>9.1f}{p99 * 1000:>9.1f}")
+        cpu = statistics.median(run.cpu for run in runs[n]) * 1e6
+        print(f"{kind:<17}{concurrency:>5}  {n:<8}{rate:>10.1f}{p50 * 1000:>9.1f}{p99 * 1000:>9.1f}{cpu:>9.0f}")
     against = "raw" if kind == "one_time_claim" else "floor"
+    # The client's CPU per write (its event loop and ledger thread: the sandbox is another
+    # process), guarded beside the contender it is judged against: the guard's own work.
+    mine, theirs = (statistics.median(run.cpu for run in runs[n]) * 1e6 for n in ("guarded", against))
+    print(
+        f"recorded: {name} {kind} c{concurrency} CPU per write guarded {mine:.0f} µs, {against} {theirs:.0f} µs"
+        f" (the guard's own: {mine - theirs:.0f} µs)"
+    )
     ratio = statistics.median(g.rate / b.rate for g, b in zip(runs["guarded"], runs[against], strict=True))
     if "floor2" in runs:
         both = statistics.median(g.rate / b.rate for g, b in zip(runs["guarded"], runs["floor2"], strict=True))
