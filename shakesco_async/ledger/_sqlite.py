@@ -521,9 +521,17 @@ class SQLiteLedger(Ledger):
             later = await asyncio.shield(work)
         except asyncio.CancelledError:
             await asyncio.wait([work])  # the thread owns the connection until it is done
-            if committed:  # told before the cancellation fails whatever is still waiting
+            # Each caller hears what its transaction did before the cancellation fails
+            # whatever is still waiting.
+            if committed:
                 _resolve(first, committed[0])
+            if not work.cancelled() and work.exception() is None:
+                self._told(then, work.result())
             raise
+        self._told(then, later)
+
+    def _told(self, then: Batch, later: list[Any] | Exception) -> None:
+        """Tell the outcomes of a split batch's second transaction (see ``_run_split``)."""
         if isinstance(later, Exception):
             self._synchronous_now = None
             _fail(then, LedgerError(f"ledger write failed: {type(later).__name__}: {later}"))

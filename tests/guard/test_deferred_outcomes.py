@@ -142,3 +142,28 @@ async def test_a_deferred_outcome_that_fails_fails_alone(
     later = await sqlite_ledger.get("k2")
     assert later is not None and later.state == EntryState.SENDING  # the intent beside it stands
     assert await sqlite_ledger.settle("k1", Settlement(EntryState.COMMITTED))  # and the ledger goes on
+
+
+async def test_a_flush_cancelled_between_its_transactions_tells_each_caller_what_it_did(
+    sqlite_ledger: SQLiteLedger, held_outcomes: threading.Event, caplog: pytest.LogCaptureFixture
+) -> None:
+    held_outcomes.set()
+    await sqlite_ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={})
+    held_outcomes.clear()
+    await sqlite_ledger.settle("k1", Settlement(EntryState.COMMITTED, release=("c1",), owner="o1", wait=False))
+    begin = asyncio.ensure_future(sqlite_ledger.begin(_intent("k2", "c2"), owner="o2", lease_ttl=60, snapshot={}))
+    await asyncio.wait_for(asyncio.shield(begin), WAIT)  # committed; the outcome waits on the thread
+    flusher = sqlite_ledger._flusher
+    assert flusher is not None and not flusher.done()
+    flusher.cancel()  # e.g. the loop shutting down under the flush
+    await asyncio.sleep(0.05)
+    held_outcomes.set()
+    with pytest.raises(asyncio.CancelledError):
+        await flusher
+    begun = begin.result()  # the intent was durable before the cancellation: its caller heard so
+    assert begun.created and begun.entry is not None and begun.entry.state == EntryState.SENDING
+    settled = await sqlite_ledger.get("k1")
+    assert settled is not None and settled.state == EntryState.COMMITTED  # the outcome committed after it
+    assert not [r for r in caplog.records if "failed to commit" in r.getMessage()]  # and is not said to have failed
+    later = await sqlite_ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
+    assert later.created  # and the ledger goes on
