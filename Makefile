@@ -64,7 +64,7 @@ docs-build: $(DOCS)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
 
 bench: $(DEV)
-	for bench in guard_overhead hot_customer recovery scale postgres_overhead latency staged; do \
+	for bench in guard_overhead guard_cpu hot_customer recovery scale postgres_overhead latency staged; do \
 		$(PY) benchmarks/$$bench.py --smoke || exit 1; \
 	done
 	$(PY) benchmarks/recovery.py --smoke --postgres
