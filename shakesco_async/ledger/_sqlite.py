@@ -498,37 +498,51 @@ class SQLiteLedger(Ledger):
         _resolve(batch, outcomes)
 
     async def _run_split(self, first: Batch, then: Batch, synchronous: str | None, *, checkpoint: bool) -> None:
-        """Two transactions in one hop to the ledger thread: ``first`` durably, its callers
-        resumed as soon as it commits; then ``then`` (outcomes no caller waits for, see
-        ``deferrable``) without an fsync, carried to disk by the next durable commit, with
-        the checkpoint if one is due. Raises only if ``first`` failed: whatever happens to
-        ``then`` is told to its own callers."""
-        assert self._writer is not None
+        """Two transactions: ``first`` durably, its callers resumed from the ledger thread as
+        soon as it commits; then, once they have had their turn on the loop (their requests
+        leave), ``then`` (outcomes no caller waits for, see ``deferrable``) without an fsync,
+        carried to disk by the next durable commit, with the checkpoint if one is due.
+        Raises only if ``first`` failed: whatever happens to ``then`` is told to its own
+        callers, and a cancellation fails only what was not committed."""
         loop = asyncio.get_running_loop()
-        committed: list[list[Any]] = []
+        told: list[Any] = []  # each transaction's outcomes, as it ends
 
-        def both(raw: sqlite3.Connection) -> list[Any] | Exception:
-            outcomes = run_batch(raw, [op for op, _, _ in first], synchronous=synchronous, timed=self._note_durable)
-            committed.append(outcomes)
-            loop.call_soon_threadsafe(_resolve, first, outcomes)
+        def intents(raw: sqlite3.Connection) -> None:
+            done = run_batch(raw, [op for op, _, _ in first], synchronous=synchronous, timed=self._note_durable)
+            told.append(done)
+            loop.call_soon_threadsafe(_resolve, first, done)  # not waiting for this flush's turn
+
+        def outcomes(raw: sqlite3.Connection) -> None:
             try:
-                return run_batch(raw, [op for op, _, _ in then], synchronous="NORMAL", checkpoint=checkpoint)
+                told.append(run_batch(raw, [op for op, _, _ in then], synchronous="NORMAL", checkpoint=checkpoint))
             except Exception as exc:  # ``first`` is committed: its callers must not hear of this
-                return exc
+                told.append(exc)
 
-        work = asyncio.ensure_future(in_connection_thread(self._writer, both))
         try:
-            later = await asyncio.shield(work)
+            await self._on_thread(intents)
+            # The interpreter is one: the outcomes' Python on the ledger thread would slow the
+            # requests the resumed callers are sending. Their wake-ups take two turns (a future,
+            # then the task awaiting it through a shield); the outcomes wait behind them.
+            for _ in range(_CALLERS_TURNS):
+                await asyncio.sleep(0)
+            await self._on_thread(outcomes)
+        finally:
+            # Cancelled, each caller still hears what its transaction did first (``_commit``
+            # fails whatever is still waiting: a transaction that never ran).
+            if told:
+                _resolve(first, told[0])
+            if len(told) > 1:
+                self._told(then, told[1])
+
+    async def _on_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the ledger thread; if the caller is cancelled, still waited for."""
+        assert self._writer is not None
+        work = asyncio.ensure_future(in_connection_thread(self._writer, fn))
+        try:
+            return await asyncio.shield(work)
         except asyncio.CancelledError:
             await asyncio.wait([work])  # the thread owns the connection until it is done
-            # Each caller hears what its transaction did before the cancellation fails
-            # whatever is still waiting.
-            if committed:
-                _resolve(first, committed[0])
-            if not work.cancelled() and work.exception() is None:
-                self._told(then, work.result())
             raise
-        self._told(then, later)
 
     def _told(self, then: Batch, later: list[Any] | Exception) -> None:
         """Tell the outcomes of a split batch's second transaction (see ``_run_split``)."""
@@ -1126,6 +1140,10 @@ _CHECKPOINT_EVERY = 1000  # weight (4 per batch + 1 per operation) between WAL c
 
 Batch = Sequence[tuple[Op, "asyncio.Future[Any]", bool]]
 """Queued operations: each with its caller's future, and whether it must be durable."""
+
+_CALLERS_TURNS = 2
+"""Turns of the event loop a split batch's outcomes wait for, after its intents' callers
+were resumed (see ``_run_split``)."""
 
 _TURN_TIMEOUT = (
     "the ledger could not write: an application transaction in this process has held the ledger's file"

@@ -71,13 +71,22 @@ async def sqlite_ledger(tmp_path: Path) -> AsyncIterator[SQLiteLedger]:
         yield opened
 
 
+class _Gate(threading.Event):
+    """Set: outcomes pass. ``entered``: one has reached the gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+
+
 @pytest.fixture
-def held_outcomes(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+def held_outcomes(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Gate]:
     """Outcomes (settles) wait on the ledger thread until the event is set."""
-    gate = threading.Event()
+    gate = _Gate()
     real = sqlite_batch.settle_many
 
     def held(db: Any, ops: Any) -> Any:
+        gate.entered.set()
         if not gate.wait(WAIT):
             raise AssertionError("the outcomes were never let through")
         return real(db, ops)
@@ -90,7 +99,7 @@ def held_outcomes(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
 
 
 async def test_an_intent_commits_before_the_outcomes_queued_beside_it(
-    sqlite_ledger: SQLiteLedger, held_outcomes: threading.Event
+    sqlite_ledger: SQLiteLedger, held_outcomes: _Gate
 ) -> None:
     held_outcomes.set()
     await sqlite_ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={})
@@ -110,9 +119,7 @@ async def test_an_intent_commits_before_the_outcomes_queued_beside_it(
     assert await sqlite_ledger.acquire(("c1",), owner="next", lease_ttl=60) is None  # its lease went with it
 
 
-async def test_an_outcome_an_intent_depends_on_commits_first(
-    sqlite_ledger: SQLiteLedger, held_outcomes: threading.Event
-) -> None:
+async def test_an_outcome_an_intent_depends_on_commits_first(sqlite_ledger: SQLiteLedger, held_outcomes: _Gate) -> None:
     held_outcomes.set()
     await sqlite_ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={})
     await sqlite_ledger.settle("k1", Settlement(EntryState.COMMITTED, release=("c1",), owner="o1", wait=False))
@@ -145,14 +152,15 @@ async def test_a_deferred_outcome_that_fails_fails_alone(
 
 
 async def test_a_flush_cancelled_between_its_transactions_tells_each_caller_what_it_did(
-    sqlite_ledger: SQLiteLedger, held_outcomes: threading.Event, caplog: pytest.LogCaptureFixture
+    sqlite_ledger: SQLiteLedger, held_outcomes: _Gate, caplog: pytest.LogCaptureFixture
 ) -> None:
     held_outcomes.set()
     await sqlite_ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={})
     held_outcomes.clear()
     await sqlite_ledger.settle("k1", Settlement(EntryState.COMMITTED, release=("c1",), owner="o1", wait=False))
     begin = asyncio.ensure_future(sqlite_ledger.begin(_intent("k2", "c2"), owner="o2", lease_ttl=60, snapshot={}))
-    await asyncio.wait_for(asyncio.shield(begin), WAIT)  # committed; the outcome waits on the thread
+    await asyncio.wait_for(asyncio.shield(begin), WAIT)  # committed
+    await asyncio.wait_for(asyncio.to_thread(held_outcomes.entered.wait, WAIT), WAIT)  # the outcome is on the thread
     flusher = sqlite_ledger._flusher
     assert flusher is not None and not flusher.done()
     flusher.cancel()  # e.g. the loop shutting down under the flush
@@ -167,3 +175,22 @@ async def test_a_flush_cancelled_between_its_transactions_tells_each_caller_what
     assert not [r for r in caplog.records if "failed to commit" in r.getMessage()]  # and is not said to have failed
     later = await sqlite_ledger.begin(_intent("k3", "c3"), owner="o3", lease_ttl=60, snapshot={})
     assert later.created  # and the ledger goes on
+
+
+async def test_a_flush_cancelled_before_its_outcomes_ran_leaves_them_open_and_says_so(
+    sqlite_ledger: SQLiteLedger, caplog: pytest.LogCaptureFixture
+) -> None:
+    await sqlite_ledger.begin(_intent("k1", "c1"), owner="o1", lease_ttl=60, snapshot={})
+    await sqlite_ledger.settle("k1", Settlement(EntryState.COMMITTED, release=("c1",), owner="o1", wait=False))
+    begin = asyncio.ensure_future(sqlite_ledger.begin(_intent("k2", "c2"), owner="o2", lease_ttl=60, snapshot={}))
+    flusher = sqlite_ledger._flusher
+    assert flusher is not None
+    # Cancelled the moment the intent's caller is told, before the outcomes' turn comes.
+    begin.add_done_callback(lambda _: flusher.cancel())
+    with pytest.raises(asyncio.CancelledError):
+        await flusher
+    begun = begin.result()
+    assert begun.created and begun.entry is not None and begun.entry.state == EntryState.SENDING
+    stored = await sqlite_ledger.get("k1")
+    assert stored is not None and stored.state == EntryState.SENDING  # not committed: open, for verification
+    assert any("failed to commit" in r.getMessage() and "k1" in r.getMessage() for r in caplog.records)
