@@ -595,18 +595,12 @@ class SQLiteLedger(Ledger):
         requests meanwhile instead of running them. ``timed``: the commit's own time feeds
         the estimate of what a durable commit costs here.
         """
-        assert self._writer is not None
         note = self._note_durable if timed else None
 
         def batch(raw: sqlite3.Connection) -> list[Any]:
             return run_batch(raw, ops, synchronous=synchronous, checkpoint=checkpoint, timed=note)
 
-        work = asyncio.ensure_future(in_connection_thread(self._writer, batch))
-        try:
-            return await asyncio.shield(work)
-        except asyncio.CancelledError:
-            await asyncio.wait([work])  # the thread owns the connection until it is done
-            raise
+        return await self._on_thread(batch)
 
     def _file_gone(self) -> LedgerError | None:
         """An error if the file at the ledger's path is no longer the one this process opened.
