@@ -527,8 +527,8 @@ class SQLiteLedger(Ledger):
                 await asyncio.sleep(0)
             await self._on_thread(outcomes)
         finally:
-            # Cancelled, each caller still hears what its transaction did first (``_commit``
-            # fails whatever is still waiting: a transaction that never ran).
+            # Each caller hears what its own transaction did, also when the flush is cancelled
+            # (then ``_commit`` fails whatever is still waiting: a transaction that never ran).
             if told:
                 _resolve(first, told[0])
             if len(told) > 1:
