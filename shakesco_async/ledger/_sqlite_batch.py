@@ -259,15 +259,15 @@ def deferrable(ops: Sequence[Op], durable: Sequence[bool]) -> list[bool] | None:
         if isinstance(op, Settle):
             (twice if op.key in seen else seen).add(op.key)
     keys = {op.intent.key for op in begins} | twice
-    names = {name for op in begins for name in (*op.intent.leases, *op.intent.customers)}
+    names = {name for op in begins for name in op.intent.leases}  # its customers, or its key
     later = [
         isinstance(op, Settle)
-        and not wanted
+        and not needs_disk
         and op.owner is not None
         and bool(op.release)
         and op.key not in keys
         and names.isdisjoint(op.release)
-        for op, wanted in zip(ops, durable, strict=True)
+        for op, needs_disk in zip(ops, durable, strict=True)
     ]
     return later if any(later) else None
 
