@@ -35,9 +35,16 @@ async def sandbox_process() -> AsyncIterator[str]:
     )
     assert proc.stdout is not None
     first = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
-    yield first.split(" on ")[1].strip()
-    proc.send_signal(signal.SIGINT)
-    await asyncio.wait_for(proc.wait(), 30)
+    try:
+        yield first.split(" on ")[1].strip()
+    finally:
+        # SIGTERM, as a service manager stops it: a shell that starts the suite as a
+        # background job starts it with SIGINT ignored, which the sandbox then keeps.
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert await asyncio.wait_for(proc.wait(), 30) == 128 + signal.SIGTERM  # its clean-up ran
+        finally:
+            await _reap(proc)
 
 
 async def _serve(args: list[str], base_url: str, tmp_path: Path, port: int) -> asyncio.subprocess.Process:
@@ -61,9 +68,19 @@ async def _serve(args: list[str], base_url: str, tmp_path: Path, port: int) -> a
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> str:
-    proc.send_signal(signal.SIGINT)
-    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    proc.send_signal(signal.SIGINT)  # uvicorn and aiohttp's run_app handle it themselves
+    try:
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    finally:
+        await _reap(proc)
     return err.decode()
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    """A process that did not stop is killed: none outlives the test."""
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
 
 
 async def _exercise(url: str, bad_body_status: int) -> None:
