@@ -116,30 +116,40 @@ def sdk_key() -> str:
 
 class _RandomBytes:
     """The operating system's random bytes, fetched 4 KiB at a time (a system call per key
-    cost ~10 µs), and fetched anew in a forked child: parent and child must never make the
-    same key. Clients on event loops of several threads share it: a lock keeps each slice
-    one caller's."""
+    cost ~10 µs). Parent and child of a fork must never make the same key: each process
+    draws from a pool of its own, told apart by its pid, not by an after-fork hook, which
+    a server forking in C (uWSGI by default) never runs. Clients on event loops of several
+    threads share it: a lock keeps each slice one caller's."""
 
-    __slots__ = ("_at", "_hex", "_lock")
+    __slots__ = ("_pool",)
 
     def __init__(self) -> None:
-        self._hex, self._at = "", 0
-        self._lock = threading.Lock()
+        self._pool = _Pool(-1)
 
     def next10(self) -> str:
-        with self._lock:
-            if self._at + 20 > len(self._hex):
-                self._hex, self._at = os.urandom(4096).hex(), 0
-            self._at += 20
-            return self._hex[self._at - 20 : self._at]
+        pid = os.getpid()
+        pool = self._pool
+        if pool.pid != pid:
+            # A lock the parent's other threads held at the fork would stay held here: the
+            # child's pool has its own. Threads racing here each take a fresh pool: bytes
+            # of their own, never a slice handed out twice.
+            pool = self._pool = _Pool(pid)
+        with pool.lock:
+            if pool.at + 20 > len(pool.hex):
+                pool.hex, pool.at = os.urandom(4096).hex(), 0
+            pool.at += 20
+            return pool.hex[pool.at - 20 : pool.at]
 
-    def forget(self) -> None:
-        self._hex, self._at = "", 0
-        self._lock = threading.Lock()  # a lock held by a parent's thread at the fork stays held here
+
+class _Pool:
+    __slots__ = ("at", "hex", "lock", "pid")
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.hex, self.at = pid, "", 0
+        self.lock = threading.Lock()
 
 
 _RANDOM = _RandomBytes()
-os.register_at_fork(after_in_child=_RANDOM.forget)
 
 
 def intent_for(endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, source: KeySource) -> Intent:

@@ -23,11 +23,12 @@ def test_sdk_keys_are_unique_valid_and_grow_with_time() -> None:
 
 
 _FORKED = """
-import os
+import ctypes, os, sys
 from shakesco_async.guard._wrapper import sdk_key
 sdk_key()  # the buffer is filled
 read, write = os.pipe()
-pid = os.fork()
+# os.fork runs Python's after-fork hooks; a server that forks in C (uWSGI by default) does not
+pid = os.fork() if sys.argv[1] == "os" else ctypes.CDLL(None, use_errno=True).fork()
 if pid == 0:
     os.write(write, "".join(sdk_key()[16:] for _ in range(3)).encode())
     os._exit(0)
@@ -38,9 +39,12 @@ print(len(child), child != "".join(sdk_key()[16:] for _ in range(3)))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_makes_keys_of_its_own() -> None:
+@pytest.mark.parametrize("fork", ["os", "libc"])
+def test_a_forked_child_makes_keys_of_its_own(fork: str) -> None:
     """The random part comes from a buffer: a child forked with the parent's must not make
-    the parent's next keys (two processes sharing a ledger would collide). Forked from a
-    process of its own: this one has threads."""
-    out = subprocess.run([sys.executable, "-c", _FORKED], capture_output=True, text=True, timeout=60, check=True)
+    the parent's next keys (two processes sharing a ledger would collide), also when the
+    fork skipped Python's after-fork hooks. Forked from a process of its own: this one has
+    threads."""
+    argv = [sys.executable, "-c", _FORKED, fork]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.split() == ["60", "True"]
