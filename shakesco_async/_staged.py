@@ -27,8 +27,9 @@ from .endpoints.rewards import RewardEndpoints
 from .endpoints.staking import StakingEndpoints
 from .endpoints.transfers import TransferEndpoints
 from .endpoints.vesting import VestingEndpoints
+from .guard._names import sdk_key
 from .guard._outcome import raise_recorded, result_from_record
-from .guard._wrapper import check_idempotency_key, intent_for, sdk_key
+from .guard._wrapper import check_idempotency_key, intent_for
 from .ledger import EntryState, KeySource, Ledger
 from .ledger._staging import Stager
 

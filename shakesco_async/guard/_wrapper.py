@@ -20,13 +20,7 @@ Phases, each ending at a durable recovery point in the ledger:
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
-import os
-import socket
-import threading
-import time
-import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterator, Mapping, Sequence
 from typing import Any, Literal, TypeVar, cast
 
@@ -65,6 +59,7 @@ from ._decide import (
 )
 from ._events import EventKinds
 from ._locks import KeyedLocks
+from ._names import Owners, sdk_key
 from ._outcome import (
     ReconcileOutcome,
     canonical,
@@ -102,54 +97,6 @@ Settled = tuple[ReconcileOutcome, str]
 
 def check_idempotency_key(key: object) -> str:
     return text("idempotency_key", key, MAX_KEY_LENGTH)
-
-
-def sdk_key() -> str:
-    """A key for a write whose caller chose none: ``sdk_`` and 32 hex digits.
-
-    Time-ordered like a UUIDv7 (milliseconds first, then 80 random bits), so the
-    ledger's key indexes grow at one end: a batch of new entries dirties a few pages,
-    not one page per entry.
-    """
-    return f"sdk_{time.time_ns() // 1_000_000:012x}{_RANDOM.next10()}"
-
-
-class _RandomBytes:
-    """The operating system's random bytes, fetched 4 KiB at a time (a system call per key
-    cost ~10 µs). Parent and child of a fork must never make the same key: each process
-    draws from a pool of its own, told apart by its pid, not by an after-fork hook, which
-    a server forking in C (uWSGI by default) never runs. Clients on event loops of several
-    threads share it: a lock keeps each slice one caller's."""
-
-    __slots__ = ("_pool",)
-
-    def __init__(self) -> None:
-        self._pool = _Pool(-1)
-
-    def next10(self) -> str:
-        pid = os.getpid()
-        pool = self._pool
-        if pool.pid != pid:
-            # A lock the parent's other threads held at the fork would stay held here: the
-            # child's pool has its own. Threads racing here each take a fresh pool: bytes
-            # of their own, never a slice handed out twice.
-            pool = self._pool = _Pool(pid)
-        with pool.lock:
-            if pool.at + 20 > len(pool.hex):
-                pool.hex, pool.at = os.urandom(4096).hex(), 0
-            pool.at += 20
-            return pool.hex[pool.at - 20 : pool.at]
-
-
-class _Pool:
-    __slots__ = ("at", "hex", "lock", "pid")
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.hex, self.at = pid, "", 0
-        self.lock = threading.Lock()
-
-
-_RANDOM = _RandomBytes()
 
 
 def intent_for(endpoint: Endpoint[Any], wire: dict[str, WireValue], key: str, source: KeySource) -> Intent:
@@ -195,7 +142,7 @@ class WriteGuard:
         self._timing = Timing.of(settings, timeout, max_retries)
         self._locks = KeyedLocks()
         self._events = EventKinds(settings.event_ttl)
-        self._owners = _Owners()
+        self._owners = Owners()
         self._cleanups = Cleanups()
         self._writing = _InFlight()
 
@@ -1188,29 +1135,6 @@ def _waves(entries: Sequence[LedgerEntry], size: int) -> Iterator[list[LedgerEnt
 
 _CANCELLED = "cancelled before it was sent"
 _VERIFIED: dict[str, Any] = {"kind": "receipt", "tx_hash": None, "verified": True}
-
-
-class _Owners:
-    """Lease owners' names: this process's alone, also in a child forked after the client
-    was made (``gunicorn --preload``, a prefork pool), where the parent's names would let
-    two processes hold one customer at once."""
-
-    __slots__ = ("_ids", "_pid", "_prefix")
-
-    def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
-        self._ids = itertools.count(1)
-
-    @property
-    def prefix(self) -> str:
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid, self._prefix = pid, f"{socket.gethostname()}:{pid}:{uuid.uuid4().hex[:8]}:"
-        return self._prefix
-
-    def new(self) -> str:
-        return f"{self.prefix}{next(self._ids)}"
 
 
 class _EarlyRead:
