@@ -17,7 +17,7 @@ from .._errors import ConfigurationError, Forbidden, LedgerError, Unauthorized
 from .._reconcile import ReconcileSummary
 from ..ledger import EntryState, Ledger, LedgerEntry, open_ledger
 from ..ledger._sqlite import ANY_BUSINESS
-from ._output import ProgressBar, entry_dict, print_json, print_table
+from ._output import ProgressBar, entry_dict, print_json, print_table, utf8_stdout
 from ._run import run as run_command
 
 __all__ = ["add_ledger_parsers"]
@@ -312,10 +312,11 @@ async def _export(args: argparse.Namespace) -> int:
         "reason",
         "params_digest",
     ]
-    writer = csv.DictWriter(sys.stdout, fieldnames=fields)
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
+    with utf8_stdout() as out:
+        writer = csv.DictWriter(out, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else v for k, v in row.items()})
     return 0
 
 

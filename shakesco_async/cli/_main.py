@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from .._errors import ShakescoError
 from .._version import VERSION
 from ._ledger import add_ledger_parsers
+from ._output import escape_what_the_terminal_cannot_show
 from ._run import Terminated, run
 from ._sandbox import add_sandbox_parser
 
@@ -36,6 +37,7 @@ def _demo(_: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    escape_what_the_terminal_cannot_show()
     try:
         status: int = args.run(args)
         sys.stdout.flush()  # here, where a closed pipe can still be answered quietly

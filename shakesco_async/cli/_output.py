@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
 from .._convert import converter
 from ..ledger import LedgerEntry
 
-__all__ = ["ProgressBar", "entry_dict", "print_json", "print_table"]
+__all__ = [
+    "ProgressBar",
+    "entry_dict",
+    "escape_what_the_terminal_cannot_show",
+    "print_json",
+    "print_table",
+    "utf8_stdout",
+]
 
 
 def entry_dict(entry: LedgerEntry) -> dict[str, Any]:
@@ -18,6 +27,31 @@ def entry_dict(entry: LedgerEntry) -> dict[str, Any]:
     data: dict[str, Any] = converter.unstructure(entry)
     data["customers"] = list(entry.customers)
     return data
+
+
+def escape_what_the_terminal_cannot_show() -> None:
+    """Keys and customers are the application's text: a character the terminal's encoding
+    lacks (a Latin-1 locale, ``PYTHONIOENCODING=ascii``) is printed as a backslash escape,
+    not a traceback halfway through a listing. Exports write UTF-8 instead (``utf8_stdout``)."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
+
+
+@contextlib.contextmanager
+def utf8_stdout() -> Iterator[TextIO]:
+    """Standard output as UTF-8 whatever the terminal: an export is data, and an escape in
+    it would be another key or customer."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a stream of text alone (a test's, say): nothing to encode
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    out = io.TextIOWrapper(buffer, encoding="utf-8", newline="")
+    try:
+        yield out
+        out.flush()
+    finally:
+        out.detach()  # the buffer stays sys.stdout's
 
 
 def print_json(data: Any) -> None:

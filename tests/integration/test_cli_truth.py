@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
+import io
 import json
 import os
 import sys
@@ -18,7 +20,7 @@ from shakesco_async.ledger import Intent, KeySource, SQLiteLedger
 from shakesco_async.sandbox import Sandbox
 from tests.conftest import ClientFactory
 from tests.guard._crash import die_at
-from tests.support.cli import ROOT, run_cli
+from tests.support.cli import ROOT, run_cli, start_cli
 
 
 async def _many_entries(path: Path, business: str, n: int) -> None:
@@ -168,3 +170,25 @@ async def test_summaries_count_skipped_settled_resent_and_in_doubt_apart(
     assert "examined 4 open entries: settled 4, in doubt 0" in out
     assert "proven not applied, sent again and applied  1" in out
     assert "verified applied, recorded                  3" in out
+
+
+async def test_a_terminal_that_cannot_show_a_name_gets_escapes_and_an_export_stays_exact(tmp_path: Path) -> None:
+    """Keys and customers are the application's text: a terminal whose encoding lacks a
+    character (PYTHONIOENCODING, a Latin-1 locale) sees it escaped, never a traceback; an
+    export is data and stays UTF-8 whatever the terminal."""
+    path = tmp_path / "ledger.sqlite3"
+    async with SQLiteLedger(path, business="acme") as ledger:
+        intent = Intent("k€y-1", "/redeem-tokens", {"customer_ref": "zoë-用户"}, ("zoë-用户",), KeySource.CALLER)
+        await ledger.begin(intent, owner="o", lease_ttl=1)
+    ascii_terminal = {"PYTHONIOENCODING": "ascii"}
+    for args in (["ledger", "list"], ["ledger", "show", "k€y-1"], ["ledger", "stats"]):
+        code, out, err = await run_cli(*args, "--ledger", str(path), env=ascii_terminal)
+        assert code == 0 and err == "", (args, err)
+        assert "Traceback" not in out
+    _, listed, _ = await run_cli("ledger", "list", "--ledger", str(path), env=ascii_terminal)
+    assert "k\\u20acy-1" in listed and "zo\\xeb-\\u7528\\u6237" in listed
+    proc = await start_cli("ledger", "export", "--format", "csv", "--ledger", str(path), env=ascii_terminal)
+    raw, err_bytes = await proc.communicate()
+    assert proc.returncode == 0, err_bytes.decode()
+    (row,) = csv.DictReader(io.StringIO(raw.decode("utf-8")))
+    assert row["key"] == "k€y-1" and json.loads(row["customers"]) == ["zoë-用户"]
