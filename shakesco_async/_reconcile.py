@@ -14,7 +14,7 @@ import attrs
 
 from ._errors import ValidationError
 from ._timing import CLAIM_TTL, CLOCK
-from ._validate import seconds
+from ._validate import row_limit, seconds
 from .guard import WriteGuard
 from .guard._outcome import ReconcileOutcome
 from .guard._wrapper import Resend, Settled, wave_size
@@ -87,8 +87,7 @@ async def reconcile(
     claimed a page at a time, the next while the last is worked on.
     """
     check_options(older_than=older_than, concurrency=concurrency, resend=resend)
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ValidationError(f"limit must be None or an int of at least 1, got {limit!r}")
+    limit = row_limit("limit", limit)
     pass_id = uuid.uuid4().hex
     claims: list[tuple[str, list[str]]] = []  # (owner, keys) per page, given back at the end
     counts: Counter[str] = Counter()

@@ -22,10 +22,12 @@ __all__ = [
     "duration",
     "event_name",
     "index",
+    "lookup",
     "multiplier",
     "non_negative_amount",
     "percent",
     "rate_percent",
+    "row_limit",
     "seconds",
     "shown",
     "text",
@@ -66,6 +68,25 @@ def text(name: str, value: Any, limit: int = MAX_STRING) -> str:
         raise ValidationError(f"{name} is longer than {limit} characters")
     if _CONTROL.search(value):
         raise ValidationError(f"{name} must not contain control characters")
+    return _encodable(name, value)
+
+
+def lookup(name: str, value: Any) -> str:
+    """A string to look a stored one up by: any text that can be stored (one that ``text``
+    refuses is simply not found)."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{name} must be a string, got {type(value).__name__}")
+    return _encodable(name, value)
+
+
+def row_limit(name: str, value: Any) -> int | None:
+    """None, or an int of at least 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValidationError(f"{name} must be None or an int of at least 1, got {shown(value)}")
+    return value
+
+
+def _encodable(name: str, value: str) -> str:
     if not value.isascii():
         try:
             value.encode("utf-8")

@@ -13,15 +13,16 @@ from typing import Any, Self
 
 import attrs
 
-from .._errors import ConfigurationError
+from .._errors import ConfigurationError, ValidationError
 from .._timing import CLOCK
+from .._validate import lookup, row_limit, seconds
 from . import _clock as clock
 from ._clock import LeaseEnd, Moment
 from ._entry import MOVES_INTO, OPEN_STATES, EntryState, Intent, LedgerEntry, Settlement, forbidden_move
 from ._resolve import resolve_by_hand
 from ._staging import Stager, driver_transaction
 
-__all__ = ["Begun", "Fence", "Ledger"]
+__all__ = ["Begun", "Fence", "Ledger", "check_lookup"]
 
 
 @attrs.frozen
@@ -364,3 +365,29 @@ class Ledger(abc.ABC):
     @abc.abstractmethod
     async def counts(self) -> dict[EntryState, int]:
         """How many entries are in each state."""
+
+
+def check_lookup(
+    *,
+    key: object = None,
+    customer: object = None,
+    states: object = None,
+    older_than: object = None,
+    limit: object = None,
+) -> None:
+    """The inspection methods' arguments (``get``, ``entries``), checked before any read:
+    a ``ValidationError`` says what is wrong, where the database would raise an error of
+    its own (a lone surrogate, a limit of text) or quietly match nothing (a key of 5)."""
+    if key is not None:
+        lookup("key", key)
+    if customer is not None:
+        lookup("customer", customer)
+    if states is not None and (
+        isinstance(states, str | bytes)
+        or not isinstance(states, Sequence)
+        or not all(isinstance(state, EntryState) for state in states)
+    ):
+        raise ValidationError(f"states must be a sequence of EntryState, got {type(states).__name__}")
+    if older_than is not None:
+        seconds("older_than", older_than)
+    row_limit("limit", limit)

@@ -27,7 +27,7 @@ from .._errors import ConfigurationError, LeaseLost, LedgerError
 from .._timing import CLOCK
 from .._validate import seconds
 from ._advisory import AdvisoryLeases
-from ._base import Begun, Fence, Ledger
+from ._base import Begun, Fence, Ledger, check_lookup
 from ._batches import Batches
 from ._entry import (
     FINAL_STATES,
@@ -690,6 +690,7 @@ class PostgresLedger(Ledger):
     # -- inspection ------------------------------------------------------------------------------
     @ledger_errors
     async def get(self, key: str) -> LedgerEntry | None:
+        check_lookup(key=key)
         return await self._get(key)
 
     @ledger_errors
@@ -710,6 +711,7 @@ class PostgresLedger(Ledger):
         newest: bool = False,
         key: str | None = None,
     ) -> list[tuple[str, LedgerEntry]]:
+        check_lookup(key=key, customer=customer, states=states, older_than=older_than, limit=limit)
         pool = await self._pool_conn()
         scope, args = self._scope(1)
         sql = f"SELECT business, {_COLUMNS} FROM {self._t} WHERE {scope}"

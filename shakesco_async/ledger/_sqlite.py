@@ -23,7 +23,7 @@ from .._timing import CLOCK
 from .._validate import seconds
 from . import _clock as clock
 from . import _sqlite_leases as lease_rows
-from ._base import Begun, Fence, Ledger
+from ._base import Begun, Fence, Ledger, check_lookup
 from ._clock import LeaseEnd
 from ._entry import (
     FINAL_STATES,
@@ -990,6 +990,7 @@ class SQLiteLedger(Ledger):
 
     # -- inspection ------------------------------------------------------------------------------
     async def get(self, key: str) -> LedgerEntry | None:
+        check_lookup(key=key)
         scope, args = self._scope
         rows = await self._read(f"SELECT {_COLUMNS} FROM entries WHERE {scope} AND key = ?", (*args, key))
         return _entry(rows[0]) if rows else None
@@ -1004,6 +1005,7 @@ class SQLiteLedger(Ledger):
         newest: bool = False,
         key: str | None = None,
     ) -> list[tuple[str, LedgerEntry]]:
+        check_lookup(key=key, customer=customer, states=states, older_than=older_than, limit=limit)
         scope, scope_args = self._scope
         sql = f"SELECT business, {_COLUMNS} FROM entries WHERE {scope}"
         args: list[Any] = [*scope_args]

@@ -282,6 +282,36 @@ async def test_prune_deletes_old_final_entries_only(ledger: Ledger, ledger_spec:
         await ledger.prune(older_than=-1)
 
 
+@pytest.mark.parametrize(
+    ("lookup", "says"),
+    [
+        ({"key": "k\udcff"}, "key is not valid Unicode"),
+        ({"key": 5}, "key must be a string"),
+        ({"customer": "c\ud800"}, "customer is not valid Unicode"),
+        ({"states": "committed"}, "states must be a sequence of EntryState"),
+        ({"states": ["committed"]}, "states must be a sequence of EntryState"),
+        ({"older_than": "1"}, "older_than must be a finite number"),
+        ({"older_than": -1}, "older_than must be a finite number"),
+        ({"limit": 0}, "limit must be None or an int of at least 1"),
+        ({"limit": "5"}, "limit must be None or an int of at least 1"),
+    ],
+)
+async def test_a_lookup_no_entry_could_answer_is_refused_before_any_read(
+    ledger: Ledger, lookup: dict[str, Any], says: str
+) -> None:
+    """What a person types (the CLI passes its arguments on) is checked first: a clear
+    ValidationError, never the database's own error, nor nothing found for a key of 5."""
+    await ledger.begin(_intent("k-1", "c-1"), owner="o", lease_ttl=0, snapshot={})
+    with pytest.raises(ValidationError, match=says):
+        await ledger.entries(**lookup)
+    if set(lookup) == {"key"}:
+        with pytest.raises(ValidationError, match=says):
+            await ledger.get(lookup["key"])
+        with pytest.raises(ValidationError, match=says):
+            await ledger.resolve(lookup["key"], applied=False, note="checked")
+    assert [e.key for e in await ledger.entries(customer="c-1", states=[EntryState.SENDING], limit=1)] == ["k-1"]
+
+
 async def test_marking_sending_refuses_a_lease_another_owner_took(ledger: Ledger) -> None:
     # Owner "slow" lost its lease (lapsed, or given up) and "other" took the customer.
     await ledger.begin(_intent("slow", "c-lapse"), owner="slow", lease_ttl=60)

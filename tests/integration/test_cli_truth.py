@@ -192,3 +192,7 @@ async def test_a_terminal_that_cannot_show_a_name_gets_escapes_and_an_export_sta
     assert proc.returncode == 0, err_bytes.decode()
     (row,) = csv.DictReader(io.StringIO(raw.decode("utf-8")))
     assert row["key"] == "k€y-1" and json.loads(row["customers"]) == ["zoë-用户"]
+    # Bytes that are no text in the terminal's encoding (Python keeps them as lone surrogates)
+    for args in (["ledger", "show", "\udcff"], ["ledger", "list", "--customer", "c\udcff"]):
+        code, out, err = await run_cli(*args, "--ledger", str(path))
+        assert code == 2 and "is not valid Unicode text" in err and "Traceback" not in err, err
