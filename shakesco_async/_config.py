@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
+import re
 from typing import overload
 
 import yarl
@@ -72,12 +73,40 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+_LABEL = re.compile(r"[A-Za-z0-9_-]{1,63}")  # underscores too: containers' service names have them
+
+
+def _resolvable(host: str) -> bool:
+    """An IP address, or a name (``host`` as sent: IDNA, ASCII) of labels a resolver takes."""
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        pass
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
+
+
+def _shown(raw: str) -> str:
+    """``raw`` for an error message, without what may stand before an ``@``: a password."""
+    return repr(re.sub(r"//[^/]*@", "//***@", raw))
+
+
 def resolve_base_url(base_url: str | None) -> yarl.URL:
     raw = base_url or os.environ.get("SHAKESCO_BASE_URL") or DEFAULT_BASE_URL
-    url = yarl.URL(raw.rstrip("/"))
-    if url.scheme not in ("https", "http") or not url.host:
-        raise ConfigurationError(f"base_url must be an https:// URL, got {raw!r}")
-    if url.scheme == "http" and not _is_loopback(url.host):
+    if not isinstance(raw, str):
+        raise ConfigurationError(f"base_url must be a string, got {type(raw).__name__}")
+    try:
+        url = yarl.URL(raw.rstrip("/"))
+        host = url.host  # decoded from punycode: one that decodes to nothing raises here
+    except ValueError as exc:  # a port out of range, a broken IPv6 literal, a host IDNA refuses
+        raise ConfigurationError(f"base_url is not a URL ({exc}): {_shown(raw)}") from None
+    if url.scheme not in ("https", "http") or not host:
+        raise ConfigurationError(f"base_url must be an https:// URL, got {_shown(raw)}")
+    if not _resolvable(url.raw_host or ""):
+        # Else the first request fails, for every write, in the resolver (a UnicodeError
+        # aiohttp does not wrap) or as a host that cannot be found.
+        raise ConfigurationError(f"base_url's host is not a host name or an IP address: {_shown(raw)}")
+    if url.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r}: the API key would travel unencrypted; "
             "use https://, or http:// only for a loopback sandbox"

@@ -20,7 +20,7 @@ import attrs
 import yarl
 
 from ._config import ApiKey
-from ._errors import ConfigurationError, MalformedResponse, TransportError, TransportTimeout
+from ._errors import ConfigurationError, MalformedResponse, ShakescoError, TransportError, TransportTimeout
 from ._retry import parse_retry_after
 from ._wire import WireValue, encode_body, encode_query
 
@@ -197,6 +197,15 @@ class Transport:
         except (aiohttp.ClientError, OSError) as exc:
             _scrub(exc)
             raise TransportError(f"{method} {path}: connection lost ({type(exc).__name__})", sent=None) from exc
+        except ShakescoError:
+            raise  # ours, from reading the answer (a body over the cap)
+        except Exception as exc:
+            # Anything else aiohttp or the resolver let through (a UnicodeError from a name
+            # the resolver refuses, say) is still a failure of this exchange, and where it
+            # struck is unknown: the request may have left. Not chained: its text is shown
+            # without the key, and its arguments might carry the request's headers.
+            shown = str(exc).replace(self._api_key.reveal(), "***")[:200]
+            raise TransportError(f"{method} {path}: {type(exc).__name__}: {shown}", sent=None) from None
         finally:
             assert self._pool.gate is not None
             self._pool.gate.release()

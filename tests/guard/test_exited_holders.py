@@ -94,9 +94,10 @@ def test_what_cannot_be_told_counts_as_alive(child: subprocess.Popen[bytes], ide
 
 
 def _exited_identity() -> str:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    # It waits to be told to end: one that ended before its identity was read has none.
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     identity = processes.identity_of(proc.pid)
-    proc.wait()
+    proc.communicate()
     assert identity and processes.exited(identity)
     return identity
 

@@ -68,7 +68,46 @@ def test_unsafe_base_urls_are_refused(url: str) -> None:
         ShakescoClient("k", base_url=url)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787", "https://x.io"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://a..b",  # an empty label: the resolver raised UnicodeError at the first request
+        "https://xn--zz",  # punycode that decodes to nothing
+        "https://ex ample.com",
+        "https://ho%st",
+        "https://[::1",
+        "https://host:99999",
+        "https://h\udcff.com",
+        "https://" + "a" * 64 + ".com",
+        5,
+    ],
+)
+def test_a_base_url_that_cannot_be_reached_is_refused_at_once(url: object) -> None:
+    """Refused when the client is made, as a ConfigurationError: at the first request it
+    was a resolver's UnicodeError, or a failure to connect for every write."""
+    with pytest.raises(ConfigurationError, match="base_url"):
+        ShakescoClient("k", base_url=url)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("url", ["https://user:s3cret@a..b", "ftp://u:s3cret@x", "https://u:s3cret@host:99999"])
+def test_a_refused_base_url_is_never_shown_with_its_password(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="base_url") as refused:
+        ShakescoClient("k", base_url=url)
+    assert "s3cret" not in str(refused.value) and "s3cret" not in repr(refused.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8787",
+        "http://localhost:8787",
+        "http://[::1]:8787",
+        "https://x.io",
+        "https://tokens.bücher.example/api/",
+        "https://shakesco_api.internal:8443",  # a container's service name
+        "https://10.1.2.3",
+    ],
+)
 def test_loopback_http_and_https_are_accepted(url: str) -> None:
     ShakescoClient("k", base_url=url)
 

@@ -128,3 +128,28 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(None) is None
     assert parse_retry_after("soon") is None
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
+
+
+async def test_a_surprise_from_the_http_layer_is_a_transport_error_of_unknown_outcome(
+    unit_client: ShakescoClient, sleeps: list[float]
+) -> None:
+    """An exception aiohttp does not wrap (a resolver's UnicodeError, say) is a
+    TransportError, its key kept out; for a write it may have left, so it is verified:
+    here the reads fail too, and the write stays in doubt, sent once."""
+    from shakesco_async import TransportError
+    from tests.conftest import UNIT_KEY
+
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/balance?customer_ref=c1", exception=UnicodeError(f"refused, {UNIT_KEY}"), repeat=True)
+        with pytest.raises(TransportError, match="UnicodeError") as read:
+            await unit_client.balance("c1")
+    assert read.value.sent is None and UNIT_KEY not in str(read.value) and read.value.__cause__ is None
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/total-spent?customer_ref=c1", payload={"total_spent": "0"})
+        m.post(f"{UNIT_URL}/redeem-tokens", exception=ValueError("a header aiohttp refused"), repeat=True)
+        m.get(ANY_READ, exception=UnicodeError("label refused"), repeat=True)
+        with pytest.raises(OutcomeUnknown):
+            await unit_client.redeem_tokens("c1", 5, idempotency_key="r-surprise")
+        assert len(sent(m, "POST")) == 1
+    entry = await unit_client.ledger.get("r-surprise")
+    assert entry is not None and entry.state == "in_doubt"
