@@ -43,6 +43,7 @@ from ._staged import StagedWrites, result_of
 from ._timing import CLOCK
 from ._transport import Transport
 from ._validate import seconds as check_seconds
+from ._validate import shown
 from ._version import VERSION
 from ._wire import WireValue
 from .endpoints import Endpoint, EndpointMethods
@@ -343,13 +344,20 @@ class _Life:
         self.sender: asyncio.Task[None] | None = None
 
 
+_MAX_RETRIES = 1000  # leases outlast every retry of a call: far more would make them endless
+
+
 def _check_limits(timeout: object, max_retries: object) -> float:
     """The timeout as a float, once both are known good."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout < math.inf:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {timeout!r}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"max_retries must be a non-negative int, got {max_retries!r}")
-    return float(timeout)
+    try:
+        seconds = float(timeout) if isinstance(timeout, int | float) and not isinstance(timeout, bool) else math.nan
+    except OverflowError:  # an int past any float
+        seconds = math.inf
+    if not 0 < seconds < math.inf:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {shown(timeout)}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= _MAX_RETRIES:
+        raise ConfigurationError(f"max_retries must be an int from 0 to {_MAX_RETRIES}, got {shown(max_retries)}")
+    return seconds
 
 
 class _GuardReads(EndpointMethods):

@@ -119,13 +119,18 @@ def test_loopback_http_and_https_are_accepted(url: str) -> None:
         ("timeout", -1),
         ("timeout", math.inf),  # an OverflowError inside aiohttp, after the intent was recorded
         ("timeout", "30"),
+        ("timeout", math.nan),
+        ("timeout", 10**400),  # past any float: an OverflowError of its own
         ("max_retries", -1),
         ("max_retries", 1.5),
+        ("max_retries", 10**400),  # the leases' lifetime grows with it: an OverflowError
     ],
 )
 def test_bad_options(option: str, value: object) -> None:
     with pytest.raises(ConfigurationError):
         ShakescoClient("k", **{option: value})  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        ShakescoClient("k").with_options(**{option: value})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("settings", [{"lease_ttl": 0}, {"lease_ttl": -5.0}, {"lease_wait": -1.0}])
