@@ -63,6 +63,9 @@ def _margin(seconds: float) -> float:
     return min(seconds * 0.05, 1.0)
 
 
+_SECRET_MIN = 8
+
+
 def user_agent(version: str) -> str:
     return f"shakesco-async/{version} python/{platform.python_version()} aiohttp/{aiohttp.__version__}"
 
@@ -204,14 +207,23 @@ class Transport:
             # the resolver refuses, say) is still a failure of this exchange, and where it
             # struck is unknown: the request may have left. Not chained: its text is shown
             # without the key, and its arguments might carry the request's headers.
-            shown = str(exc).replace(self._api_key.reveal(), "***")[:200]
+            shown = self._unechoed(str(exc))[:200]
             raise TransportError(f"{method} {path}: {type(exc).__name__}: {shown}", sent=None) from None
         finally:
             assert self._pool.gate is not None
             self._pool.gate.release()
         elapsed_ms = (time.perf_counter() - started) * 1000
         log.debug("%s %s -> %d in %.1f ms", method, path, status, elapsed_ms)
-        return Response(status, text, retry_after, request_id[:200] if request_id else None)
+        return Response(
+            status, self._unechoed(text), retry_after, self._unechoed(request_id[:200]) if request_id else None
+        )
+
+    def _unechoed(self, answer: str) -> str:
+        """``answer`` without the API key: a proxy or a misconfigured API may echo the
+        request's headers, and what an answer says goes into errors, logs and the ledger.
+        (A key shorter than 8 characters is no real key: its letters are left alone.)"""
+        secret = self._api_key.reveal()
+        return answer.replace(secret, "***") if len(secret) >= _SECRET_MIN and secret in answer else answer
 
     async def _take_slot(self, method: str, path: str, started: float) -> aiohttp.ClientTimeout:
         """Wait for one of the pool's connections; returns what is left of the request's timeout.

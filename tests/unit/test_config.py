@@ -429,3 +429,30 @@ async def test_a_closed_client_refuses_calls_before_touching_its_ledger(tmp_path
     assert client.ledger._writer is None  # type: ignore[attr-defined]  # not reopened
     async with ShakescoClient("k", base_url=UNIT_URL, ledger=tmp_path / "l.sqlite3") as again:
         assert sum((await again.ledger.counts()).values()) == 0  # no intent was recorded
+
+
+async def test_an_answer_that_echoes_the_key_never_carries_it_further(
+    unit_client: ShakescoClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy or a misconfigured API may echo the request's Authorization header in its
+    answer: the key is taken out of every answer as it is read, so no error, log line or
+    ledger entry made from it holds the key."""
+    from shakesco_async import InvalidParameters
+    from tests.unit._mock import ANY_READ, QUIET_STATE
+
+    caplog.set_level(logging.DEBUG, logger="shakesco_async")
+    echoed = {"error": f"Invalid parameters: bad header Bearer {UNIT_KEY}"}
+    with aioresponses() as m:
+        m.get(f"{UNIT_URL}/balance?customer_ref=c", status=400, payload=echoed, headers={"X-Request-Id": UNIT_KEY})
+        with pytest.raises(InvalidParameters) as read:
+            await unit_client.balance("c")
+        m.get(ANY_READ, payload=QUIET_STATE, repeat=True)
+        m.post(f"{UNIT_URL}/expire-tokens", status=400, payload=echoed)
+        with pytest.raises(InvalidParameters) as write:
+            await unit_client.expire_tokens("c", idempotency_key="echo")
+    entry = await unit_client.ledger.get("echo")
+    assert entry is not None and entry.state == EntryState.FAILED
+    for told in (read.value, write.value):
+        assert "bad header Bearer ***" in str(told)
+        assert UNIT_KEY not in str(told) + repr(told) + repr(told.args) + str(vars(told))
+    assert UNIT_KEY not in repr(entry) and UNIT_KEY not in caplog.text
