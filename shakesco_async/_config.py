@@ -130,7 +130,8 @@ def resolve_timeout(timeout: object) -> object:
 
 
 def resolve_ledger(ledger: object) -> object:
-    return ledger if ledger is not None else os.environ.get("SHAKESCO_LEDGER", DEFAULT_LEDGER)
+    """``ledger``, else env ``SHAKESCO_LEDGER`` (empty counts as unset), else the default file."""
+    return ledger if ledger is not None else os.environ.get("SHAKESCO_LEDGER", "").strip() or DEFAULT_LEDGER
 
 
 @overload

@@ -456,3 +456,26 @@ async def test_an_answer_that_echoes_the_key_never_carries_it_further(
         assert "bad header Bearer ***" in str(told)
         assert UNIT_KEY not in str(told) + repr(told) + repr(told.args) + str(vars(told))
     assert UNIT_KEY not in repr(entry) and UNIT_KEY not in caplog.text
+
+
+@pytest.mark.parametrize(
+    "ledger", ["", "   ", "file:ledger.sqlite3?mode=ro", "sqlite:///ledger.sqlite3", "mysql://h/db", "s3://bucket/x"]
+)
+def test_a_ledger_that_is_no_path_is_refused_before_anything_is_made(
+    ledger: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty setting (``SHAKESCO_LEDGER=`` in a deployment) or a URI: refused, where a
+    file named by it (or by the working directory) was made and written to."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigurationError, match="ledger"):
+        ShakescoClient("k", base_url=UNIT_URL, ledger=ledger)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_empty_ledger_setting_in_the_environment_counts_as_unset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SHAKESCO_LEDGER", "  ")
+    client = ShakescoClient("k", base_url=UNIT_URL)
+    assert repr(client.ledger) == repr(ShakescoClient("k", base_url=UNIT_URL, ledger="shakesco-ledger.sqlite3").ledger)
