@@ -272,12 +272,12 @@ def _missing() -> Any:
 async def _raw_params(request: web.Request, is_write: bool) -> dict[str, Any]:
     if not is_write:
         return dict(request.query)
-    text = await request.text()
-    if not text.strip():
+    body = await request.read()
+    if not body.strip():
         return {}
     try:
-        data = json.loads(text, parse_float=str, parse_int=int)
-    except ValueError:
+        data = json.loads(body.decode("utf-8"), parse_float=str, parse_int=int)
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested past the stack
         raise invalid() from None
     if not isinstance(data, dict):
         raise invalid()

@@ -399,3 +399,19 @@ async def test_percents_and_multipliers_are_plain_json_numbers(sandbox: Sandbox,
     assert bodies["/staking-rate"]["base_reward_percent"] == 20
     assert bodies["/vesting-info"]["cliff_percent"] == 12.5
     assert bodies["/user-tier"] == {"tier": "None"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"{", b"[]", b'"x"', b'{"customer_ref": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", b"\xff\xfe"],
+    ids=["cut", "array", "string", "deep", "not-utf8"],
+)
+async def test_a_body_that_is_no_json_object_is_invalid_parameters(sandbox: Sandbox, body: bytes) -> None:
+    """What a user's own HTTP code may send the sandbox: a 400 the API would give, never a
+    500 of the sandbox's own (a nesting past Python's recursion limit was one)."""
+    headers = {"Authorization": f"Bearer {sandbox.api_key}", "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{sandbox.base_url}/redeem-tokens", data=body, headers=headers) as answer,
+    ):
+        assert answer.status == 400 and await answer.json() == {"error": "Invalid parameters"}
