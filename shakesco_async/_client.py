@@ -7,7 +7,6 @@ import contextlib
 import copy
 import functools
 import logging
-import math
 import os
 from collections.abc import AsyncIterator
 from types import TracebackType
@@ -350,11 +349,9 @@ _MAX_RETRIES = 1000  # leases outlast every retry of a call: far more would make
 def _check_limits(timeout: object, max_retries: object) -> float:
     """The timeout as a float, once both are known good."""
     try:
-        seconds = float(timeout) if isinstance(timeout, int | float) and not isinstance(timeout, bool) else math.nan
-    except OverflowError:  # an int past any float
-        seconds = math.inf
-    if not 0 < seconds < math.inf:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {shown(timeout)}")
+        seconds = check_seconds("timeout", timeout, positive=True)
+    except ValidationError as exc:  # a setting of the client's: its error is a configuration error
+        raise ConfigurationError(str(exc)) from None
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or not 0 <= max_retries <= _MAX_RETRIES:
         raise ConfigurationError(f"max_retries must be an int from 0 to {_MAX_RETRIES}, got {shown(max_retries)}")
     return seconds

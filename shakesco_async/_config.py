@@ -86,7 +86,7 @@ def _resolvable(host: str) -> bool:
     return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in host.removesuffix(".").split("."))
 
 
-def _shown(raw: str) -> str:
+def _without_password(raw: str) -> str:
     """``raw`` for an error message, without what may stand before an ``@``: a password."""
     return repr(re.sub(r"//[^/]*@", "//***@", raw))
 
@@ -99,13 +99,13 @@ def resolve_base_url(base_url: str | None) -> yarl.URL:
         url = yarl.URL(raw.rstrip("/"))
         host = url.host  # decoded from punycode: one that decodes to nothing raises here
     except ValueError as exc:  # a port out of range, a broken IPv6 literal, a host IDNA refuses
-        raise ConfigurationError(f"base_url is not a URL ({exc}): {_shown(raw)}") from None
+        raise ConfigurationError(f"base_url is not a URL ({exc}): {_without_password(raw)}") from None
     if url.scheme not in ("https", "http") or not host:
-        raise ConfigurationError(f"base_url must be an https:// URL, got {_shown(raw)}")
+        raise ConfigurationError(f"base_url must be an https:// URL, got {_without_password(raw)}")
     if not _resolvable(url.raw_host or ""):
         # Else the first request fails, for every write, in the resolver (a UnicodeError
         # aiohttp does not wrap) or as a host that cannot be found.
-        raise ConfigurationError(f"base_url's host is not a host name or an IP address: {_shown(raw)}")
+        raise ConfigurationError(f"base_url's host is not a host name or an IP address: {_without_password(raw)}")
     if url.scheme == "http" and not _is_loopback(host):
         raise ConfigurationError(
             f"refusing plain http:// to {url.host!r}: the API key would travel unencrypted; "
